@@ -1,0 +1,262 @@
+"""Image-classification sources: an ImageFolder tree per split, a .tar.gz of one, or a torchvision dataset.
+
+``open_source(spec)`` accepts
+- a folder with one subfolder per split (``train/``, ``test/``), each ``<class>/<image>``;
+  a folder whose only child is such a folder (an archive's root) is entered;
+  a plain ``<class>/<image>`` folder is one split named ``all``;
+- a ``.tar.gz``/``.tgz``/``.tar`` of such a folder, extracted once into the cache;
+- ``torchvision:NAME`` (e.g. ``torchvision:CIFAR10``), downloaded into the cache when online.
+
+Class indices are the sorted union of class folder names, so they agree across splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import shutil
+import tarfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError
+from ..images import load_image, to_uint8_rgb
+from ..paths import cache_root
+
+SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
+IMAGE_EXTENSIONS = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image: ``id`` is stable across runs (``<class>/<file>`` or ``<index>``)."""
+
+    id: str
+    label: int
+    path: Path | None = None
+
+
+@dataclass
+class Split:
+    """The samples of one split, with the means to read and hash them."""
+
+    name: str
+    classes: list[str]
+    samples: list[Sample]
+    _reader: Callable[[Sample], np.ndarray] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, sample: Sample) -> np.ndarray:
+        """The image as HxWx3 uint8; DataError naming the file when it cannot be read."""
+        try:
+            return self._reader(sample) if self._reader else load_image(sample.path)
+        except (OSError, ValueError, SyntaxError) as e:
+            where = sample.path if sample.path else f"{self.name}/{sample.id}"
+            raise DataError(f"{where}: cannot read image ({type(e).__name__}: {e})") from None
+
+    def source_hash(self, sample: Sample) -> str:
+        """sha256 of the file's bytes (file sources) or of the decoded pixels (others)."""
+        if sample.path is not None:
+            h = hashlib.sha256()
+            try:
+                with open(sample.path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError as e:
+                raise DataError(f"{sample.path}: cannot read file ({e.strerror})") from None
+            return h.hexdigest()
+        a = self.load(sample)
+        return hashlib.sha256(f"{a.shape}".encode() + a.tobytes()).hexdigest()
+
+    def subset(self, limit: int | None, seed: int = 0) -> "Split":
+        """A class-balanced subset of at most ``limit`` samples, the same for the same seed."""
+        if limit is None or limit >= len(self.samples):
+            return self
+        rng = np.random.default_rng(seed)
+        by_class: dict[int, list[Sample]] = {}
+        for s in self.samples:
+            by_class.setdefault(s.label, []).append(s)
+        for lst in by_class.values():
+            rng.shuffle(lst)
+        chosen: list[Sample] = []
+        queues = [by_class[c] for c in sorted(by_class)]
+        i = 0
+        while len(chosen) < limit:  # round-robin over classes keeps the subset balanced
+            for q in queues:
+                if i < len(q) and len(chosen) < limit:
+                    chosen.append(q[i])
+            i += 1
+        chosen.sort(key=lambda s: s.id)
+        return Split(self.name, self.classes, chosen, self._reader)
+
+
+@dataclass
+class ImageSource:
+    """A dataset: class names and its splits by name."""
+
+    spec: str
+    classes: list[str]
+    splits: dict[str, Split]
+    root: Path | None = None
+
+    def split(self, name: str) -> Split:
+        if name not in self.splits:
+            raise DataError(f"{self.spec}: no split {name!r} (splits: {', '.join(self.splits) or 'none'})")
+        return self.splits[name]
+
+    @property
+    def source_id(self) -> str:
+        """A short id of where the data came from, for naming caches."""
+        where = str(self.root.resolve()) if self.root else self.spec
+        return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
+def open_source(spec: str | os.PathLike, limits: dict[str, int] | None = None, seed: int = 0) -> ImageSource:
+    """Open a folder, archive or ``torchvision:NAME`` source; ``limits`` caps splits by name."""
+    spec = str(spec)
+    if spec.startswith("torchvision:"):
+        source = _open_torchvision(spec)
+    else:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise DataError(f"{spec}: no such file or folder")
+        if path.is_file():
+            if not _is_archive(path):
+                raise DataError(f"{spec}: not a folder or a .tar.gz/.tgz/.tar archive")
+            path = _extract_archive(path)
+        source = _open_folder(spec, path)
+    for name, limit in (limits or {}).items():
+        if limit is not None:
+            source.splits[name] = source.split(name).subset(limit, seed)
+    return source
+
+
+# ------------------------------------------------------------------------------------------ folders
+def _is_archive(path: Path) -> bool:
+    return path.name.endswith((".tar.gz", ".tgz", ".tar"))
+
+
+def _visible_dirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def _is_image_folder(path: Path) -> bool:
+    return any(_image_files(d) for d in _visible_dirs(path))
+
+
+def _open_folder(spec: str, path: Path) -> ImageSource:
+    root = path
+    while True:  # enter an archive's single root folder, e.g. cifar10/
+        dirs = _visible_dirs(root)
+        if len(dirs) == 1 and not _image_files(root) and not _is_image_folder(root) \
+                and dirs[0].name not in SPLIT_NAMES:
+            root = dirs[0]
+        else:
+            break
+    split_dirs = [d for d in _visible_dirs(root) if _is_image_folder(d)]
+    if split_dirs:
+        named = {d.name: d for d in split_dirs}
+    elif _is_image_folder(root):
+        named = {"all": root}
+    else:
+        raise DataError(f"{spec}: no images found in the ImageFolder layout (<split>/<class>/<image>)")
+    classes = sorted({c.name for d in named.values() for c in _visible_dirs(d) if _image_files(c)})
+    index = {c: i for i, c in enumerate(classes)}
+    splits = {}
+    for name, d in named.items():
+        samples = [
+            Sample(id=f"{c.name}/{f.name}", label=index[c.name], path=f)
+            for c in _visible_dirs(d) if c.name in index for f in _image_files(c)
+        ]
+        splits[name] = Split(name, classes, samples)
+    return ImageSource(spec, classes, splits, root)
+
+
+def _extract_archive(archive: Path) -> Path:
+    """Extract once into the cache (temp folder, then rename); later calls reuse it."""
+    st = archive.stat()
+    ident = hashlib.sha256(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_root() / "sources" / f"{archive.name.split('.')[0]}-{ident}"
+    if target.is_dir():
+        return target
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, filter="data")
+            else:  # Python without extraction filters: refuse unsafe member paths ourselves
+                for m in tar.getmembers():
+                    if m.name.startswith(("/", "..")) or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
+                        raise DataError(f"{archive}: unsafe member {m.name!r}")
+                tar.extractall(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process won the race
+            shutil.rmtree(tmp, ignore_errors=True)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{archive}: cannot extract archive ({type(e).__name__}: {e})") from None
+    return target
+
+
+# -------------------------------------------------------------------------------------- torchvision
+_TV_SPLITS = {"train": ("train", "trainval"), "test": ("test", "val")}
+
+
+def _open_torchvision(spec: str) -> ImageSource:
+    import torchvision.datasets as tvd
+
+    name = spec.split(":", 1)[1]
+    cls = next((getattr(tvd, n) for n in dir(tvd) if n.lower() == name.lower()), None)
+    if cls is None or not inspect.isclass(cls):
+        raise DataError(f"{spec}: torchvision.datasets has no dataset named {name!r}")
+    root = cache_root() / "torchvision" / cls.__name__
+    params = inspect.signature(cls).parameters
+    datasets = {}
+    for split, candidates in _TV_SPLITS.items():
+        for cand in candidates:
+            kwargs = {"train": split == "train"} if "train" in params else {"split": cand}
+            try:
+                datasets[split] = cls(root=str(root), download=True, **kwargs)
+                break
+            except ValueError:
+                continue  # not a split name this dataset knows
+            except (RuntimeError, OSError) as e:
+                raise DataError(f"{spec}: cannot download or read the dataset ({type(e).__name__}: {e})") from None
+    if not datasets:
+        raise DataError(f"{spec}: found no train/test split")
+    first = next(iter(datasets.values()))
+    classes = list(getattr(first, "classes", []) or [])
+    splits = {}
+    for split, ds in datasets.items():
+        targets = _torchvision_targets(ds)
+        if not classes:
+            classes = [str(c) for c in sorted(set(targets))]
+        samples = [Sample(id=f"{i:08d}", label=int(t)) for i, t in enumerate(targets)]
+        splits[split] = Split(split, classes, samples, _reader=lambda s, ds=ds: to_uint8_rgb(ds[int(s.id)][0]))
+    return ImageSource(spec, classes, splits, root=None)
+
+
+def _torchvision_targets(ds) -> list[int]:
+    for attr in ("targets", "labels", "_labels", "_samples"):
+        t = getattr(ds, attr, None)
+        if t is not None:
+            t = [x[1] if isinstance(x, tuple) else x for x in t]
+            return [int(x) for x in t]
+    return [int(ds[i][1]) for i in range(len(ds))]

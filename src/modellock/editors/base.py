@@ -1,0 +1,55 @@
+"""The editor interface: a batch of images in, edited and blended images out, each its own size."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+
+from ..images import ImageLike, blend, resize, to_uint8_rgb
+
+
+class Editor(ABC):
+    """Base class. Subclasses implement ``edit_batch`` on same-sized uint8 arrays.
+
+    ``edit`` resizes each image to the key's resolution (0 = keep its size), edits in batches of
+    ``batch_size``, resizes the edit back and blends it with the original by the key's ``alpha``.
+    An image's edit never depends on the batch it is in.
+    """
+
+    name: str = ""
+    key_defaults: dict = {}  # fields of a new key that differ from the paper's defaults
+    default_batch_size: int = 64
+
+    def __init__(self, key, device: str | None = None, batch_size: int | None = None):
+        self.key = key
+        self.device = device
+        self.batch_size = batch_size or self.default_batch_size
+
+    @abstractmethod
+    def edit_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Edit same-sized HxWx3 uint8 arrays; return arrays of the same size (no blending)."""
+
+    def edit(self, images: Sequence[ImageLike]) -> list[np.ndarray]:
+        originals = [to_uint8_rgb(im) for im in images]
+        res = self.key.resolution
+        work = [resize(a, (res, res)) if res else a for a in originals]
+        groups: dict[tuple, list[int]] = defaultdict(list)  # batch only same-sized images together
+        for i, a in enumerate(work):
+            groups[a.shape].append(i)
+        edited: list[np.ndarray | None] = [None] * len(work)
+        for idx in groups.values():
+            for start in range(0, len(idx), self.batch_size):
+                chunk = idx[start:start + self.batch_size]
+                for i, out in zip(chunk, self.edit_batch([work[i] for i in chunk])):
+                    edited[i] = out
+        return [
+            blend(orig, resize(e, orig.shape[:2]), self.key.alpha) for orig, e in zip(originals, edited)
+        ]
+
+    __call__ = edit
+
+    def close(self) -> None:
+        """Release models and memory (no-op for light editors)."""
