@@ -57,6 +57,7 @@ _OPTIONAL = {"revision"}
 # scrypt cost: about 0.1 s and 32 MiB per fingerprint on a laptop core.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 _CACHE_SALT = b"modellock/edit-cache/v1"
+_MAXMEM = 256 * 1024 * 1024
 
 _HEADER = (
     "# modellock key. SECRET: anyone holding this file can unlock every model locked with it.\n"
@@ -155,7 +156,7 @@ class Key:
     def fingerprint(self, salt: bytes | None = None) -> str:
         """A salted scrypt hash of the canonical key: ``scrypt$N$r$p$salt$hash``."""
         salt = os.urandom(16) if salt is None else salt
-        digest = hashlib.scrypt(self.canonical(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+        digest = hashlib.scrypt(self.canonical(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32, maxmem=_MAXMEM)
         return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
 
     def matches(self, fingerprint: str) -> bool:
@@ -165,7 +166,7 @@ class Key:
             if scheme != "scrypt":
                 return False
             digest = hashlib.scrypt(
-                self.canonical(), salt=bytes.fromhex(salt_hex), n=int(n), r=int(r), p=int(p),
+                self.canonical(), salt=bytes.fromhex(salt_hex), n=int(n), r=int(r), p=int(p), maxmem=_MAXMEM,
                 dklen=len(digest_hex) // 2,
             )
         except (ValueError, TypeError):
@@ -175,7 +176,7 @@ class Key:
     @cached_property
     def cache_id(self) -> str:
         """A stable, slow-hashed id naming this key's edit cache (not the fingerprint)."""
-        digest = hashlib.scrypt(self.canonical(), salt=_CACHE_SALT, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=16)
+        digest = hashlib.scrypt(self.canonical(), salt=_CACHE_SALT, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=16, maxmem=_MAXMEM)
         return digest.hex()
 
 
