@@ -1,0 +1,45 @@
+"""Shared fixtures: an isolated cache, no network, and small slices of the shared CIFAR-10 archive."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = Path(os.environ.get("MODELLOCK_SHARED_DATA", ROOT.parent / "shared" / "data")) / "cifar10-jpeg.tar.gz"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MODELLOCK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def extract_cifar_subset(dest: Path, per_class: dict[str, int]) -> Path:
+    """Stream the first N images per class of each split out of the shared archive into ``dest``."""
+    if not SHARED_CIFAR.exists():
+        pytest.skip(f"shared CIFAR-10 archive not found at {SHARED_CIFAR} (../shared/data is absent)")
+    counts: dict[tuple[str, str], int] = {}
+    with tarfile.open(SHARED_CIFAR) as tar:
+        for m in tar:
+            parts = Path(m.name).parts  # cifar10/<split>/<class>/<file>
+            if not m.isfile() or len(parts) != 4 or parts[1] not in per_class:
+                continue
+            k = (parts[1], parts[2])
+            if counts.get(k, 0) >= per_class[parts[1]]:
+                continue
+            counts[k] = counts.get(k, 0) + 1
+            out = dest / "cifar10" / parts[1] / parts[2] / parts[3]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(tar.extractfile(m).read())
+    return dest / "cifar10"
+
+
+@pytest.fixture(scope="session")
+def cifar_small(tmp_path_factory) -> Path:
+    """CIFAR-10 ImageFolder: 60 train and 20 test images per class."""
+    return extract_cifar_subset(tmp_path_factory.mktemp("cifar-small"), {"train": 60, "test": 20})
