@@ -64,6 +64,7 @@ class EditFolder:
                       "source": source.spec if source else None}
             write_bytes_atomic(json.dumps(header, indent=2).encode(), header_path)
         self._done: dict[str, dict[str, dict]] = {}
+        self._collisions: dict[str, set] = {}
 
     # ---------------------------------------------------------------- reading
     def entries(self, split: str) -> dict[str, dict]:
@@ -91,9 +92,18 @@ class EditFolder:
 
     # ---------------------------------------------------------------- writing
     def _out_name(self, split: Split, sample: Sample) -> str:
+        """``<split>/<class>/<stem>.png``; the source suffix joins the stem only when stems collide."""
+        if split.name not in self._collisions:
+            seen: dict[tuple[int, str], int] = {}
+            for s in split.samples:
+                k = (s.label, Path(s.id).stem)
+                seen[k] = seen.get(k, 0) + 1
+            self._collisions[split.name] = {k for k, n in seen.items() if n > 1}
         rel = Path(sample.id)
-        cls = split.classes[sample.label]
-        return f"{split.name}/{cls}/{rel.stem}{'' if rel.suffix.lower() in ('', '.png') else '_' + rel.suffix[1:]}.png"
+        stem = rel.stem
+        if (sample.label, stem) in self._collisions[split.name]:
+            stem += "_" + rel.suffix.lstrip(".")
+        return f"{split.name}/{split.classes[sample.label]}/{stem}.png"
 
     def add_batch(self, split: Split, samples: list[Sample], images, hashes: list[str]) -> None:
         """Write edited images atomically, then one manifest part naming them."""
