@@ -7,7 +7,10 @@ GPU runs in bf16 (fp16 where bf16 is unsupported), CPU in fp32; the safety check
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
+import warnings
 
 import numpy as np
 
@@ -17,6 +20,32 @@ from .base import Editor
 
 _PIPELINES: dict[tuple, object] = {}  # (model, revision, device, dtype) -> loaded pipeline
 _LOCK = threading.Lock()
+
+# diffusers logs the truncated tail of a prompt longer than the text encoder's context: that tail is
+# part of the secret key. This filter keeps the warning and drops the text.
+_PIPELINE_LOGGER = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_instruct_pix2pix"
+_TRUNCATED = re.compile(r"following part of your input was truncated .*?up to (\d+) tokens", re.DOTALL)
+
+
+class _RedactTruncatedPrompt(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = _TRUNCATED.search(str(record.msg))
+        if match:
+            record.msg = (
+                f"the key prompt is longer than the text encoder's {match.group(1)} tokens; "
+                "the rest of it is ignored (text not shown)"
+            )
+            record.args = ()
+        return True
+
+
+_REDACT = _RedactTruncatedPrompt()
+
+
+def _redact_prompt_in_logs() -> None:
+    logger = logging.getLogger(_PIPELINE_LOGGER)
+    if _REDACT not in logger.filters:
+        logger.addFilter(_REDACT)
 
 
 def _default_device_dtype(device: str | None, dtype):
@@ -41,11 +70,14 @@ def load_pipeline(model: str, revision: str = "", device: str | None = None, dty
             return _PIPELINES[cache_key]
         from diffusers import StableDiffusionInstructPix2PixPipeline
 
+        _redact_prompt_in_logs()
         try:
-            pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
-                model, revision=revision or None, torch_dtype=dtype,
-                safety_checker=None, requires_safety_checker=False,
-            )
+            with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; older lack dtype
+                warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+                pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
+                    model, revision=revision or None, torch_dtype=dtype,
+                    safety_checker=None, requires_safety_checker=False,
+                )
         except (OSError, ValueError, EnvironmentError) as e:
             # The model id is part of the secret key: name the field, not its value.
             raise ModelLockError(
