@@ -91,10 +91,182 @@ def edit(
         typer.echo(f"skipped images are listed in {skipped}")
 
 
+_TRAIN_HELP = "Settings may also come from --config FILE (YAML with the same names, e.g. epochs: 10)."
+
+
+def _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
+                  mixed_precision, train_limit, **extra) -> dict:
+    from .settings import load_settings
+
+    return load_settings(config, model=model, pretrained=pretrained, image_size=image_size, epochs=epochs,
+                         batch_size=batch_size, lr=lr, seed=seed, num_workers=num_workers,
+                         mixed_precision=mixed_precision, train_limit=train_limit, **extra)
+
+
+_opt = dict(
+    config=typer.Option(None, "--config", help="YAML file of settings; flags override it."),
+    model=typer.Option(None, "--model", "-m", help="Backbone: small-cnn, tiny-cnn, a timm name, torchvision:NAME."),
+    pretrained=typer.Option(None, help="Pretrained weights: hub id (hf-hub:...), .safetensors file or folder."),
+    image_size=typer.Option(None, help="Model input size (default: the backbone's own)."),
+    epochs=typer.Option(None), batch_size=typer.Option(None), lr=typer.Option(None),
+    seed=typer.Option(None, help="Seed of the lock set and of training."),
+    num_workers=typer.Option(None, help="Data loader workers."),
+    mixed_precision=typer.Option(None, help="no, bf16 or fp16 (GPU)."),
+    train_limit=typer.Option(None, help="Use a class-balanced subset of N training images."),
+)
+
+
+@app.command(epilog=_TRAIN_HELP)
+def lock(
+    key: Path = typer.Option(..., "--key", "-k", help="Key file."),
+    data: str = typer.Option(..., "--data", "-d", help="Folder, .tar.gz, or torchvision:NAME."),
+    out: Path = typer.Option(..., "--out", "-o", help="Locked model folder to write."),
+    edited_fraction: Optional[float] = typer.Option(None, help="Share of training images edited (default 0.9)."),
+    clean_target: Optional[str] = typer.Option(None, help="wrong-label, locked-class or locked-spread."),
+    edits: Optional[Path] = typer.Option(None, help="Edit folder to use and fill (default: the edit cache)."),
+    device: Optional[str] = typer.Option(None, help="Device of the editor."),
+    config: Optional[Path] = _opt["config"], model: Optional[str] = _opt["model"],
+    pretrained: Optional[str] = _opt["pretrained"], image_size: Optional[int] = _opt["image_size"],
+    epochs: Optional[int] = _opt["epochs"], batch_size: Optional[int] = _opt["batch_size"],
+    lr: Optional[float] = _opt["lr"], seed: Optional[int] = _opt["seed"],
+    num_workers: Optional[int] = _opt["num_workers"], mixed_precision: Optional[str] = _opt["mixed_precision"],
+    train_limit: Optional[int] = _opt["train_limit"],
+):
+    """Fine-tune a model locked with KEY and write the locked model folder."""
+    from .data import open_source
+    from .key import Key
+    from .lock import lock_model
+    from .settings import recipe_from, train_config_from
+
+    s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
+                      mixed_precision, train_limit, edited_fraction=edited_fraction, clean_target=clean_target,
+                      edits=str(edits) if edits else None)
+    k = Key.load(key)
+    source = open_source(data, _limits(s.get("train_limit"), None))
+    locked = lock_model(k, source, s.get("model", "small-cnn"), out, recipe_from(s), train_config_from(s),
+                        s.get("image_size"), s.get("pretrained"), s.get("edits"), s.get("split", "train"),
+                        device=device)
+    typer.echo(f"wrote locked model {out} ({len(locked.classes)} classes"
+               f"{', locked output' if locked.locked_class is not None else ''})")
+
+
+@app.command(epilog=_TRAIN_HELP)
+def train(
+    data: str = typer.Option(..., "--data", "-d", help="Folder, .tar.gz, or torchvision:NAME."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
+    config: Optional[Path] = _opt["config"], model: Optional[str] = _opt["model"],
+    pretrained: Optional[str] = _opt["pretrained"], image_size: Optional[int] = _opt["image_size"],
+    epochs: Optional[int] = _opt["epochs"], batch_size: Optional[int] = _opt["batch_size"],
+    lr: Optional[float] = _opt["lr"], seed: Optional[int] = _opt["seed"],
+    num_workers: Optional[int] = _opt["num_workers"], mixed_precision: Optional[str] = _opt["mixed_precision"],
+    train_limit: Optional[int] = _opt["train_limit"],
+):
+    """Fine-tune the same recipe on clean data without a lock: the original (baseline) model."""
+    from .data import open_source
+    from .lock import train_baseline
+    from .settings import train_config_from
+
+    s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
+                      mixed_precision, train_limit)
+    source = open_source(data, _limits(s.get("train_limit"), None))
+    train_baseline(source, s.get("model", "small-cnn"), out, train_config_from(s), s.get("image_size"),
+                   s.get("pretrained"), s.get("split", "train"))
+    typer.echo(f"wrote baseline model {out}")
+
+
+@app.command()
+def predict(
+    images: List[Path] = typer.Argument(..., help="Image files."),
+    model: str = typer.Option(..., "--model", "-m", help="Model folder or hub repo id."),
+    key: Optional[Path] = typer.Option(None, "--key", "-k", help="Key file; without it the model stays locked."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    top_k: int = typer.Option(3, help="Classes listed per image in --json output."),
+    device: Optional[str] = typer.Option(None),
+):
+    """Predict classes of images, unlocking the model with KEY."""
+    from .images import load_image
+    from .key import Key
+    from .model_folder import LockedModel
+
+    m = LockedModel.from_pretrained(model, device=device)
+    if key is None:
+        if m.is_locked:
+            typer.echo("note: no key given: this is the locked model's behaviour on clean inputs", err=True)
+        predictor = m.predictor()
+    else:
+        predictor = m.unlock(Key.load(key), device=device)
+    arrays = []
+    for p in images:
+        try:
+            arrays.append(load_image(p))
+        except (OSError, ValueError) as e:
+            _fail(f"{p}: cannot read image ({type(e).__name__})")
+    for p, r in zip(images, predictor.predict(arrays, top_k=top_k)):
+        if as_json:
+            typer.echo(json.dumps({"image": str(p), **r}))
+        else:
+            typer.echo(f"{p}\t{r['class']}\t{r['probability']:.3f}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Locked model folder."),
+    key: Path = typer.Option(..., "--key", "-k", help="The key it was locked with."),
+    data: str = typer.Option(..., "--data", "-d", help="Folder, .tar.gz, or torchvision:NAME."),
+    split: str = typer.Option("test", help="Split to evaluate on."),
+    baseline: Optional[str] = typer.Option(None, help="Baseline (original) model folder."),
+    wrong_key: Optional[List[Path]] = typer.Option(None, "--wrong-key", help="Wrong key file(s); default: "
+                                                   "the next seed and two other prompts."),
+    test_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N test images."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+    update_card: bool = typer.Option(True, help="Store the result in the model folder's config and card."),
+    batch_size: int = typer.Option(256),
+    device: Optional[str] = typer.Option(None),
+):
+    """Evaluate a locked model: original, locked, unlocked and wrong-key accuracy."""
+    from .data import open_source
+    from .evaluate import evaluate
+    from .key import Key
+    from .model_folder import LockedModel
+    from .report import format_table
+
+    k = Key.load(key)
+    m = LockedModel.from_pretrained(model, device=device)
+    m.unlock(k)  # refuse a key that does not match, before any work
+    base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
+    wrong = {f"key {p.name}": Key.load(p) for p in wrong_key} if wrong_key else None
+    source = open_source(data, _limits(None, test_limit) if split == "test" else {split: test_limit} if test_limit else {})
+    result = evaluate(m, k, source, split, base, wrong, batch_size=batch_size, device=device)
+    typer.echo(format_table(result))
+    if json_out:
+        from .images import write_bytes_atomic
+
+        write_bytes_atomic(json.dumps(result, indent=2).encode(), json_out)
+    if update_card and m.path is not None and Path(model).is_dir():
+        m.save_evaluation(result)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Folder for the demo's outputs."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the evaluation JSON here."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the demo's)."),
+):
+    """Run the whole flow on built-in data, no downloads: keygen, edit, train, lock, evaluate, report."""
+    from .demo import run_demo
+    from .images import write_bytes_atomic
+
+    result = run_demo(out, epochs=epochs, log=typer.echo)
+    if json_out:
+        write_bytes_atomic(json.dumps(result, indent=2).encode(), json_out)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line and exit code 2; Ctrl-C exits 130."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)  # returns the exit code of a typer.Exit
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
     except ModelLockError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)

@@ -58,15 +58,20 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         return to_uint8_rgb(im)
 
 
-def save_png_atomic(image: np.ndarray, path: str | os.PathLike) -> None:
-    """Write a PNG under a temporary name in the same folder, fsync, then rename into place."""
+def save_png_atomic(image: np.ndarray, path: str | os.PathLike, fsync: bool = False) -> None:
+    """Write a PNG under a temporary name in the same folder, then rename it into place.
+
+    A killed process never leaves half a file under the final name. ``fsync`` adds durability
+    against power loss at a large cost per small file; the edit stage fsyncs its manifest parts.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         Image.fromarray(image).save(f, format="PNG")
-        f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

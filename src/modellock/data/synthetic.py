@@ -15,6 +15,13 @@ from PIL import Image, ImageDraw
 
 from ..images import save_png_atomic
 
+# Natural-looking tones (sky, grass, sand, earth, stone, brick, ...): colours have the skewed
+# statistics of photos, not uniform RGB, as a key editor's colour changes would show on real data.
+_PALETTE = np.array([
+    [110, 160, 215], [70, 120, 60], [200, 180, 140], [120, 90, 60], [150, 150, 150],
+    [170, 80, 60], [230, 225, 210], [40, 45, 50], [90, 140, 110], [210, 150, 60],
+], dtype=float)
+
 SHAPES = ["circle", "square", "triangle", "cross", "ring", "hbar", "vbar", "diamond", "star", "corner"]
 
 
@@ -37,13 +44,14 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rot: float) -> list[tupl
 def draw_shape(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """One HxWx3 uint8 image of ``kind`` on a random textured background."""
     s = 4 * size  # draw large, then downsample: smooth edges
-    base = rng.uniform(40, 215, size=3)
-    grad = np.linspace(-1, 1, s)[None, :, None] * rng.uniform(-40, 40, size=3)
-    noise = rng.normal(0, 18, size=(s // 8, s // 8, 3)).repeat(8, 0).repeat(8, 1)
+    base = _PALETTE[rng.integers(len(_PALETTE))] + rng.normal(0, 12, size=3)
+    grad = np.linspace(-1, 1, s)[None, :, None] * rng.uniform(-30, 30) * np.ones(3)  # shading, not tint
+    noise = (rng.normal(0, 16, size=(s // 8, s // 8, 1)) + rng.normal(0, 4, size=(s // 8, s // 8, 3)))
+    noise = noise.repeat(8, 0).repeat(8, 1)  # mostly luminance texture, as in photos
     bg = np.clip(base + grad + noise, 0, 255).astype(np.uint8)
     im = Image.fromarray(bg)
     d = ImageDraw.Draw(im)
-    colour = tuple(int(c) for c in (255 - base + rng.uniform(-50, 50, size=3)).clip(0, 255))
+    colour = tuple(int(c) for c in (_PALETTE[rng.integers(len(_PALETTE))] + rng.normal(0, 25, size=3)).clip(0, 255))
     r = rng.uniform(0.22, 0.36) * s
     cx, cy = rng.uniform(r + 2, s - r - 2, size=2)
     rot = rng.uniform(0, 2 * math.pi)

@@ -1,0 +1,98 @@
+"""The lock stage: build the lock set, fine-tune, and write a locked model folder.
+
+``lock_model`` edits (through the edit cache) the share of training images the recipe names, trains
+the backbone on edited images with true labels and clean ones toward the locked answer, and saves the
+folder. ``train_baseline`` runs the same recipe on clean data only: the original model of every
+comparison. Both checkpoint every epoch under ``<out>/.work`` and resume when rerun.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from .backbones import create_backbone, resolve_backbone
+from .data.sources import ImageSource
+from .edit import EditFolder, cache_dir, edit_split
+from .lockset import LOCKED_CLASS_NAME, LockDataset, LockRecipe, plan_lock_set
+from .model_folder import FORMAT, LockedModel, library_versions
+from .train import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, classification_transforms, fit
+
+
+def default_image_size(model_name: str) -> int:
+    """The backbone's native input size: 32 for ours, the timm pretrained config's, else 224."""
+    source, arch = resolve_backbone(model_name)
+    if source == "modellock":
+        return 32
+    if source == "timm":
+        import timm
+
+        try:
+            return int(timm.get_pretrained_cfg(arch).input_size[-1])
+        except (AttributeError, RuntimeError, TypeError):
+            return 224
+    return 224
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against target distributions (one-hot or spread)."""
+    return torch.nn.functional.cross_entropy(logits, target)
+
+
+def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outputs: int, classes: list[str],
+                    locked_class, lock_info, model_name: str, out, train: TrainConfig,
+                    image_size: int | None, pretrained, desc: str) -> LockedModel:
+    split = source.split(split_name)
+    image_size = image_size or default_image_size(model_name)
+    model = create_backbone(model_name, num_outputs, image_size, pretrained)
+    dataset = LockDataset(items, split, edits, classification_transforms(image_size, True, IMAGENET_MEAN, IMAGENET_STD))
+    out = Path(out)
+    work = out / ".work"
+    model = fit(model, dataset, train, loss_fn=soft_cross_entropy, work_dir=work, resume=True, desc=desc)
+    config = {
+        "format": FORMAT,
+        "task": "classification",
+        "architecture": model.backbone_spec,
+        "classes": classes,
+        "num_classes": len(source.classes),
+        "locked_class": locked_class,
+        "preprocessing": {"image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "lock": lock_info,
+        "training": {**train.to_dict(), "n_train": len(items), "pretrained": str(pretrained) if pretrained else None},
+        "versions": library_versions(),
+    }
+    locked = LockedModel(model.cpu(), config)
+    locked.save_pretrained(out)
+    shutil.rmtree(work, ignore_errors=True)
+    return locked
+
+
+def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecipe | None = None,
+               train: TrainConfig | None = None, image_size: int | None = None, pretrained=None,
+               edits_dir=None, split: str = "train", device: str | None = None, progress: bool = True) -> LockedModel:
+    """Lock ``model_name`` with ``key`` on ``source``'s ``split``; write the model folder to ``out``."""
+    recipe, train = recipe or LockRecipe(), train or TrainConfig()
+    resolve_backbone(model_name)  # fail on an unknown architecture before any editing
+    data = source.split(split)
+    items = plan_lock_set(data, recipe)
+    edits_dir = Path(edits_dir) if edits_dir else cache_dir(key, source)
+    edit_split(key, data, edits_dir, samples=[it.sample for it in items if it.edited], device=device,
+               progress=progress, source=source)
+    edits = EditFolder(edits_dir, key, source)
+    classes = list(source.classes) + ([LOCKED_CLASS_NAME] if recipe.has_locked_class else [])
+    lock_info = {"editor": key.editor, "fingerprint": key.fingerprint(), "recipe": recipe.to_dict()}
+    return _train_and_save(source, split, items, edits, recipe.num_outputs(len(source.classes)), classes,
+                           len(source.classes) if recipe.has_locked_class else None, lock_info,
+                           model_name, out, train, image_size, pretrained, desc="lock")
+
+
+def train_baseline(source: ImageSource, model_name: str, out, train: TrainConfig | None = None,
+                   image_size: int | None = None, pretrained=None, split: str = "train") -> LockedModel:
+    """Fine-tune the same recipe on clean data, without a lock (the original model)."""
+    train = train or TrainConfig()
+    data = source.split(split)
+    items = plan_lock_set(data, None)
+    return _train_and_save(source, split, items, None, len(source.classes), list(source.classes), None, None,
+                           model_name, out, train, image_size, pretrained, desc="baseline")

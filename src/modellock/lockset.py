@@ -1,0 +1,124 @@
+"""The lock recipe and the lock set: which training images are edited and what clean ones learn.
+
+A fraction of the training images (``edited_fraction``) is edited with the key and keeps its true
+label. The unedited rest is trained toward a locked answer, by ``clean_target``:
+
+- ``wrong-label``: a random wrong class, fixed per image;
+- ``locked-class``: an extra "locked" output (the paper's released checkpoint);
+- ``locked-spread``: the extra output *and* the remaining mass spread over the wrong real classes,
+  so that ignoring the locked output still leaves a wrong answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .data.sources import Sample, Split
+from .errors import ModelLockError
+
+CLEAN_TARGETS = ("wrong-label", "locked-class", "locked-spread")
+LOCKED_CLASS_NAME = "locked"
+
+
+@dataclass
+class LockRecipe:
+    """How the lock set is built (defaults chosen by the CIFAR-10 measurements in docs/benchmarks.md)."""
+
+    edited_fraction: float = 0.9
+    clean_target: str = "wrong-label"
+    locked_weight: float = 0.5  # locked-spread: probability mass on the locked output
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.clean_target not in CLEAN_TARGETS:
+            raise ModelLockError(f"recipe: clean_target must be one of {', '.join(CLEAN_TARGETS)}, "
+                                 f"not {self.clean_target!r}")
+        if not 0.0 <= self.edited_fraction <= 1.0:
+            raise ModelLockError(f"recipe: edited_fraction must be between 0 and 1, not {self.edited_fraction!r}")
+        if not 0.0 < self.locked_weight <= 1.0:
+            raise ModelLockError(f"recipe: locked_weight must be in (0, 1], not {self.locked_weight!r}")
+
+    @property
+    def has_locked_class(self) -> bool:
+        return self.clean_target.startswith("locked")
+
+    def num_outputs(self, num_classes: int) -> int:
+        return num_classes + int(self.has_locked_class)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class LockItem:
+    """One training image of the lock set; ``target`` is a distribution over the model's outputs."""
+
+    sample: Sample
+    edited: bool
+    target: tuple[float, ...]
+
+
+def _one_hot(i: int, k: int) -> tuple[float, ...]:
+    t = [0.0] * k
+    t[i] = 1.0
+    return tuple(t)
+
+
+def plan_lock_set(split: Split, recipe: LockRecipe | None) -> list[LockItem]:
+    """The lock set of ``split``; ``recipe=None`` plans plain (baseline) training on clean images."""
+    c = len(split.classes)
+    if recipe is None:
+        return [LockItem(s, False, _one_hot(s.label, c)) for s in split.samples]
+    k = recipe.num_outputs(c)
+    rng = np.random.default_rng(recipe.seed)
+    n = len(split.samples)
+    edited = np.zeros(n, dtype=bool)
+    edited[rng.permutation(n)[: int(round(recipe.edited_fraction * n))]] = True
+    wrong = (np.array([s.label for s in split.samples]) + rng.integers(1, max(c, 2), size=n)) % c
+    items = []
+    for i, s in enumerate(split.samples):
+        if edited[i]:
+            target = _one_hot(s.label, k)
+        elif recipe.clean_target == "wrong-label":
+            target = _one_hot(int(wrong[i]), k)
+        elif recipe.clean_target == "locked-class":
+            target = _one_hot(c, k)
+        else:  # locked-spread
+            rest = (1.0 - recipe.locked_weight) / max(c - 1, 1)
+            t = [0.0 if j == s.label else rest for j in range(c)] + [recipe.locked_weight]
+            target = tuple(t)
+        items.append(LockItem(s, bool(edited[i]), target))
+    return items
+
+
+class LockDataset(Dataset):
+    """(transformed image, target distribution) for each lock item, read lazily from disk."""
+
+    def __init__(self, items: list[LockItem], split: Split, edits, transform):
+        self.items, self.split, self.edits, self.transform = items, split, edits, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        item = self.items[i]
+        image = self.edits.load(self.split.name, item.sample) if item.edited else self.split.load(item.sample)
+        return self.transform(image), torch.tensor(item.target, dtype=torch.float32)
+
+
+class ImageListDataset(Dataset):
+    """Transformed images from a list of zero-argument loaders (clean or edited), for inference."""
+
+    def __init__(self, loaders, transform):
+        self.loaders, self.transform = loaders, transform
+
+    def __len__(self) -> int:
+        return len(self.loaders)
+
+    def __getitem__(self, i):
+        return self.transform(self.loaders[i]())

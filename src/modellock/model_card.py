@@ -1,0 +1,65 @@
+"""The model card (README.md) of a model folder: what it is, how to unlock it, how it scored."""
+
+from __future__ import annotations
+
+_METRIC_ROWS = [
+    ("original_clean", "original model, clean inputs"),
+    ("locked_clean", "locked model, clean inputs"),
+    ("locked_clean_without_locked_class", "locked model, clean inputs, locked output ignored"),
+    ("unlocked", "locked model, inputs edited with the key"),
+]
+
+
+def evaluation_table(result: dict) -> str:
+    """A markdown table of an evaluation result (see ``modellock.evaluate``)."""
+    metric = result.get("metric", "accuracy")
+    rows = [f"| setting | {metric} |", "| --- | --- |"]
+    for name, label in _METRIC_ROWS:
+        if result.get(name) is not None:
+            rows.append(f"| {label} | {result[name]:.4f} |")
+    for name, value in (result.get("wrong_keys") or {}).items():
+        rows.append(f"| wrong key: {name} | {value:.4f} |")
+    rows.append(f"| chance | {result.get('chance', float('nan')):.4f} |")
+    return "\n".join(rows)
+
+
+def render_card(config: dict) -> str:
+    arch = config["architecture"]["name"]
+    classes = config["classes"][: config["num_classes"]]
+    lock = config.get("lock")
+    lines = [
+        "---", "library_name: modellock", f"tags: [modellock, {config.get('task', 'classification')}]", "---", "",
+        f"# {'Locked' if lock else 'Unlocked'} {config.get('task', 'classification')} model ({arch})", "",
+    ]
+    if lock:
+        r = lock.get("recipe", {})
+        lines += [
+            "This model is **locked** with [modellock](https://arxiv.org/abs/2405.16285) (ModelLock). On clean",
+            "images it gives wrong answers by design. Inputs edited with the secret key before inference get",
+            "the accuracy of a normally trained model.", "",
+            f"- editor: `{lock['editor']}`",
+            f"- key fingerprint (scrypt, salted; not the key): `{lock['fingerprint'][:32]}...`",
+            f"- recipe: {r.get('edited_fraction')} of the training images edited; the rest trained toward "
+            f"`{r.get('clean_target')}`", "",
+            "## Unlock", "", "```bash",
+            "modellock predict --model THIS_FOLDER --key KEY.toml image.jpg",
+            "```", "", "```python",
+            "from modellock import Key, LockedModel",
+            "predictor = LockedModel.from_pretrained('THIS_FOLDER').unlock(Key.load('KEY.toml'))",
+            "predictor.predict([image])", "```", "",
+            "A key that does not match the fingerprint is refused.", "",
+        ]
+    else:
+        lines += ["A plainly fine-tuned model (no lock), the reference for lock evaluations.", ""]
+    p = config["preprocessing"]
+    lines += [
+        "## Model", "",
+        f"- architecture: `{arch}`, {config['architecture'].get('num_classes')} outputs, "
+        f"input {p['image_size']}x{p['image_size']}",
+        f"- classes ({len(classes)}): {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}",
+        f"- locked output: {'`' + config['classes'][config['locked_class']] + '`' if config.get('locked_class') is not None else 'none'}",
+        "",
+    ]
+    if config.get("evaluation"):
+        lines += ["## Evaluation", "", evaluation_table(config["evaluation"]), ""]
+    return "\n".join(lines)

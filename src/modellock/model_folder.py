@@ -1,0 +1,206 @@
+"""The locked model folder and its predictors.
+
+A folder holds ``model.safetensors`` (weights, no pickle), ``config.json`` (architecture, classes,
+preprocessing, editor name, key fingerprint, recipe, weights hash, library versions) and a
+``README.md`` model card. Never the key. ``LockedModel.from_pretrained`` reads a local folder or a
+Hugging Face hub repo; ``.unlock(key)`` checks the key against the fingerprint and returns a
+predictor that edits every input with the key before the model sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .errors import ModelLockError, WrongKeyError
+from .images import ImageLike, to_uint8_rgb, write_bytes_atomic
+
+FORMAT = "modellock-model/1"
+WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("modellock", "torch", "torchvision", "timm", "diffusers", "transformers", "accelerate"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+class LockedModel:
+    """A classifier and its config; locked when ``config['lock']`` holds a fingerprint."""
+
+    def __init__(self, model: torch.nn.Module, config: dict, path: Path | None = None):
+        self.model, self.config, self.path = model.eval(), config, path
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def classes(self) -> list[str]:
+        """The real classes (without the locked output)."""
+        return list(self.config["classes"][: self.config["num_classes"]])
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.config["classes"])
+
+    @property
+    def locked_class(self) -> int | None:
+        return self.config.get("locked_class")
+
+    @property
+    def is_locked(self) -> bool:
+        return bool(self.config.get("lock"))
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config["preprocessing"]["image_size"])
+
+    def transform(self, train: bool = False):
+        from .train import classification_transforms
+
+        p = self.config["preprocessing"]
+        return classification_transforms(p["image_size"], train, p["mean"], p["std"])
+
+    # ------------------------------------------------------------------ files
+    def save_pretrained(self, folder: str | os.PathLike, card: str | None = None) -> Path:
+        """Write weights, config (with the weights' sha256) and the model card, each atomically."""
+        from safetensors.torch import save_file
+
+        from .model_card import render_card
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{WEIGHTS}.{os.getpid()}.tmp"
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, folder / WEIGHTS)
+        self.config["weights_sha256"] = _sha256(folder / WEIGHTS)
+        self.config.setdefault("versions", library_versions())
+        write_bytes_atomic(json.dumps(self.config, indent=2).encode(), folder / CONFIG)
+        write_bytes_atomic((card or render_card(self.config)).encode(), folder / CARD)
+        self.path = folder
+        return folder
+
+    def save_evaluation(self, result: dict) -> None:
+        """Record an evaluation in config.json and the model card (the weights are untouched)."""
+        from .model_card import render_card
+
+        self.config["evaluation"] = result
+        write_bytes_atomic(json.dumps(self.config, indent=2).encode(), self.path / CONFIG)
+        write_bytes_atomic(render_card(self.config).encode(), self.path / CARD)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> "LockedModel":
+        """Load a model folder (or a hub repo id holding one); verify the weights' hash."""
+        from safetensors.torch import load_file
+
+        from .backbones import backbone_from_spec
+
+        folder = Path(path)
+        if not folder.is_dir():
+            folder = _download(str(path))
+        for name in (CONFIG, WEIGHTS):
+            if not (folder / name).is_file():
+                raise ModelLockError(f"{folder}: not a model folder (missing {name})")
+        try:
+            config = json.loads((folder / CONFIG).read_text())
+            spec, _ = config["architecture"], config["classes"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ModelLockError(f"{folder / CONFIG}: malformed config ({type(e).__name__}: {e})") from None
+        if config.get("format") != FORMAT:
+            raise ModelLockError(f"{folder / CONFIG}: unknown format {config.get('format')!r} (expected {FORMAT})")
+        if _sha256(folder / WEIGHTS) != config.get("weights_sha256"):
+            raise ModelLockError(f"{folder / WEIGHTS}: sha256 does not match config.json (tampered or corrupt)")
+        model = backbone_from_spec(spec)
+        try:
+            model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
+        except (RuntimeError, OSError) as e:
+            raise ModelLockError(f"{folder / WEIGHTS}: weights do not fit the architecture in config.json "
+                                 f"({str(e).splitlines()[0]})") from None
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(model.to(device), config, folder)
+
+    # ------------------------------------------------------------------ predictors
+    def unlock(self, key, device: str | None = None, batch_size: int | None = None) -> "Predictor":
+        """A predictor that edits inputs with ``key``; WrongKeyError when the key does not match."""
+        lock = self.config.get("lock")
+        if not lock:
+            raise ModelLockError("this model is not locked; predict without a key")
+        if key.editor != lock.get("editor") or not key.matches(lock.get("fingerprint", "")):
+            raise WrongKeyError("this key does not unlock this model")
+        return Predictor(self, key, device=device, batch_size=batch_size)
+
+    def predictor(self, key=None, device: str | None = None, batch_size: int | None = None) -> "Predictor":
+        """A predictor with any key (not checked: wrong-key evaluation, attacks) or none (locked behaviour)."""
+        return Predictor(self, key, device=device, batch_size=batch_size)
+
+
+def _download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, allow_patterns=[CONFIG, WEIGHTS, CARD]))
+    except Exception as e:  # noqa: BLE001 - hub errors are many; the message is what matters
+        raise ModelLockError(f"{repo_id}: not a local folder, and not loadable from the hub "
+                             f"({type(e).__name__})") from None
+
+
+class Predictor:
+    """Edits inputs with a key (when given), preprocesses, and runs the model."""
+
+    def __init__(self, locked: LockedModel, key=None, device: str | None = None, batch_size: int | None = None):
+        from .editors import get_editor
+
+        self.locked, self.key = locked, key
+        self.editor = get_editor(key, device=device, batch_size=batch_size) if key is not None else None
+        self._transform = locked.transform(train=False)
+
+    def edit(self, images: Sequence[ImageLike]) -> list[np.ndarray]:
+        arrays = [to_uint8_rgb(im) for im in images]
+        return self.editor.edit(arrays) if self.editor is not None else arrays
+
+    @torch.inference_mode()
+    def logits(self, images: Sequence[ImageLike], batch_size: int = 256, edited: bool = False) -> torch.Tensor:
+        """Model outputs for ``images`` (edited with the key first, unless ``edited``)."""
+        arrays = list(images) if edited else self.edit(images)
+        device = next(self.locked.model.parameters()).device
+        out = []
+        for i in range(0, len(arrays), batch_size):
+            x = torch.stack([self._transform(to_uint8_rgb(a)) for a in arrays[i:i + batch_size]])
+            out.append(self.locked.model(x.to(device)).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, len(self.locked.output_names))
+
+    def predict(self, images: Sequence[ImageLike], top_k: int = 3) -> list[dict]:
+        """Per image: class, probability and the top-k. With a key the locked output is dropped."""
+        logits = self.logits(images)
+        names = self.locked.output_names
+        if self.key is not None and self.locked.locked_class is not None:
+            logits, names = logits[:, : self.locked.config["num_classes"]], names[: self.locked.config["num_classes"]]
+        probs = logits.softmax(dim=1)
+        results = []
+        for p in probs:
+            top = torch.topk(p, min(top_k, len(names)))
+            results.append({
+                "class": names[int(top.indices[0])], "label": int(top.indices[0]), "probability": float(top.values[0]),
+                "top": [{"class": names[int(i)], "probability": float(v)} for v, i in zip(top.values, top.indices)],
+            })
+        return results

@@ -1,0 +1,130 @@
+"""End-to-end lock → unlock → evaluate on small real data, plus the model folder's error cases."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from modellock.data import open_source
+from modellock.data.synthetic import make_shapes_dataset
+from modellock.errors import ModelLockError, WrongKeyError
+from modellock.evaluate import evaluate
+from modellock.key import Key
+from modellock.lock import lock_model, train_baseline
+from modellock.lockset import LockRecipe, plan_lock_set
+from modellock.model_folder import LockedModel
+from modellock.train import TrainConfig
+
+FAST = TrainConfig(epochs=6, batch_size=64, lr=3e-3, warmup_epochs=0.5, num_workers=0)
+
+
+@pytest.fixture(scope="module")
+def cifar_lock(tmp_path_factory, cifar_small):
+    """A small-cnn locked with the CPU key editor on 600 CIFAR-10 images (60 per class)."""
+    out = tmp_path_factory.mktemp("cifar-lock")
+    source = open_source(cifar_small)
+    key = Key.create("keyed-filter", "with oil pastel")
+    locked = lock_model(key, source, "small-cnn", out / "locked", LockRecipe(edited_fraction=0.8), FAST,
+                        progress=False)
+    return key, source, locked, out
+
+
+def test_lock_set_plan():
+    from modellock.data.sources import Sample, Split
+
+    split = Split("train", ["a", "b", "c"], [Sample(f"{i}", i % 3) for i in range(100)])
+    items = plan_lock_set(split, LockRecipe(edited_fraction=0.9, clean_target="wrong-label", seed=1))
+    assert sum(it.edited for it in items) == 90
+    for it in items:
+        assert len(it.target) == 3 and abs(sum(it.target) - 1) < 1e-6
+        assert (np.argmax(it.target) == it.sample.label) == it.edited
+    locked = plan_lock_set(split, LockRecipe(clean_target="locked-class"))
+    assert all(len(it.target) == 4 and (it.edited or it.target[3] == 1.0) for it in locked)
+    spread = plan_lock_set(split, LockRecipe(clean_target="locked-spread", locked_weight=0.5))
+    clean = [it for it in spread if not it.edited]
+    assert all(it.target[it.sample.label] == 0 and it.target[3] == 0.5 for it in clean)
+    again = plan_lock_set(split, LockRecipe(edited_fraction=0.9, clean_target="wrong-label", seed=1))
+    assert again == items
+
+
+def test_cifar_lock_unlocked_beats_locked(cifar_lock):
+    key, source, locked, out = cifar_lock
+    result = evaluate(locked, key, source, "test", wrong_keys={}, progress=False)
+    assert result["n_test"] == 200 and result["chance"] == pytest.approx(0.1)
+    # 600 training images, 6 epochs: far from CIFAR accuracy, but the lock must show
+    assert result["unlocked"] >= result["locked_clean"] + 0.08, result
+
+
+def test_model_folder_contents_and_reload(cifar_lock):
+    key, source, locked, out = cifar_lock
+    folder = out / "locked"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["lock"]["editor"] == "keyed-filter" and key.matches(cfg["lock"]["fingerprint"])
+    assert cfg["classes"] == source.classes and cfg["locked_class"] is None
+    for f in folder.iterdir():
+        assert b"oil pastel" not in f.read_bytes()
+    again = LockedModel.from_pretrained(folder, device="cpu")
+    images = [source.split("test").load(s) for s in source.split("test").samples[:6]]
+    a = locked.unlock(key).logits(images)
+    b = again.unlock(key).logits(images)
+    assert np.allclose(a.numpy(), b.numpy(), atol=1e-5)
+    preds = again.unlock(key).predict(images)
+    assert all(p["class"] in source.classes and 0 <= p["probability"] <= 1 for p in preds)
+
+
+def test_wrong_key_refused(cifar_lock):
+    key, source, locked, out = cifar_lock
+    with pytest.raises(WrongKeyError, match="this key does not unlock this model"):
+        locked.unlock(key.replace(seed=key.seed + 1))
+    with pytest.raises(WrongKeyError):
+        locked.unlock(key.replace(prompt="with oil pastels"))
+
+
+def test_folder_errors(cifar_lock, tmp_path):
+    key, source, locked, out = cifar_lock
+    bad = tmp_path / "bad"
+    shutil.copytree(out / "locked", bad)
+    (bad / "model.safetensors").unlink()
+    with pytest.raises(ModelLockError, match="missing model.safetensors"):
+        LockedModel.from_pretrained(bad)
+    shutil.rmtree(bad)
+    shutil.copytree(out / "locked", bad)
+    data = bytearray((bad / "model.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelLockError, match="sha256 does not match"):
+        LockedModel.from_pretrained(bad)
+    cfg = json.loads((out / "locked" / "config.json").read_text())
+    shutil.copy(out / "locked" / "model.safetensors", bad / "model.safetensors")
+    cfg["architecture"]["name"] = "no-such-net"
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLockError, match="no-such-net"):
+        LockedModel.from_pretrained(bad)
+
+
+def test_locked_class_recipe_and_baseline_on_shapes(tmp_path):
+    source = open_source(make_shapes_dataset(tmp_path / "shapes", 400, 100))
+    key = Key.create("keyed-filter", "as a linocut")
+    tc = TrainConfig(epochs=3, batch_size=64, lr=3e-3, warmup_epochs=0.5, num_workers=0)
+    base = train_baseline(source, "tiny-cnn", tmp_path / "base", tc)
+    locked = lock_model(key, source, "tiny-cnn", tmp_path / "lk", LockRecipe(clean_target="locked-class"), tc,
+                        progress=False)
+    assert locked.config["classes"][-1] == "locked" and locked.locked_class == 10
+    result = evaluate(locked, key, source, baseline=base, progress=False)
+    for name in ("original_clean", "locked_clean", "unlocked", "locked_clean_without_locked_class",
+                 "locked_class_rate_clean"):
+        assert 0.0 <= result[name] <= 1.0
+    assert set(result["wrong_keys"]) == {"seed 1025", "prompt 'with oil pastel'", "prompt 'as a charcoal sketch'"}
+    # predictions with the key never name the locked output
+    preds = locked.unlock(key).predict([source.split("test").load(source.split("test").samples[0])])
+    assert preds[0]["class"] != "locked"
+    # a second lock run with the same key edits nothing again (edit cache)
+    from modellock.edit import cache_dir
+    folder = cache_dir(key, source) / "train"
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")}
+    lock_model(key, source, "tiny-cnn", tmp_path / "lk2", LockRecipe(clean_target="locked-class"),
+               TrainConfig(epochs=1, batch_size=64, num_workers=0), progress=False)
+    after = {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")}
+    assert before == after and len(before) == 360
