@@ -14,7 +14,7 @@ def test_defaults_are_the_papers():
 
 
 def test_round_trip_and_canonical(tmp_path):
-    k = Key.create("instruct-pix2pix", "with oil pastel", seed=7, params={"block_size": 4})
+    k = Key.create("keyed-filter", "with oil pastel", seed=7, params={"strength": 0.5})
     path = k.save(tmp_path / "k.toml")
     assert (path.stat().st_mode & 0o777) == 0o600
     k2 = Key.load(path)
@@ -68,6 +68,7 @@ alpha = 0.5
     (GOOD + 'colour = "red"\n', "colour"),
     (GOOD.replace('prompt = "with oil pastel"', 'prompt = ""'), "prompt"),
     (GOOD.replace('resolution = 256', 'resolution = true'), "resolution"),
+    (GOOD + '[params]\nblock_size = 4\n', "params.block_size"),
 ])
 def test_malformed_key_names_the_field(tmp_path, body, field):
     with pytest.raises(KeyFileError) as e:

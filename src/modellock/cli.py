@@ -23,6 +23,16 @@ def _fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+def _parse_value(text: str):
+    """An int, float, true/false, or else the string itself."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 def _limits(train_limit: Optional[int], test_limit: Optional[int]) -> dict:
     return {k: v for k, v in (("train", train_limit), ("test", test_limit)) if v is not None}
 
@@ -40,6 +50,7 @@ def keygen(
     guidance: Optional[float] = typer.Option(None),
     resolution: Optional[int] = typer.Option(None, help="Edit resolution (0 = the image's own size)."),
     alpha: Optional[float] = typer.Option(None, help="Blend weight of the edit, 0..1."),
+    param: Optional[List[str]] = typer.Option(None, "--param", help="Editor setting NAME=VALUE (repeatable)."),
     force: bool = typer.Option(False, help="Overwrite an existing key file."),
 ):
     """Write a new key file (the paper's settings unless overridden)."""
@@ -47,8 +58,15 @@ def keygen(
 
     if out.exists() and not force:
         _fail(f"{out}: already exists (a key may lock models; use --force to overwrite)")
+    params = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            _fail(f"--param {item!r}: expected NAME=VALUE")
+        params[name] = _parse_value(value)
     key = Key.create(editor, prompt, model=model, revision=revision, seed=seed, steps=steps,
-                     image_guidance=image_guidance, guidance=guidance, resolution=resolution, alpha=alpha)
+                     image_guidance=image_guidance, guidance=guidance, resolution=resolution, alpha=alpha,
+                     params=params or None)
     key.save(out)
     typer.echo(f"wrote key {out} (editor {key.editor}); keep it secret")
 

@@ -222,3 +222,15 @@ def _validate(raw: dict, source: str, strict: bool = False) -> None:
                 f"{source}: field 'editor': unknown editor {raw['editor']!r} "
                 f"(known: {', '.join(available_editors())})"
             )
+        from .editors import editor_class
+
+        allowed = editor_class(raw["editor"]).param_types
+        for name, value in (raw.get("params") or {}).items():
+            if name not in allowed:
+                raise KeyFileError(f"{source}: field 'params.{name}' is not a setting of editor {raw['editor']!r}"
+                                   f" (settings: {', '.join(sorted(allowed)) or 'none'})")
+            typ = allowed[name]
+            ok = isinstance(value, (int, float)) if typ is float else isinstance(value, typ)
+            if isinstance(value, bool) and typ is not bool or not ok:
+                raise KeyFileError(f"{source}: field 'params.{name}' must be {typ.__name__}, "
+                                   f"got {type(value).__name__}")

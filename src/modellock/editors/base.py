@@ -21,6 +21,7 @@ class Editor(ABC):
 
     name: str = ""
     key_defaults: dict = {}  # fields of a new key that differ from the paper's defaults
+    param_types: dict = {}  # editor-specific key settings (the key's [params] table) and their types
     default_batch_size: int = 64
 
     def __init__(self, key, device: str | None = None, batch_size: int | None = None):
