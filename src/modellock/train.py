@@ -1,0 +1,321 @@
+"""Task-agnostic training on Hugging Face ``accelerate``; one process on a CPU, many GPUs via ``accelerate launch``.
+
+``fit(model, dataset, config, loss_fn, work_dir)`` trains on a Dataset of ``(input CxHxW float, target)`` pairs
+that are already augmented (augmentation belongs to the dataset, so segmentation can move image and mask
+together). Each finished epoch is checkpointed into ``work_dir/checkpoints/epoch-NNNN`` (written to a temporary
+folder, then renamed); a rerun resumes from the latest complete checkpoint. The shuffling order and every random
+draw of epoch ``e`` are seeded by ``(seed, e)``, so a run interrupted and resumed ends with the same weights as
+one run straight through.
+
+Also here: ``predict_logits`` and ``classification_transforms`` (standard torchvision v2 augmentations).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .errors import ModelLockError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_CHECKPOINT = re.compile(r"^epoch-(\d{4,})$")
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning settings; ``grad_clip`` 0 means off, ``warmup_epochs`` may be fractional."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
+    schedule: str = "cosine"  # cosine (linear warmup, cosine to 0) | onecycle (cosine up from lr/25, down to ~0)
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    num_workers: int = 2
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    grad_clip: float = 0.0
+    checkpoint_every_epochs: int = 1
+    keep_checkpoints: int = 1
+
+    def __post_init__(self):
+        choices = {"optimizer": ("adamw", "sgd"), "schedule": ("cosine", "onecycle"),
+                   "mixed_precision": ("no", "bf16", "fp16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ModelLockError(f"train config: {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "checkpoint_every_epochs", "keep_checkpoints"):
+            if int(getattr(self, name)) < 1:
+                raise ModelLockError(f"train config: {name} must be at least 1, not {getattr(self, name)!r}")
+        for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "num_workers", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ModelLockError(f"train config: {name} must not be negative, not {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD; biases and norm weights (1-d parameters) get no weight decay."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, config: TrainConfig) -> float:
+    """The learning rate after ``step`` optimizer steps: a pure function of the step, so resuming needs no state."""
+    if config.schedule == "onecycle":  # as torch's OneCycleLR with its defaults (cos annealing, 25, 1e4)
+        up = max(1, min(warmup_steps or round(0.3 * total_steps), total_steps - 1))
+        low, end = config.lr / 25, config.lr / 25e4
+        if step < up:
+            return low + (config.lr - low) * (1 - math.cos(math.pi * step / up)) / 2
+        t = min(1.0, (step - up) / max(1, total_steps - up))
+        return end + (config.lr - end) * (1 + math.cos(math.pi * t)) / 2
+    if step < warmup_steps:
+        return config.lr * (step + 1) / warmup_steps
+    t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return config.lr * (1 + math.cos(math.pi * t)) / 2
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> tuple[int, Path] | None:
+    """``(epoch, folder)`` of the newest complete checkpoint, or None."""
+    found = []
+    if checkpoint_dir.is_dir():
+        for d in checkpoint_dir.iterdir():
+            m = _CHECKPOINT.match(d.name)
+            if m and (d / STATE_FILE).is_file():
+                found.append((int(m.group(1)), d))
+    return max(found) if found else None
+
+
+def _save_checkpoint(accelerator, checkpoint_dir: Path, epoch: int, state: dict, keep: int) -> None:
+    """``save_state`` into a temporary folder, renamed to ``epoch-NNNN`` once complete; old ones pruned."""
+    final = checkpoint_dir / f"epoch-{epoch:04d}"
+    tmp = checkpoint_dir / f".epoch-{epoch:04d}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        if final.exists():  # a rerun with resume=False: move the old one aside before replacing it
+            old = checkpoint_dir / f".epoch-{epoch:04d}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+        kept = sorted((e for e, _ in _checkpoints(checkpoint_dir) if e <= epoch), reverse=True)[:keep]
+        for e, d in _checkpoints(checkpoint_dir):
+            if e not in kept:  # older than the last `keep`, or stale ones from a run that went further
+                shutil.rmtree(d)
+    accelerator.wait_for_everyone()
+
+
+def _checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
+    return [(int(m.group(1)), d) for d in checkpoint_dir.iterdir() if (m := _CHECKPOINT.match(d.name))]
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _accelerator(config: TrainConfig):
+    """An Accelerator for ``config``; one process may switch precision between fits (accelerate keeps one state)."""
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.state import AcceleratorState, PartialState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != config.mixed_precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    try:
+        return Accelerator(
+            mixed_precision=config.mixed_precision,
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+        )
+    except ValueError as e:  # e.g. fp16 without a GPU, or another precision in a multi-process run
+        raise ModelLockError(f"train config: mixed_precision {config.mixed_precision!r}: {e}") from None
+
+
+def fit(
+    model: nn.Module,
+    train_dataset: Dataset,
+    config: TrainConfig,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    work_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    desc: str = "train",
+) -> nn.Module:
+    """Train ``model`` in place and return it (unwrapped, in eval mode, on the accelerator's device).
+
+    ``loss_fn(outputs, targets)`` defaults to cross-entropy with ``config.label_smoothing``. With a ``work_dir``,
+    every ``checkpoint_every_epochs`` epochs (and the last) are checkpointed under ``work_dir/checkpoints``, and
+    with ``resume`` a rerun continues after the latest complete one.
+    """
+    from accelerate.utils import set_seed
+
+    if loss_fn is None:
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    if len(train_dataset) == 0:
+        raise ModelLockError(f"{desc}: the training set is empty")
+    accelerator = _accelerator(config)
+    set_seed(config.seed)
+    loader = DataLoader(
+        train_dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(train_dataset) > config.batch_size,  # no size-1 last batch for BatchNorm
+        num_workers=config.num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+    optimizer = build_optimizer(model, config)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = len(loader)
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+
+    checkpoint_dir = Path(work_dir) / "checkpoints" if work_dir is not None else None
+    start_epoch = 0
+    found = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None and resume else None
+    if found:
+        start_epoch, folder = found
+        saved = json.loads((folder / STATE_FILE).read_text())
+        if start_epoch > config.epochs:
+            raise ModelLockError(
+                f"{folder}: already trained {start_epoch} epochs, more than epochs={config.epochs}; "
+                "use another work_dir or resume=False"
+            )
+        changed = [k for k, v in saved.get("config", {}).items() if k not in ("epochs", "num_workers")
+                   and getattr(config, k, v) != v]
+        if changed:
+            log.warning("%s: resuming with changed settings %s", folder, ", ".join(changed))
+        accelerator.load_state(str(folder))
+        accelerator.print(f"{desc}: resumed after epoch {start_epoch}/{config.epochs} from {folder}")
+
+    for epoch in range(start_epoch, config.epochs):
+        set_seed(config.seed + epoch)  # augmentation, dropout and worker seeds depend on (seed, epoch) only
+        loader.set_epoch(epoch)  # and so does the shuffling order
+        model.train()
+        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not accelerator.is_local_main_process,
+                   dynamic_ncols=True)
+        start, seen, loss_sum, loss_n = time.perf_counter(), 0, torch.zeros((), device=accelerator.device), 0
+        for i, (inputs, targets) in enumerate(bar):
+            step = epoch * steps_per_epoch + i
+            lr = lr_at(step, total_steps, warmup_steps, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = loss_fn(model(inputs), targets)
+            accelerator.backward(loss)
+            if config.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.detach().float()
+            loss_n += 1
+            seen += inputs.shape[0] * accelerator.num_processes
+            if i % 10 == 9 or i == steps_per_epoch - 1:  # .item() waits for the device: not every step
+                mean_loss = loss_sum.item() / loss_n
+                if not math.isfinite(mean_loss):
+                    raise ModelLockError(f"{desc}: the loss became {mean_loss} in epoch {epoch + 1}; try a lower lr")
+                rate = seen / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+                loss_sum.zero_()
+                loss_n = 0
+        bar.close()
+        last = epoch + 1 == config.epochs
+        if checkpoint_dir is not None and ((epoch + 1) % config.checkpoint_every_epochs == 0 or last):
+            state = {"epoch": epoch + 1, "global_step": (epoch + 1) * steps_per_epoch, "config": config.to_dict()}
+            _save_checkpoint(accelerator, checkpoint_dir, epoch + 1, state, config.keep_checkpoints)
+
+    model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, data, batch_size: int = 256, num_workers: int = 0) -> torch.Tensor:
+    """Model outputs (float32, on the CPU) for every item of a Dataset or DataLoader, in order.
+
+    Items may be ``(input, target)`` pairs or bare inputs; the model runs in eval mode on its own device.
+    """
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, num_workers=num_workers)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for batch in tqdm(loader, desc="predict", leave=False, disable=None):
+            inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
+            outputs.append(model(inputs.to(device, non_blocking=True)).float().cpu())
+    finally:
+        model.train(was_training)
+    if not outputs:
+        raise ModelLockError("predict_logits: no inputs")
+    return torch.cat(outputs)
+
+
+def _writable(image):
+    """A read-only array (decoded, memory-mapped) copied, so torch.from_numpy does not warn."""
+    import numpy as np
+
+    return image.copy() if isinstance(image, np.ndarray) and not image.flags.writeable else image
+
+
+def classification_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """torchvision v2 pipeline from an HxWx3 uint8 array or PIL image to a normalised 3xSxS float tensor.
+
+    Train: pad + random crop for small images (<= 64 px), else RandomResizedCrop; horizontal flip.
+    Eval: resize the short side (to image_size/0.875 for large images) and center-crop.
+    """
+    from torchvision.transforms import v2
+
+    if train and image_size <= 64:
+        geometry = [v2.Resize(image_size, antialias=True),
+                    v2.RandomCrop(image_size, padding=image_size // 8, padding_mode="reflect")]
+    elif train:
+        geometry = [v2.RandomResizedCrop(image_size, antialias=True)]
+    else:
+        short_side = image_size if image_size <= 64 else round(image_size / 0.875)
+        geometry = [v2.Resize(short_side, antialias=True), v2.CenterCrop(image_size)]
+    flip = [v2.RandomHorizontalFlip()] if train else []
+    return v2.Compose([
+        v2.Lambda(_writable),
+        v2.ToImage(),
+        *geometry,
+        *flip,
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean, std),
+    ])
