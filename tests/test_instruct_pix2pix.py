@@ -22,16 +22,24 @@ PROMPT = "turn it into an oil pastel drawing"
 OTHER_PROMPT = "make it a charcoal sketch at night"
 
 
+def _go_offline(mp: pytest.MonkeyPatch) -> None:
+    """No test reaches the network: the env vars, and huggingface_hub's copy read when it was imported."""
+    import huggingface_hub.constants
+
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("TRANSFORMERS_OFFLINE", "1")
+    mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    _go_offline(monkeypatch)
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
+        _go_offline(mp)
         return build_tiny_pix2pix(tmp_path_factory.mktemp("tiny-pix2pix"))
 
 
