@@ -12,11 +12,29 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = Path(os.environ.get("MODELLOCK_SHARED_DATA", ROOT.parent / "shared" / "data")) / "cifar10-jpeg.tar.gz"
 
 
+def _go_offline(mp: pytest.MonkeyPatch) -> None:
+    """No test reaches the network: the env vars, and huggingface_hub's copy read when it was imported."""
+    import huggingface_hub.constants
+
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("TRANSFORMERS_OFFLINE", "1")
+    mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MODELLOCK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    _go_offline(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny random InstructPix2Pix pipeline saved with save_pretrained (built once per session)."""
+    from modellock.testing import build_tiny_pix2pix
+
+    with pytest.MonkeyPatch.context() as mp:
+        _go_offline(mp)
+        return build_tiny_pix2pix(tmp_path_factory.mktemp("tiny-pix2pix"))
 
 
 def extract_cifar_subset(dest: Path, per_class: dict[str, int]) -> Path:

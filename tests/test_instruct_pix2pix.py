@@ -16,31 +16,10 @@ from modellock.editors import get_editor
 from modellock.editors.instruct_pix2pix import InstructPix2PixEditor
 from modellock.errors import ModelLockError
 from modellock.key import Key
-from modellock.testing import build_tiny_pix2pix, sample_images
+from modellock.testing import sample_images
 
 PROMPT = "turn it into an oil pastel drawing"
 OTHER_PROMPT = "make it a charcoal sketch at night"
-
-
-def _go_offline(mp: pytest.MonkeyPatch) -> None:
-    """No test reaches the network: the env vars, and huggingface_hub's copy read when it was imported."""
-    import huggingface_hub.constants
-
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    mp.setenv("TRANSFORMERS_OFFLINE", "1")
-    mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    _go_offline(monkeypatch)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        _go_offline(mp)
-        return build_tiny_pix2pix(tmp_path_factory.mktemp("tiny-pix2pix"))
 
 
 def make_key(model, **fields) -> Key:

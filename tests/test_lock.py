@@ -98,6 +98,9 @@ def test_folder_errors(cifar_lock, tmp_path):
         LockedModel.from_pretrained(bad)
     cfg = json.loads((out / "locked" / "config.json").read_text())
     shutil.copy(out / "locked" / "model.safetensors", bad / "model.safetensors")
+    (bad / "config.json").write_text(json.dumps({**cfg, "preprocessing": {**cfg["preprocessing"], "image_size": 64}}))
+    with pytest.raises(ModelLockError, match="image_size 64 does not match"):
+        LockedModel.from_pretrained(bad)
     cfg["architecture"]["name"] = "no-such-net"
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelLockError, match="no-such-net"):
@@ -128,3 +131,27 @@ def test_locked_class_recipe_and_baseline_on_shapes(tmp_path):
                TrainConfig(epochs=1, batch_size=64, num_workers=0), progress=False)
     after = {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")}
     assert before == after and len(before) == 360
+
+
+def test_end_to_end_with_tiny_instruct_pix2pix(tmp_path, tiny_model):
+    """edit → lock → unlock → eval with the diffusion editor (tiny random pipeline) on a few dozen images."""
+    source = open_source(make_shapes_dataset(tmp_path / "shapes", 40, 20, size=32))
+    key = Key.create("instruct-pix2pix", "turn it into an oil pastel drawing", model=str(tiny_model),
+                     resolution=32, steps=2)
+    tc = TrainConfig(epochs=2, batch_size=16, lr=3e-3, warmup_epochs=0.5, num_workers=0)
+    locked = lock_model(key, source, "tiny-cnn", tmp_path / "locked", LockRecipe(edited_fraction=0.75), tc,
+                        progress=False)
+    cfg = json.loads((tmp_path / "locked" / "config.json").read_text())
+    assert cfg["lock"]["editor"] == "instruct-pix2pix" and key.matches(cfg["lock"]["fingerprint"])
+    assert str(tiny_model) not in (tmp_path / "locked" / "config.json").read_text()
+    reloaded = LockedModel.from_pretrained(tmp_path / "locked", device="cpu")
+    predictor = reloaded.unlock(key)
+    test = source.split("test")
+    preds = predictor.predict([test.load(s) for s in test.samples[:4]])
+    assert len(preds) == 4 and all(p["class"] in source.classes for p in preds)
+    result = evaluate(reloaded, key, source, wrong_keys={"seed": key.replace(seed=7)}, progress=False)
+    assert result["n_test"] == 20 and set(result["wrong_keys"]) == {"seed"}
+    assert all(0.0 <= result[k] <= 1.0 for k in ("locked_clean", "unlocked"))
+    # the test split was edited through the edit cache with the diffusion editor: one PNG per image
+    from modellock.edit import cache_dir
+    assert len(list((cache_dir(key, source) / "test").rglob("*.png"))) == 20

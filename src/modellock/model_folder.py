@@ -128,6 +128,10 @@ class LockedModel:
             raise ModelLockError(f"{folder / CONFIG}: malformed config ({type(e).__name__}: {e})") from None
         if config.get("format") != FORMAT:
             raise ModelLockError(f"{folder / CONFIG}: unknown format {config.get('format')!r} (expected {FORMAT})")
+        size, arch_size = config.get("preprocessing", {}).get("image_size"), spec.get("image_size")
+        if size != arch_size:
+            raise ModelLockError(f"{folder / CONFIG}: preprocessing image_size {size!r} does not match the "
+                                 f"architecture's image_size {arch_size!r}")
         if _sha256(folder / WEIGHTS) != config.get("weights_sha256"):
             raise ModelLockError(f"{folder / WEIGHTS}: sha256 does not match config.json (tampered or corrupt)")
         model = backbone_from_spec(spec)
