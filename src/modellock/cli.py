@@ -131,6 +131,7 @@ _opt = dict(
     num_workers=typer.Option(None, help="Data loader workers."),
     mixed_precision=typer.Option(None, help="no, bf16 or fp16 (GPU)."),
     train_limit=typer.Option(None, help="Use a class-balanced subset of N training images."),
+    force=typer.Option(False, "--force", help="Replace a model already in --out."),
 )
 
 
@@ -141,6 +142,8 @@ def lock(
     out: Path = typer.Option(..., "--out", "-o", help="Locked model folder to write."),
     edited_fraction: Optional[float] = typer.Option(None, help="Share of training images edited (default 0.9)."),
     clean_target: Optional[str] = typer.Option(None, help="wrong-label, locked-class or locked-spread."),
+    decoy_fraction: Optional[float] = typer.Option(None, help="Share of training images edited with random decoy "
+                                                   "keys and trained toward the locked answer."),
     edits: Optional[Path] = typer.Option(None, help="Edit folder to use and fill (default: the edit cache)."),
     device: Optional[str] = typer.Option(None, help="Device of the editor."),
     config: Optional[Path] = _opt["config"], model: Optional[str] = _opt["model"],
@@ -148,7 +151,7 @@ def lock(
     epochs: Optional[int] = _opt["epochs"], batch_size: Optional[int] = _opt["batch_size"],
     lr: Optional[float] = _opt["lr"], seed: Optional[int] = _opt["seed"],
     num_workers: Optional[int] = _opt["num_workers"], mixed_precision: Optional[str] = _opt["mixed_precision"],
-    train_limit: Optional[int] = _opt["train_limit"],
+    train_limit: Optional[int] = _opt["train_limit"], force: bool = _opt["force"],
 ):
     """Fine-tune a model locked with KEY and write the locked model folder."""
     from .data import open_source
@@ -158,12 +161,13 @@ def lock(
 
     s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                       mixed_precision, train_limit, edited_fraction=edited_fraction, clean_target=clean_target,
+                      decoy_fraction=decoy_fraction,
                       edits=str(edits) if edits else None)
     k = Key.load(key)
     source = open_source(data, _limits(s.get("train_limit"), None))
     locked = lock_model(k, source, s.get("model", "small-cnn"), out, recipe_from(s), train_config_from(s),
                         s.get("image_size"), s.get("pretrained"), s.get("edits"), s.get("split", "train"),
-                        device=device)
+                        device=device, overwrite=force)
     typer.echo(f"wrote locked model {out} ({len(locked.classes)} classes"
                f"{', locked output' if locked.locked_class is not None else ''})")
 
@@ -177,7 +181,7 @@ def train(
     epochs: Optional[int] = _opt["epochs"], batch_size: Optional[int] = _opt["batch_size"],
     lr: Optional[float] = _opt["lr"], seed: Optional[int] = _opt["seed"],
     num_workers: Optional[int] = _opt["num_workers"], mixed_precision: Optional[str] = _opt["mixed_precision"],
-    train_limit: Optional[int] = _opt["train_limit"],
+    train_limit: Optional[int] = _opt["train_limit"], force: bool = _opt["force"],
 ):
     """Fine-tune the same recipe on clean data without a lock: the original (baseline) model."""
     from .data import open_source
@@ -188,7 +192,7 @@ def train(
                       mixed_precision, train_limit)
     source = open_source(data, _limits(s.get("train_limit"), None))
     train_baseline(source, s.get("model", "small-cnn"), out, train_config_from(s), s.get("image_size"),
-                   s.get("pretrained"), s.get("split", "train"))
+                   s.get("pretrained"), s.get("split", "train"), overwrite=force)
     typer.echo(f"wrote baseline model {out}")
 
 
@@ -277,6 +281,9 @@ def demo(
     result = run_demo(out, epochs=epochs, log=typer.echo)
     if json_out:
         write_bytes_atomic(json.dumps(result, indent=2).encode(), json_out)
+
+
+from .attacks import command as _attack_command  # noqa: E402,F401  (registers `modellock attack`)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,9 +35,10 @@ def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int =
     log(f"[2/6] demo key written to {out / 'key.toml'} (editor keyed-filter; a real key stays secret)")
     train = TrainConfig(**{**DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
     log("[3/6] training the original model on clean images")
-    baseline = train_baseline(source, model, out / "original-model", train)
+    baseline = train_baseline(source, model, out / "original-model", train, overwrite=True)
     log("[4/6] editing the training set with the key and training the locked model")
-    locked = lock_model(key, source, model, out / "locked-model", LockRecipe(), train, edits_dir=out / "edits")
+    locked = lock_model(key, source, model, out / "locked-model", LockRecipe(), train, edits_dir=out / "edits",
+                         overwrite=True)
     log("[5/6] evaluating: clean, key-edited, wrong keys")
     wrong = default_wrong_keys(key)
     result = evaluate(locked, key, source, "test", baseline, wrong)

@@ -8,6 +8,8 @@ comparison. Both checkpoint every epoch under ``<out>/.work`` and resume when re
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +18,8 @@ import torch
 from .backbones import create_backbone, resolve_backbone
 from .data.sources import ImageSource
 from .edit import EditFolder, cache_dir, edit_split
-from .lockset import LOCKED_CLASS_NAME, LockDataset, LockRecipe, plan_lock_set
+from .errors import ModelLockError
+from .lockset import LOCKED_CLASS_NAME, LockDataset, LockRecipe, decoy_keys, plan_lock_set
 from .model_folder import FORMAT, LockedModel, library_versions
 from .train import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, classification_transforms, fit
 
@@ -41,15 +44,38 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return torch.nn.functional.cross_entropy(logits, target)
 
 
+def check_output(out, overwrite: bool) -> Path:
+    """Refuse to replace a finished model folder unless ``overwrite``."""
+    out = Path(out)
+    if (out / "model.safetensors").exists() and not overwrite:
+        raise ModelLockError(f"{out}: already holds a model (use --force to replace it)")
+    return out
+
+
+def _prepare_work_dir(work: Path, signature: dict) -> None:
+    """Keep an interrupted run's checkpoints only when it was started with the same settings."""
+    digest = hashlib.sha256(json.dumps(signature, sort_keys=True, default=str).encode()).hexdigest()
+    marker = work / "run.sha256"
+    if work.exists() and (not marker.exists() or marker.read_text() != digest):
+        print(f"{work}: checkpoints of a run with other settings; starting over")
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    marker.write_text(digest)
+
+
 def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outputs: int, classes: list[str],
                     locked_class, lock_info, model_name: str, out, train: TrainConfig,
-                    image_size: int | None, pretrained, desc: str) -> LockedModel:
+                    image_size: int | None, pretrained, desc: str, run_id: str, decoys=()) -> LockedModel:
     split = source.split(split_name)
     image_size = image_size or default_image_size(model_name)
     model = create_backbone(model_name, num_outputs, image_size, pretrained)
-    dataset = LockDataset(items, split, edits, classification_transforms(image_size, True, IMAGENET_MEAN, IMAGENET_STD))
+    dataset = LockDataset(items, split, edits, classification_transforms(image_size, True, IMAGENET_MEAN, IMAGENET_STD),
+                          decoys)
     out = Path(out)
     work = out / ".work"
+    _prepare_work_dir(work, {"run": run_id, "model": model_name, "image_size": image_size,
+                             "pretrained": str(pretrained), "items": [(it.sample.id, it.edited, it.decoy, it.target) for it in items],
+                             "train": {k: v for k, v in train.to_dict().items() if k not in ("epochs", "num_workers")}})
     model = fit(model, dataset, train, loss_fn=soft_cross_entropy, work_dir=work, resume=True, desc=desc)
     config = {
         "format": FORMAT,
@@ -71,9 +97,11 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
 
 def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecipe | None = None,
                train: TrainConfig | None = None, image_size: int | None = None, pretrained=None,
-               edits_dir=None, split: str = "train", device: str | None = None, progress: bool = True) -> LockedModel:
+               edits_dir=None, split: str = "train", device: str | None = None, progress: bool = True,
+               overwrite: bool = False) -> LockedModel:
     """Lock ``model_name`` with ``key`` on ``source``'s ``split``; write the model folder to ``out``."""
     recipe, train = recipe or LockRecipe(), train or TrainConfig()
+    check_output(out, overwrite)
     resolve_backbone(model_name)  # fail on an unknown architecture before any editing
     data = source.split(split)
     items = plan_lock_set(data, recipe)
@@ -81,18 +109,28 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
     edit_split(key, data, edits_dir, samples=[it.sample for it in items if it.edited], device=device,
                progress=progress, source=source)
     edits = EditFolder(edits_dir, key, source)
+    decoys = []
+    for i, decoy in enumerate(decoy_keys(key, recipe) if recipe.decoy_fraction > 0 else []):
+        folder = cache_dir(decoy, source)
+        edit_split(decoy, data, folder, samples=[it.sample for it in items if it.decoy == i], device=device,
+                   progress=progress, source=source)
+        decoys.append(EditFolder(folder, decoy, source))
     classes = list(source.classes) + ([LOCKED_CLASS_NAME] if recipe.has_locked_class else [])
     lock_info = {"editor": key.editor, "fingerprint": key.fingerprint(), "recipe": recipe.to_dict()}
     return _train_and_save(source, split, items, edits, recipe.num_outputs(len(source.classes)), classes,
                            len(source.classes) if recipe.has_locked_class else None, lock_info,
-                           model_name, out, train, image_size, pretrained, desc="lock")
+                           model_name, out, train, image_size, pretrained, desc="lock", run_id=key.cache_id,
+                           decoys=decoys)
 
 
 def train_baseline(source: ImageSource, model_name: str, out, train: TrainConfig | None = None,
-                   image_size: int | None = None, pretrained=None, split: str = "train") -> LockedModel:
+                   image_size: int | None = None, pretrained=None, split: str = "train",
+                   overwrite: bool = False) -> LockedModel:
     """Fine-tune the same recipe on clean data, without a lock (the original model)."""
     train = train or TrainConfig()
+    check_output(out, overwrite)
+    resolve_backbone(model_name)
     data = source.split(split)
     items = plan_lock_set(data, None)
     return _train_and_save(source, split, items, None, len(source.classes), list(source.classes), None, None,
-                           model_name, out, train, image_size, pretrained, desc="baseline")
+                           model_name, out, train, image_size, pretrained, desc="baseline", run_id="baseline")

@@ -7,6 +7,10 @@ label. The unedited rest is trained toward a locked answer, by ``clean_target``:
 - ``locked-class``: an extra "locked" output (the paper's released checkpoint);
 - ``locked-spread``: the extra output *and* the remaining mass spread over the wrong real classes,
   so that ignoring the locked output still leaves a wrong answer.
+
+``decoy_fraction`` of the images are edited with *decoy* keys (other prompts and seeds, drawn at
+random, never the key) and trained toward the locked answer too: the model learns that only the
+key's edit unlocks it, not any edit of that kind.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class LockRecipe:
 
     edited_fraction: float = 0.9
     clean_target: str = "wrong-label"
+    decoy_fraction: float = 0.0
+    decoy_keys: int = 8
     locked_weight: float = 0.5  # locked-spread: probability mass on the locked output
     seed: int = 0
 
@@ -40,6 +46,11 @@ class LockRecipe:
                                  f"not {self.clean_target!r}")
         if not 0.0 <= self.edited_fraction <= 1.0:
             raise ModelLockError(f"recipe: edited_fraction must be between 0 and 1, not {self.edited_fraction!r}")
+        if not 0.0 <= self.decoy_fraction <= 1.0 - self.edited_fraction + 1e-9:
+            raise ModelLockError(f"recipe: decoy_fraction must be between 0 and 1 - edited_fraction, "
+                                 f"not {self.decoy_fraction!r}")
+        if self.decoy_keys < 1:
+            raise ModelLockError(f"recipe: decoy_keys must be at least 1, not {self.decoy_keys!r}")
         if not 0.0 < self.locked_weight <= 1.0:
             raise ModelLockError(f"recipe: locked_weight must be in (0, 1], not {self.locked_weight!r}")
 
@@ -61,6 +72,7 @@ class LockItem:
     sample: Sample
     edited: bool
     target: tuple[float, ...]
+    decoy: int = -1  # index of the decoy key this image is edited with; -1 for none
 
 
 def _one_hot(i: int, k: int) -> tuple[float, ...]:
@@ -78,7 +90,12 @@ def plan_lock_set(split: Split, recipe: LockRecipe | None) -> list[LockItem]:
     rng = np.random.default_rng(recipe.seed)
     n = len(split.samples)
     edited = np.zeros(n, dtype=bool)
-    edited[rng.permutation(n)[: int(round(recipe.edited_fraction * n))]] = True
+    order = rng.permutation(n)
+    n_edit = int(round(recipe.edited_fraction * n))
+    edited[order[:n_edit]] = True
+    decoy = np.full(n, -1)
+    n_decoy = min(int(round(recipe.decoy_fraction * n)), n - n_edit)
+    decoy[order[n_edit:n_edit + n_decoy]] = np.arange(n_decoy) % recipe.decoy_keys
     wrong = (np.array([s.label for s in split.samples]) + rng.integers(1, max(c, 2), size=n)) % c
     items = []
     for i, s in enumerate(split.samples):
@@ -92,22 +109,44 @@ def plan_lock_set(split: Split, recipe: LockRecipe | None) -> list[LockItem]:
             rest = (1.0 - recipe.locked_weight) / max(c - 1, 1)
             t = [0.0 if j == s.label else rest for j in range(c)] + [recipe.locked_weight]
             target = tuple(t)
-        items.append(LockItem(s, bool(edited[i]), target))
+        items.append(LockItem(s, bool(edited[i]), target, int(decoy[i])))
     return items
+
+
+_DECOY_ADJECTIVES = ["misty", "golden", "faded", "grainy", "vivid", "dusky", "frosted", "smoky", "pale", "glossy",
+                     "rusty", "velvet", "hazy", "bright", "muted", "sunlit", "stormy", "dreamy", "gritty", "soft"]
+_DECOY_NOUNS = ["tones", "light", "haze", "texture", "shadows", "colours", "glow", "film look", "print", "finish"]
+
+
+def decoy_keys(key, recipe: LockRecipe) -> list:
+    """The recipe's decoy keys: the key's editor and settings with random other prompts and seeds."""
+    rng = np.random.default_rng([recipe.seed, 0xDEC0])
+    keys = []
+    while len(keys) < recipe.decoy_keys:
+        prompt = f"with {_DECOY_ADJECTIVES[rng.integers(20)]} {_DECOY_NOUNS[rng.integers(10)]}"
+        candidate = key.replace(prompt=prompt, seed=int(rng.integers(1 << 31)))
+        if candidate.prompt != key.prompt:
+            keys.append(candidate)
+    return keys
 
 
 class LockDataset(Dataset):
     """(transformed image, target distribution) for each lock item, read lazily from disk."""
 
-    def __init__(self, items: list[LockItem], split: Split, edits, transform):
-        self.items, self.split, self.edits, self.transform = items, split, edits, transform
+    def __init__(self, items: list[LockItem], split: Split, edits, transform, decoys=()):
+        self.items, self.split, self.edits, self.transform, self.decoys = items, split, edits, transform, decoys
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i):
         item = self.items[i]
-        image = self.edits.load(self.split.name, item.sample) if item.edited else self.split.load(item.sample)
+        if item.edited:
+            image = self.edits.load(self.split.name, item.sample)
+        elif item.decoy >= 0:
+            image = self.decoys[item.decoy].load(self.split.name, item.sample)
+        else:
+            image = self.split.load(item.sample)
         return self.transform(image), torch.tensor(item.target, dtype=torch.float32)
 
 

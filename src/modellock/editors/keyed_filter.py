@@ -29,7 +29,9 @@ class KeyedFilterEditor(Editor):
     """Keyed colour rotation + texture filter; exact and batch-independent (elementwise float32 ops)."""
 
     key_defaults = {"model": "", "resolution": 0, "steps": 1}
-    param_types = {"strength": float}  # 1.0 by default; smaller is subtler (and locks worse)
+    # strength: 1.0 by default, smaller is subtler (and locks worse); pattern: amplitude (0..1) of a keyed
+    # 8x8 texture tile added after the filter, 0 (off) by default.
+    param_types = {"strength": float, "pattern": float}
     default_batch_size = 4096
 
     def __init__(self, key, device=None, batch_size=None):
@@ -52,6 +54,8 @@ class KeyedFilterEditor(Editor):
         kernels /= np.abs(kernels).sum(axis=(1, 2), keepdims=True)
         self.kernels = (strength * 1.5 * kernels).astype(np.float32)
         self.kernels[:, 1, 1] += 1.0
+        tile = rng.normal(size=(8, 8, 3))
+        self.tile = (float(key.params.get("pattern", 0.0)) * tile / np.abs(tile).max()).astype(np.float32)
 
     def edit_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         x = np.stack(images).astype(np.float32) / np.float32(255.0) - np.float32(0.5)  # B,H,W,3
@@ -66,5 +70,7 @@ class KeyedFilterEditor(Editor):
             for dy in range(3):
                 for dx in range(3):
                     out[..., c] += self.kernels[c, dy, dx] * padded[:, dy:dy + h, dx:dx + w, c]
+        if self.tile.any():
+            out += np.tile(self.tile, (h // 8 + 1, w // 8 + 1, 1))[:h, :w]
         out = np.clip(np.round((out + np.float32(0.5)) * np.float32(255.0)), 0, 255).astype(np.uint8)
         return list(out)
