@@ -44,5 +44,6 @@ def get_editor(key, **options) -> Editor:
 # Registration happens on import; keep heavy imports (diffusers) inside the editors' load methods.
 from . import keyed_filter  # noqa: E402,F401
 from . import instruct_pix2pix  # noqa: E402,F401
+from . import block_transforms  # noqa: E402,F401
 
 __all__ = ["Editor", "register_editor", "available_editors", "editor_class", "get_editor"]
