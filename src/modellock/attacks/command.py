@@ -1,0 +1,85 @@
+"""``modellock attack``: run the attack suite on a locked model and print one table (registered on the CLI app)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..cli import app
+from ..errors import ModelLockError
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ModelLockError(f"--fractions {text!r}: expected comma-separated numbers, e.g. 0.01,0.05,0.1") from None
+    if not values or any(not 0.0 < v <= 1.0 for v in values):
+        raise ModelLockError(f"--fractions {text!r}: each fraction must be in (0, 1]")
+    return values
+
+
+@app.command("attack")
+def attack(
+    model: str = typer.Option(..., "--model", "-m", help="Locked model folder."),
+    key: Path = typer.Option(..., "--key", "-k", help="The key it was locked with (for the unlocked reference, "
+                             "and the similar-prompts and wrong-machinery attacks)."),
+    data: str = typer.Option(..., "--data", "-d", help="Folder, .tar.gz, or torchvision:NAME."),
+    attack_names: str = typer.Option("all", "--attack", "-a", help="Attack name(s), comma-separated, or all."),
+    fractions: str = typer.Option("0.01,0.05,0.1", help="Attacker's clean share(s) of the training split."),
+    limit_prompts: Optional[int] = typer.Option(None, help="Try only the first N guessed / similar prompts."),
+    test_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N test images."),
+    train_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N training images "
+                                              "(the split the attacker's fractions come from)."),
+    baseline: Optional[str] = typer.Option(None, help="Original (unlocked) model folder, for original_clean."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write report.html and charts to this folder."),
+    screen: int = typer.Option(500, help="Screening subset size for the prompt and transform sweeps."),
+    top_k: int = typer.Option(3, help="Best screened settings scored on the whole test split."),
+    budget: int = typer.Option(20000, help="Training samples per attacker model (fine-tune, scratch, adapter)."),
+    lr: Optional[float] = typer.Option(None, help="Attacker's learning rate (default: the lock's)."),
+    diffusion_model: Optional[List[str]] = typer.Option(None, "--diffusion-model",
+                                                        help="A diffusion model the attacker holds (repeatable)."),
+    attacker_settings: str = typer.Option("known", help="known: guesses use the key's editor settings; "
+                                          "defaults: the editor's published defaults."),
+    seed: int = typer.Option(0),
+    device: Optional[str] = typer.Option(None),
+    work_dir: Optional[Path] = typer.Option(None, help="Where trained attack scores are kept for reruns "
+                                            "(default: the cache)."),
+):
+    """Attack a locked model without its key: guessed/similar prompts, wrong machinery, fine-tuning, adapters..."""
+    from ..data import open_source
+    from ..key import Key
+    from ..model_folder import LockedModel
+    from ..paths import cache_root
+    from . import attack_spec
+    from .suite import format_table, run_suite
+
+    names = None if attack_names.strip() == "all" else [n.strip() for n in attack_names.split(",") if n.strip()]
+    for n in names or []:
+        attack_spec(n)  # unknown names fail before any work
+    k = Key.load(key)
+    m = LockedModel.from_pretrained(model, device=device)
+    m.unlock(k)  # the reference needs the right key: refuse a wrong one before any work
+    base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
+    limits = {name: v for name, v in (("train", train_limit), ("test", test_limit)) if v is not None}
+    source = open_source(data, limits)
+    work = work_dir or cache_root() / "attacks" / str(m.config.get("weights_sha256", "model"))[:16]
+    run = run_suite(m, k, source, names, base, attacker_settings, log=typer.echo,
+                    grid_images=6 if report else 0, fractions=_fractions(fractions), limit_prompts=limit_prompts,
+                    screen=screen, top_k=top_k, budget=budget, lr=lr, seed=seed,
+                    diffusion_models=tuple(diffusion_model or ()), device=device, work_dir=work)
+    typer.echo(format_table(run.result))
+    from ..images import write_bytes_atomic
+
+    if json_out:
+        write_bytes_atomic(json.dumps(run.result, indent=2).encode(), json_out)
+        typer.echo(f"wrote {json_out}")
+    if report:
+        from .report import write_attack_report
+
+        path = write_attack_report(report, run.result, run.grid_columns, run.grid_rows)
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,302 @@
+"""The attack suite on a tiny locked model: every attack runs, and every attack CAN succeed.
+
+Each attack is also run with a test-only injection that hands it the true key (the key's prompt in the
+guessed catalogue, the key's settings among the wrong machinery, the key's edit among the generic
+transforms, key-edited inputs for the locked-output attack) or puts it where success is possible (the
+thief holding the whole training set), and must then reach the unlocked score. The injections that
+reproduce the key's exact edit must reach it exactly (same pixels, same logits); the trained ones
+within 0.1 (a 240-image test split has a standard error of about 0.03 at these accuracies, and a
+short attacker training run adds its own spread).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from modellock.attacks import attack_spec, available_attacks, register_attack, run_attack
+from modellock.attacks.context import AttackContext, Machinery
+from modellock.attacks.prompt_catalogue import CATALOGUE, catalogue_prompts
+from modellock.attacks.similar_prompts import edit_distance, variants
+from modellock.attacks.suite import KEY_PROMPT_LABEL, format_markdown, format_table, redact, references, run_suite
+from modellock.data import open_source
+from modellock.data.synthetic import make_shapes_dataset
+from modellock.editors import get_editor
+from modellock.errors import ModelLockError
+from modellock.key import Key
+from modellock.lock import lock_model
+from modellock.lockset import LockRecipe
+from modellock.prompts import STYLE_PROMPTS
+from modellock.train import TrainConfig
+
+PROMPT = "with a quiet marmalade haze"  # not in any catalogue
+EXACT = 1e-6
+TRAINED_TOL = 0.1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Two threads on a shared two-core machine run many times slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory):
+    """small-cnn locked (locked-class recipe) with keyed-filter on 700 shapes images, 240 test images."""
+    root = tmp_path_factory.mktemp("attacks")
+    source = open_source(make_shapes_dataset(root / "shapes", 700, 240))
+    key = Key.create("keyed-filter", PROMPT, params={"strength": 1.0})
+    key.save(root / "key.toml")
+    train = TrainConfig(epochs=10, batch_size=64, lr=3e-3, warmup_epochs=0.5, num_workers=0)
+    torch.manual_seed(0)  # lock_model does not seed the initial weights; the test wants the same model every run
+    model = lock_model(key, source, "small-cnn", root / "locked", LockRecipe(clean_target="locked-class"), train,
+                       progress=False)
+    return key, source, model, root
+
+
+def make_ctx(locked, **options) -> AttackContext:
+    key, source, model, root = locked
+    defaults = dict(screen=80, top_k=2, budget=2500, fractions=(0.1,), progress=False, limit_prompts=None)
+    return AttackContext(model, source, Machinery.of(key), **{**defaults, **options})
+
+
+@pytest.fixture(scope="module")
+def reference(locked):
+    key, source, model, root = locked
+    ctx = make_ctx(locked)
+    ref = references(ctx, key)
+    # the lock is real: the key unlocks far above the locked model, so "reaching unlocked" means something
+    assert ref["unlocked"] >= ref["locked_clean"] + 0.3, ref
+    return ref
+
+
+# ------------------------------------------------------------------------------------ structure
+def test_registry_and_who_reads_the_key():
+    names = available_attacks()
+    assert names == ["ignore-locked-class", "guessed-prompts", "similar-prompts", "wrong-machinery", "fine-tune",
+                     "input-adapter", "generic-transforms"]
+    assert {n for n in names if attack_spec(n).reads_key} == {"similar-prompts", "wrong-machinery"}
+    with pytest.raises(ModelLockError, match="unknown attack 'nope'"):
+        attack_spec("nope")
+    with pytest.raises(TypeError, match="first parameter"):
+        register_attack("bad-signature")(lambda key, ctx: {})
+
+
+def test_key_never_reaches_attacks_that_do_not_declare_it(locked):
+    key, source, model, root = locked
+    seen = {}
+
+    @register_attack("test-spy")
+    def spy(ctx, **options):
+        seen.update(options, ctx=ctx)
+        return {"best": 0.0}
+
+    try:
+        run_attack("test-spy", make_ctx(locked), key=key)
+    finally:
+        from modellock.attacks import _REGISTRY
+
+        del _REGISTRY["test-spy"]
+    assert set(seen) == {"ctx"}
+    assert not any(isinstance(v, Key) for v in vars(seen["ctx"]).values())
+    with pytest.raises(TypeError, match="never holds a key"):
+        AttackContext(model, source, Machinery.of(key), task=key)
+    with pytest.raises(TypeError, match="never holds a key"):
+        AttackContext(model, source, key)
+    with pytest.raises(TypeError, match="must be a Machinery"):
+        AttackContext(model, source, key.to_dict())
+    with pytest.raises(ModelLockError, match="needs --key"):
+        run_attack("similar-prompts", make_ctx(locked))
+    assert PROMPT not in repr(Machinery.of(key))
+
+
+def test_catalogue():
+    prompts = catalogue_prompts()
+    assert len(prompts) >= 100 and len({p.lower() for _, p in prompts}) == len(prompts)
+    assert {"style", "medium", "artist", "added object", "photo adjustment"} <= set(CATALOGUE)
+    assert [p for _, p in prompts[: len(STYLE_PROMPTS)]] == STYLE_PROMPTS  # keygen's public pool comes first
+    first_of_each = catalogue_prompts(len(STYLE_PROMPTS) + 6)[len(STYLE_PROMPTS):]
+    assert {f for f, _ in first_of_each} == set(CATALOGUE) - {"keygen pool"}
+
+
+def test_similar_prompt_rules():
+    pairs = variants("with oil pastel")
+    rules = {r for r, _ in pairs}
+    assert {"synonym", "word order", "dropped word", "added words", "plural/singular", "letter case", "punctuation",
+            "typo"} <= rules
+    texts = {t for _, t in pairs}
+    assert {"with oil pastels", "oil with pastel", "WITH OIL PASTEL", "with pastel", "with oil crayon"} <= texts
+    assert edit_distance("with oil pastel", "with oil pastels") == 1
+    assert edit_distance("a b c".split(), "a c".split()) == 1
+
+
+# ------------------------------------------------------------------------------------ each attack can succeed
+def test_ignore_locked_class(locked, reference):
+    key, source, model, root = locked
+    ctx = make_ctx(locked)
+    r = run_attack("ignore-locked-class", ctx)
+    assert r["has_locked_class"]
+    assert r["argmax_real_classes"] == pytest.approx(reference["locked_clean_without_locked_class"])
+    assert set(r["refit_head"]) == {"0.1"} and 0 <= r["refit_head"]["0.1"]["score"] <= 1
+    # injection: the thief's inputs are key-edited, so ignoring the locked output is the unlocked predictor
+    injected = run_attack("ignore-locked-class", ctx, view=get_editor(key).edit)
+    assert injected["argmax_real_classes"] >= reference["unlocked"] - EXACT
+
+
+def test_guessed_prompts(locked, reference):
+    key, source, model, root = locked
+    r = run_attack("guessed-prompts", make_ctx(locked, limit_prompts=4))
+    assert r["n_prompts"] == 4 and r["evaluated"] == 4 and r["distribution"]["n"] == 4
+    assert r["best"] == max(c["score"] for c in r["candidates"] if "score" in c)
+    decoys = catalogue_prompts()[20:25]
+    injected = run_attack("guessed-prompts", make_ctx(locked), catalogue=decoys + [("injected", PROMPT)])
+    assert injected["best"] >= reference["unlocked"] - EXACT
+    assert injected["best_setting"] == f"prompt {PROMPT!r}"  # redaction is the suite's job (tested below)
+
+
+def test_similar_prompts(locked, reference):
+    key, source, model, root = locked
+    r = run_attack("similar-prompts", make_ctx(locked, limit_prompts=6), key)
+    assert r["n_variants"] == 6 and r["ranking"] is None  # no text-embedding model offline here
+    assert len({c["rule"] for c in r["candidates"]}) == 6  # the limit takes every rule in turn
+    text = json.dumps(r)
+    assert not any(v in text for _, v in variants(PROMPT) if len(v) > 4), "variants must be named, not spelled out"
+    injected = run_attack("similar-prompts", make_ctx(locked, limit_prompts=10), key,
+                          extra_rules=[("identity", lambda p: [p])], exclude_key=False)
+    assert injected["best"] >= reference["unlocked"] - EXACT
+    assert injected["best_by_rule"]["identity"] >= reference["unlocked"] - 0.2  # on the screening subset
+
+
+def test_similar_prompts_ranked_with_a_local_text_model(locked, tmp_path, monkeypatch):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from modellock.testing import build_clip_tokenizer
+
+    tokenizer = build_clip_tokenizer()
+    torch.manual_seed(0)
+    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                           num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=77,
+                                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                           pad_token_id=tokenizer.pad_token_id))
+    tokenizer.save_pretrained(tmp_path / "text")
+    encoder.save_pretrained(tmp_path / "text", safe_serialization=True)
+    monkeypatch.setenv("MODELLOCK_TEXT_EMBEDDING", str(tmp_path / "text"))
+    key = locked[0]
+    r = run_attack("similar-prompts", make_ctx(locked, limit_prompts=4), key)
+    assert r["ranking"] == str(tmp_path / "text")
+    sims = [c["similarity"] for c in r["candidates"]]
+    assert len(sims) == 4 and all(-1.0001 <= s <= 1.0001 for s in sims)
+
+
+def test_wrong_machinery(locked, reference):
+    key, source, model, root = locked
+    r = run_attack("wrong-machinery", make_ctx(locked), key)
+    names = {c["name"] for c in r["candidates"]}
+    assert {"seed +1", "alpha +0.1", "strength x0.5"} <= names
+    # keyed-filter ignores steps and guidance: those variants make the key's own edit and are not counted
+    assert "steps +1" in r["no_effect"] and "guidance x2" in r["no_effect"]
+    assert any(s["name"] == "editor instruct-pix2pix" for s in r["skipped"])  # no diffusion model given
+    assert str(key.seed) not in " ".join(names)
+    injected = run_attack("wrong-machinery", make_ctx(locked), key,
+                          variants=[("seed +1", {"seed": key.seed + 1}), ("the key's settings", {})], exclude_key=False)
+    assert injected["best"] >= reference["unlocked"] - EXACT and injected["best_setting"] == "the key's settings"
+
+
+def test_fine_tune(locked, reference):
+    # where success is possible: the thief holds the whole training set
+    full = run_attack("fine-tune", make_ctx(locked, budget=4000), fractions=(1.0,))
+    assert full["best"] >= reference["unlocked"] - TRAINED_TOL, (full, reference)
+
+
+def test_input_adapter(locked, reference):
+    r = run_attack("input-adapter", make_ctx(locked, budget=4000), fractions=(1.0,))
+    # keyed-filter is a colour mix and a 3x3 filter: the adapter can learn it from clean labelled data
+    assert r["best"] >= reference["unlocked"] - TRAINED_TOL, (r, reference)
+
+
+def test_generic_transforms(locked, reference):
+    key, source, model, root = locked
+    r = run_attack("generic-transforms", make_ctx(locked, random_keys=1),
+                   extra={"injected: the key's edit": get_editor(key).edit})
+    names = {c["name"] for c in r["candidates"]}
+    assert {"gaussian blur 1", "noise sigma 8", "jpeg q25", "colour jitter #1", "stylise: cartoon",
+            "keyed-filter random key #1"} <= names
+    assert [s["name"] for s in r["skipped"]] == ["editor instruct-pix2pix"]  # no diffusion model given
+    assert r["best"] >= reference["unlocked"] - EXACT and r["best_setting"] == "injected: the key's edit"
+
+
+def test_fine_tune_curve_and_trained_scores_are_reused(locked, tmp_path):
+    ctx = make_ctx(locked, work_dir=tmp_path / "work", budget=500)
+    first = run_attack("fine-tune", ctx)
+    (row,) = first["curve"]
+    assert row["fraction"] == 0.1 and row["n_images"] == 70 and "pretrained" not in row
+    assert row["gain"] == pytest.approx(row["attack"] - row["scratch"])
+    assert len(list((tmp_path / "work").glob("*.json"))) == 2
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of reusing the stored score")
+
+    again = make_ctx(locked, work_dir=tmp_path / "work", budget=500)
+    again.train = no_training
+    assert run_attack("fine-tune", again)["curve"] == first["curve"]
+
+
+# ------------------------------------------------------------------------------------ suite, CLI, report
+def test_suite_redacts_the_key_prompt(locked, reference, tmp_path):
+    key, source, model, root = locked
+    run = run_suite(model, key, source, ["guessed-prompts", "ignore-locked-class"], grid_images=3,
+                    attack_options={"guessed-prompts": {"catalogue": [("injected", PROMPT), ("x", "as a blueprint")]}},
+                    screen=80, top_k=2, fractions=(0.1,), progress=False)
+    text = json.dumps(run.result)
+    assert PROMPT.lower() not in text.lower() and KEY_PROMPT_LABEL in text
+    assert redact({"a": [f"x {PROMPT.upper()}!"]}, PROMPT) == {"a": [f"x {KEY_PROMPT_LABEL}!"]}
+    assert run.result["attacks"]["guessed-prompts"]["best"] >= reference["unlocked"] - EXACT
+    guessed = run.result["attacks"]["guessed-prompts"]
+    assert guessed["key_prompt_in_catalogue"] and guessed["best_without_key_prompt_setting"].startswith("prompt 'as a")
+    table = format_table(run.result)
+    assert "attack: guessed-prompts" in table and "100%" in table and PROMPT not in table
+    assert "attack: guessed-prompts, key prompt left out" in table
+    assert "| attack: ignore-locked-class |" in format_markdown(run.result)
+    assert len(run.grid_rows) == 3 and len(run.grid_columns) == 4
+    assert not any(PROMPT.lower() in c.lower() for c in run.grid_columns)
+    from modellock.attacks.report import write_attack_report
+
+    page = write_attack_report(tmp_path / "report", run.result, run.grid_columns, run.grid_rows).read_text()
+    assert "fine-tune-curve.png" in page and "attack-guessed-prompts.png" in page and PROMPT.lower() not in page.lower()
+    assert (tmp_path / "report" / "attack-guessed-prompts.png").is_file()
+
+
+def cli(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread, as in this module (see _one_thread)
+    return subprocess.run([sys.executable, "-m", "modellock", *map(str, args)], capture_output=True, text=True,
+                          env=env)
+
+
+def test_attack_command(locked, tmp_path):
+    key, source, model, root = locked
+    data = source.root
+    out = cli("attack", "--model", root / "locked", "--key", root / "key.toml", "--data", data,
+              "--attack", "ignore-locked-class,fine-tune", "--fractions", "0.1", "--budget", "300", "--screen", "60",
+              "--baseline", root / "locked", "--json", tmp_path / "r.json", "--report", tmp_path / "rep",
+              "--work-dir", tmp_path / "work")
+    assert out.returncode == 0, out.stderr
+    assert "attack: fine-tune 10%" in out.stdout and "locked model + key (unlocked)" in out.stdout
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert set(result["attacks"]) == {"ignore-locked-class", "fine-tune"} and "original_clean" in result["reference"]
+    assert (tmp_path / "rep" / "report.html").is_file()
+    everything = (out.stdout + out.stderr + (tmp_path / "r.json").read_text()
+                  + (tmp_path / "rep" / "report.html").read_text())
+    assert PROMPT not in everything
+    bad = cli("attack", "--model", root / "locked", "--key", root / "key.toml", "--data", data, "--attack", "nope")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"error: unknown attack 'nope' (known: {', '.join(available_attacks())}, or all)"]
+    bad = cli("attack", "--model", root / "locked", "--key", root / "key.toml", "--data", data, "--fractions", "2")
+    assert bad.returncode == 2 and "--fractions" in bad.stderr
