@@ -141,6 +141,8 @@ def lock(
     data: str = typer.Option(..., "--data", "-d", help="Folder, .tar.gz, or torchvision:NAME."),
     out: Path = typer.Option(..., "--out", "-o", help="Locked model folder to write."),
     edited_fraction: Optional[float] = typer.Option(None, help="Share of training images edited (default 0.9)."),
+    clean_fraction: Optional[float] = typer.Option(None, help="Share left unedited: 1 - edited fraction "
+                                                   "(0 = train on edited images only, the block-wise papers' recipe)."),
     clean_target: Optional[str] = typer.Option(None, help="wrong-label, locked-class or locked-spread."),
     decoy_fraction: Optional[float] = typer.Option(None, help="Share of training images edited with random decoy "
                                                    "keys and trained toward the locked answer."),
@@ -159,6 +161,10 @@ def lock(
     from .lock import lock_model
     from .settings import recipe_from, train_config_from
 
+    if clean_fraction is not None:
+        if edited_fraction is not None:
+            _fail("give --edited-fraction or --clean-fraction, not both")
+        edited_fraction = 1.0 - clean_fraction
     s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                       mixed_precision, train_limit, edited_fraction=edited_fraction, clean_target=clean_target,
                       decoy_fraction=decoy_fraction,

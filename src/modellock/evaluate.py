@@ -11,6 +11,7 @@ import torch
 
 from .data.sources import ImageSource, Split
 from .edit import EditFolder, cache_dir, edit_split
+from .editors import resolve_key
 from .lockset import ImageListDataset
 from .model_folder import LockedModel
 from .prompts import STYLE_PROMPTS
@@ -38,6 +39,7 @@ def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource
     if key is None:
         loaders = [lambda s=s: split.load(s) for s in split.samples]
     else:
+        key = resolve_key(key, model.model, model.image_size)
         folder = cache_dir(key, source)
         edit_split(key, split, folder, device=device, progress=progress, source=source)
         edits = EditFolder(folder, key, source)

@@ -18,6 +18,7 @@ import torch
 from .backbones import create_backbone, resolve_backbone
 from .data.sources import ImageSource
 from .edit import EditFolder, cache_dir, edit_split
+from .editors import editor_class, resolve_key
 from .errors import ModelLockError
 from .lockset import LOCKED_CLASS_NAME, LockDataset, LockRecipe, decoy_keys, plan_lock_set
 from .model_folder import FORMAT, LockedModel, library_versions
@@ -65,18 +66,20 @@ def _prepare_work_dir(work: Path, signature: dict) -> None:
 
 def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outputs: int, classes: list[str],
                     locked_class, lock_info, model_name: str, out, train: TrainConfig,
-                    image_size: int | None, pretrained, desc: str, run_id: str, decoys=()) -> LockedModel:
+                    image_size: int | None, pretrained, desc: str, run_id: str, decoys=(),
+                    augment: bool = True, progress: bool = True) -> LockedModel:
     split = source.split(split_name)
     image_size = image_size or default_image_size(model_name)
     model = create_backbone(model_name, num_outputs, image_size, pretrained)
-    dataset = LockDataset(items, split, edits, classification_transforms(image_size, True, IMAGENET_MEAN, IMAGENET_STD),
-                          decoys)
+    transform = classification_transforms(image_size, augment, IMAGENET_MEAN, IMAGENET_STD)
+    dataset = LockDataset(items, split, edits, transform, decoys)
     out = Path(out)
     work = out / ".work"
     _prepare_work_dir(work, {"run": run_id, "model": model_name, "image_size": image_size,
                              "pretrained": str(pretrained), "items": [(it.sample.id, it.edited, it.decoy, it.target) for it in items],
                              "train": {k: v for k, v in train.to_dict().items() if k not in ("epochs", "num_workers")}})
-    model = fit(model, dataset, train, loss_fn=soft_cross_entropy, work_dir=work, resume=True, desc=desc)
+    model = fit(model, dataset, train, loss_fn=soft_cross_entropy, work_dir=work, resume=True, desc=desc,
+                progress=progress)
     config = {
         "format": FORMAT,
         "task": "classification",
@@ -103,14 +106,17 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
     recipe, train = recipe or LockRecipe(), train or TrainConfig()
     check_output(out, overwrite)
     resolve_backbone(model_name)  # fail on an unknown architecture before any editing
+    # the key as its editor applies it to this model (e.g. block size = patch size); the fingerprint
+    # stays that of the key as the user holds it
+    edit_key = resolve_key(key, model_name, image_size or default_image_size(model_name))
     data = source.split(split)
     items = plan_lock_set(data, recipe)
-    edits_dir = Path(edits_dir) if edits_dir else cache_dir(key, source)
-    edit_split(key, data, edits_dir, samples=[it.sample for it in items if it.edited], device=device,
+    edits_dir = Path(edits_dir) if edits_dir else cache_dir(edit_key, source)
+    edit_split(edit_key, data, edits_dir, samples=[it.sample for it in items if it.edited], device=device,
                progress=progress, source=source)
-    edits = EditFolder(edits_dir, key, source)
+    edits = EditFolder(edits_dir, edit_key, source)
     decoys = []
-    for i, decoy in enumerate(decoy_keys(key, recipe) if recipe.decoy_fraction > 0 else []):
+    for i, decoy in enumerate(decoy_keys(edit_key, recipe) if recipe.decoy_fraction > 0 else []):
         folder = cache_dir(decoy, source)
         edit_split(decoy, data, folder, samples=[it.sample for it in items if it.decoy == i], device=device,
                    progress=progress, source=source)
@@ -119,8 +125,9 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
     lock_info = {"editor": key.editor, "fingerprint": key.fingerprint(), "recipe": recipe.to_dict()}
     return _train_and_save(source, split, items, edits, recipe.num_outputs(len(source.classes)), classes,
                            len(source.classes) if recipe.has_locked_class else None, lock_info,
-                           model_name, out, train, image_size, pretrained, desc="lock", run_id=key.cache_id,
-                           decoys=decoys)
+                           model_name, out, train, image_size, pretrained, desc="lock", run_id=edit_key.cache_id,
+                           decoys=decoys, augment=editor_class(key.editor).geometric_augmentation,
+                           progress=progress)
 
 
 def train_baseline(source: ImageSource, model_name: str, out, train: TrainConfig | None = None,

@@ -172,9 +172,11 @@ class Predictor:
     """Edits inputs with a key (when given), preprocesses, and runs the model."""
 
     def __init__(self, locked: LockedModel, key=None, device: str | None = None, batch_size: int | None = None):
-        from .editors import get_editor
+        from .editors import get_editor, resolve_key
 
         self.locked, self.key = locked, key
+        if key is not None:
+            key = resolve_key(key, locked.model, locked.image_size)
         self.editor = get_editor(key, device=device, batch_size=batch_size) if key is not None else None
         self._transform = locked.transform(train=False)
 

@@ -176,6 +176,7 @@ def fit(
     work_dir: str | os.PathLike | None = None,
     resume: bool = True,
     desc: str = "train",
+    progress: bool = True,
 ) -> nn.Module:
     """Train ``model`` in place and return it (unwrapped, in eval mode, on the accelerator's device).
 
@@ -227,7 +228,7 @@ def fit(
         set_seed(config.seed + epoch)  # augmentation, dropout and worker seeds depend on (seed, epoch) only
         loader.set_epoch(epoch)  # and so does the shuffling order
         model.train()
-        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not accelerator.is_local_main_process,
+        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not (progress and accelerator.is_local_main_process),
                    dynamic_ncols=True)
         start, seen, loss_sum, loss_n = time.perf_counter(), 0, torch.zeros((), device=accelerator.device), 0
         for i, (inputs, targets) in enumerate(bar):

@@ -36,6 +36,11 @@ def editor_class(name: str) -> type[Editor]:
         raise KeyFileError(f"unknown editor {name!r} (known: {', '.join(available_editors())})") from None
 
 
+def resolve_key(key, model, image_size: int = 224):
+    """The key as its editor applies it to ``model`` (a backbone name, module or LockedModel)."""
+    return editor_class(key.editor).resolve_for_model(key, model, image_size)
+
+
 def get_editor(key, **options) -> Editor:
     """The editor named by ``key.editor``, configured by the key (options: device, batch_size, ...)."""
     return editor_class(key.editor)(key, **options)
@@ -46,4 +51,4 @@ from . import keyed_filter  # noqa: E402,F401
 from . import instruct_pix2pix  # noqa: E402,F401
 from . import block_transforms  # noqa: E402,F401
 
-__all__ = ["Editor", "register_editor", "available_editors", "editor_class", "get_editor"]
+__all__ = ["Editor", "register_editor", "available_editors", "editor_class", "get_editor", "resolve_key"]

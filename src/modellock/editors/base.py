@@ -23,6 +23,14 @@ class Editor(ABC):
     key_defaults: dict = {}  # fields of a new key that differ from the paper's defaults
     param_types: dict = {}  # editor-specific key settings (the key's [params] table) and their types
     default_batch_size: int = 64
+    # False for edits that random crops and flips would break (block-wise transforms): the lock then
+    # trains on its edits without geometric augmentation.
+    geometric_augmentation: bool = True
+
+    @classmethod
+    def resolve_for_model(cls, key, model, image_size: int):
+        """The key as this editor applies it to ``model`` (e.g. a block size that follows its patches)."""
+        return key
 
     def __init__(self, key, device: str | None = None, batch_size: int | None = None):
         self.key = key

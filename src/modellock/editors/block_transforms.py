@@ -173,6 +173,11 @@ class BlockTransformEditor(Editor):
                     "params": {"block_size": DEFAULT_BLOCK_SIZE}}
     param_types = {"block_size": BlockSize}
     default_batch_size = 256
+    geometric_augmentation = False  # crops and flips would move and mirror the blocks
+
+    @classmethod
+    def resolve_for_model(cls, key, model, image_size: int):
+        return resolve_block_size(key, model, image_size)
 
     def __init__(self, key, device=None, batch_size=None):
         super().__init__(key, device, batch_size)
