@@ -27,6 +27,17 @@ def _isolated(tmp_path_factory, monkeypatch):
     _go_offline(monkeypatch)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models train fastest on one thread, and do not stall when other jobs share the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A tiny random InstructPix2Pix pipeline saved with save_pretrained (built once per session)."""

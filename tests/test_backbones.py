@@ -14,13 +14,7 @@ from modellock.backbones import available_backbones, backbone_from_spec, create_
 from modellock.errors import ModelLockError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and do not stall when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def outputs(model, size=32):

@@ -25,13 +25,7 @@ PROMPT = "a secret passphrase"
 SIZES = [(32, 32), (33, 30), (5, 7), (2, 3), (1, 1)]  # multiples of the block size and not
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models train fastest on one thread, and do not stall when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _key(editor, prompt=PROMPT, seed=7, block_size=4, **fields):

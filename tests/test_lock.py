@@ -16,6 +16,8 @@ from modellock.lockset import LockRecipe, plan_lock_set
 from modellock.model_folder import LockedModel
 from modellock.train import TrainConfig
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FAST = TrainConfig(epochs=6, batch_size=64, lr=3e-3, warmup_epochs=0.5, num_workers=0)
 
 

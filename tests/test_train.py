@@ -14,13 +14,7 @@ from modellock.backbones import create_backbone
 from modellock.errors import ModelLockError
 from modellock.train import TrainConfig, classification_transforms, fit, lr_at, predict_logits
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and do not stall when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CONFIG = dict(batch_size=32, lr=1e-2, weight_decay=0.0, warmup_epochs=0.5, num_workers=0)
