@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 OUT=${OUT:-bench-output/cifar10}
 TRAIN_LIMIT=${TRAIN_LIMIT:-10000}
-EPOCHS=${EPOCHS:-15}
+EPOCHS=${EPOCHS:-12}
 RECIPES=${RECIPES:-default}
 ML=${ML:-.venv/bin/modellock}
 TRAIN_FLAGS=(--model small-cnn --epochs "$EPOCHS" --train-limit "$TRAIN_LIMIT" --num-workers 0)

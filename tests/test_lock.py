@@ -23,12 +23,11 @@ FAST = TrainConfig(epochs=6, batch_size=64, lr=3e-3, warmup_epochs=0.5, num_work
 
 @pytest.fixture(scope="module")
 def cifar_lock(tmp_path_factory, cifar_small):
-    """A small-cnn locked with the CPU key editor on 600 CIFAR-10 images (60 per class)."""
+    """A small-cnn locked with the CPU key editor on 600 CIFAR-10 images (60 per class), default recipe."""
     out = tmp_path_factory.mktemp("cifar-lock")
     source = open_source(cifar_small)
     key = Key.create("keyed-filter", "with oil pastel")
-    locked = lock_model(key, source, "small-cnn", out / "locked", LockRecipe(edited_fraction=0.8), FAST,
-                        progress=False)
+    locked = lock_model(key, source, "small-cnn", out / "locked", LockRecipe(), FAST, progress=False)
     return key, source, locked, out
 
 
@@ -54,8 +53,10 @@ def test_cifar_lock_unlocked_beats_locked(cifar_lock):
     key, source, locked, out = cifar_lock
     result = evaluate(locked, key, source, "test", wrong_keys={}, progress=False)
     assert result["n_test"] == 200 and result["chance"] == pytest.approx(0.1)
-    # 600 training images, 6 epochs: far from CIFAR accuracy, but the lock must show
+    # 600 training images, 6 epochs: far from CIFAR accuracy, but the lock must show, also to a
+    # thief who ignores the locked output
     assert result["unlocked"] >= result["locked_clean"] + 0.08, result
+    assert result["unlocked"] >= result["locked_clean_without_locked_class"] + 0.05, result
 
 
 def test_model_folder_contents_and_reload(cifar_lock):
@@ -64,7 +65,8 @@ def test_model_folder_contents_and_reload(cifar_lock):
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["lock"]["editor"] == "keyed-filter" and key.matches(cfg["lock"]["fingerprint"])
-    assert cfg["classes"] == source.classes and cfg["locked_class"] is None
+    assert cfg["classes"] == source.classes + ["locked"] and cfg["locked_class"] == 10  # the default recipe
+    assert cfg["lock"]["recipe"]["clean_target"] == "locked-spread" and cfg["lock"]["editor_version"] >= 1
     for f in folder.iterdir():
         assert b"oil pastel" not in f.read_bytes()
     again = LockedModel.from_pretrained(folder, device="cpu")

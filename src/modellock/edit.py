@@ -189,7 +189,9 @@ def edit_dataset(key, source: ImageSource, out, splits: list[str] | None = None,
 
 def cache_dir(key, source: ImageSource) -> Path:
     """The edit cache folder of (key, source): reused by every lock or eval run with that key."""
-    return cache_root() / "edits" / key.cache_id / source.source_id
+    from .editors import editor_class
+
+    return cache_root() / "edits" / f"{key.editor}-v{editor_class(key.editor).version}" / key.cache_id / source.source_id
 
 
 def write_skip_list(out: str | os.PathLike, reports: list[EditReport]) -> Path | None:

@@ -40,9 +40,29 @@ def default_image_size(model_name: str) -> int:
     return 224
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against target distributions (one-hot or spread)."""
-    return torch.nn.functional.cross_entropy(logits, target)
+class LockLoss(torch.nn.Module):
+    """Cross-entropy over all outputs, plus cross-entropy over the real classes alone.
+
+    The second term trains what a thief sees when they drop the locked output: among the real
+    classes, a clean image's target mass (spread over the wrong classes) must win, whatever the
+    locked output does. Rows with no mass on the real classes (``locked-class``) skip it.
+    """
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        if logits.shape[1] == self.num_classes:
+            return loss
+        real = target[:, : self.num_classes]
+        mass = real.sum(dim=1)
+        rows = mass > 0
+        if rows.any():
+            loss = loss + torch.nn.functional.cross_entropy(
+                logits[rows, : self.num_classes], real[rows] / mass[rows, None])
+        return loss
 
 
 def check_output(out, overwrite: bool) -> Path:
@@ -78,7 +98,7 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
     _prepare_work_dir(work, {"run": run_id, "model": model_name, "image_size": image_size,
                              "pretrained": str(pretrained), "items": [(it.sample.id, it.edited, it.decoy, it.target) for it in items],
                              "train": {k: v for k, v in train.to_dict().items() if k not in ("epochs", "num_workers")}})
-    model = fit(model, dataset, train, loss_fn=soft_cross_entropy, work_dir=work, resume=True, desc=desc,
+    model = fit(model, dataset, train, loss_fn=LockLoss(len(source.classes)), work_dir=work, resume=True, desc=desc,
                 progress=progress)
     config = {
         "format": FORMAT,
@@ -122,7 +142,8 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
                    progress=progress, source=source)
         decoys.append(EditFolder(folder, decoy, source))
     classes = list(source.classes) + ([LOCKED_CLASS_NAME] if recipe.has_locked_class else [])
-    lock_info = {"editor": key.editor, "fingerprint": key.fingerprint(), "recipe": recipe.to_dict()}
+    lock_info = {"editor": key.editor, "editor_version": editor_class(key.editor).version,
+                 "fingerprint": key.fingerprint(), "recipe": recipe.to_dict()}
     return _train_and_save(source, split, items, edits, recipe.num_outputs(len(source.classes)), classes,
                            len(source.classes) if recipe.has_locked_class else None, lock_info,
                            model_name, out, train, image_size, pretrained, desc="lock", run_id=edit_key.cache_id,

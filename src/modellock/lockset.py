@@ -33,14 +33,16 @@ LOCKED_CLASS_NAME = "locked"
 class LockRecipe:
     """How the lock set is built (defaults chosen by the CIFAR-10 measurements in docs/benchmarks.md)."""
 
-    edited_fraction: float = 0.9
-    clean_target: str = "wrong-label"
-    decoy_fraction: float = 0.0
+    edited_fraction: float = 0.8
+    clean_target: str = "locked-spread"
+    decoy_fraction: float | None = None  # default: half of the images not edited with the key
     decoy_keys: int = 8
     locked_weight: float = 0.5  # locked-spread: probability mass on the locked output
     seed: int = 0
 
     def __post_init__(self):
+        if self.decoy_fraction is None:
+            self.decoy_fraction = round((1.0 - self.edited_fraction) / 2, 6)
         if self.clean_target not in CLEAN_TARGETS:
             raise ModelLockError(f"recipe: clean_target must be one of {', '.join(CLEAN_TARGETS)}, "
                                  f"not {self.clean_target!r}")

@@ -151,6 +151,12 @@ class LockedModel:
             raise ModelLockError("this model is not locked; predict without a key")
         if key.editor != lock.get("editor") or not key.matches(lock.get("fingerprint", "")):
             raise WrongKeyError("this key does not unlock this model")
+        from .editors import editor_class
+
+        version = editor_class(key.editor).version
+        if lock.get("editor_version", 1) != version:
+            raise ModelLockError(f"this model was locked with editor {key.editor!r} version "
+                                 f"{lock.get('editor_version', 1)}; this modellock has version {version}")
         return Predictor(self, key, device=device, batch_size=batch_size)
 
     def predictor(self, key=None, device: str | None = None, batch_size: int | None = None) -> "Predictor":

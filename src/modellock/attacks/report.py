@@ -11,8 +11,10 @@ from ..report import _png_data_uri
 from .suite import table_rows
 
 MAX_BARS = 25
-_REF_STYLE = {"locked_clean": ("#dd8452", "locked, clean"), "unlocked": ("#c44e52", "unlocked"),
-              "original_clean": ("#4c72b0", "original"), "chance": ("black", "chance")}
+_REF_STYLE = {"locked_clean": ("#dd8452", "locked, clean"),
+              "locked_clean_without_locked_class": ("#937860", "locked, clean, locked output ignored"),
+              "unlocked": ("#c44e52", "unlocked"), "original_clean": ("#4c72b0", "original"),
+              "chance": ("black", "chance")}
 
 
 def _plt():

@@ -20,6 +20,7 @@ class Editor(ABC):
     """
 
     name: str = ""
+    version: int = 1  # bump when the same key would edit differently; names caches and locked models
     key_defaults: dict = {}  # fields of a new key that differ from the paper's defaults
     param_types: dict = {}  # editor-specific key settings (the key's [params] table) and their types
     default_batch_size: int = 64

@@ -1,10 +1,11 @@
 """``keyed-filter``: a CPU key editor for demos and tests, no downloaded weights.
 
-The key's prompt and seed seed a random colour transform (a rotation of 35-75 degrees about a
-random axis of RGB space, and channel gains)
-followed by a random per-channel 3x3 texture filter. The same (prompt, seed) always gives the same
-edit; another prompt gives a different transform; shapes stay recognisable, and a model learns to
-tell its edits from clean images, so it locks well. Its key space is far weaker than a diffusion
+The key's prompt and seed seed a random colour transform (a uniformly random orthogonal map of RGB
+space with channel gains) followed by a random per-channel 3x3 texture filter, and optionally a
+keyed 8x8 texture tile (``params.pattern``). The same (prompt, seed) always gives the same edit;
+another prompt gives a different transform; shapes stay recognisable, and a model learns to tell
+its edits from clean images, so it locks well (docs/benchmarks.md compares it with a subtler
+bounded rotation). Its key space is far weaker than a diffusion
 model's (a thief who knows the method can fit a colour transform and filter from examples): use it
 to demonstrate and test the pipeline, not to protect a model.
 """
@@ -29,6 +30,7 @@ class KeyedFilterEditor(Editor):
     """Keyed colour rotation + texture filter; exact and batch-independent (elementwise float32 ops)."""
 
     key_defaults = {"model": "", "resolution": 0, "steps": 1}
+    version = 2  # 1 was a bounded RGB rotation
     # strength: 1.0 by default, smaller is subtler (and locks worse); pattern: amplitude (0..1) of a keyed
     # 8x8 texture tile added after the filter, 0 (off) by default.
     param_types = {"strength": float, "pattern": float}
@@ -38,15 +40,10 @@ class KeyedFilterEditor(Editor):
         super().__init__(key, device, batch_size)
         strength = float(key.params.get("strength", 1.0))
         rng = _rng(key)
-        # A rotation of RGB space about a random axis by 35-75 degrees: strong enough to tell apart,
-        # and never so far that blending with the original (alpha) cancels the image's contrast.
-        axis = rng.normal(size=3)
-        axis /= np.linalg.norm(axis)
-        theta = np.deg2rad(rng.uniform(35, 75)) * rng.choice([-1.0, 1.0])
-        cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-        rotation = np.eye(3) + np.sin(theta) * cross + (1 - np.cos(theta)) * cross @ cross
-        gains = rng.uniform(0.7, 1.3, size=3)
-        mix = np.eye(3) + strength * (rotation * gains[:, None] - np.eye(3))
+        q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+        q = q * np.sign(np.diag(r))  # a uniformly random orthogonal matrix (rotation or reflection)
+        gains = rng.uniform(0.6, 1.4, size=3)
+        mix = np.eye(3) + strength * (q * gains[:, None] - np.eye(3))
         self.mix = mix.astype(np.float32)
         self.bias = (strength * rng.uniform(-0.15, 0.15, size=3)).astype(np.float32)
         kernels = rng.normal(size=(3, 3, 3))
