@@ -262,7 +262,7 @@ class AttackContext:
         config = TrainConfig(epochs=1, batch_size=min(self.train_batch_size, len(pairs)), lr=lr or self.lr,
                              warmup_epochs=0.05, num_workers=0, seed=self.seed)
         loss = self.task.loss if outputs is None else (lambda out, t: self.task.loss(out[:, :outputs], t))
-        return fit(model, _Repeat(pairs, length), config, loss_fn=loss, desc=desc)
+        return fit(model, _Repeat(pairs, length), config, loss_fn=loss, desc=desc, progress=self.progress)
 
     def memo(self, kind: str, params: dict, compute: Callable[[], dict]) -> dict:
         """``compute()``, or its stored value from an earlier run with the same model, data and settings."""

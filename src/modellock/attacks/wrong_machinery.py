@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..editors import available_editors, editor_class, get_editor
+from ..editors import available_editors, editor_class, get_editor, resolve_key
 from ..errors import ModelLockError
 from ..key import PAPER_DEFAULTS, Key
 from . import register_attack
@@ -80,7 +80,9 @@ def _other_machinery(ctx, key: Key) -> tuple[list[tuple[str, Key]], list[dict]]:
 
 
 def _same_edit(ctx, a: Key, b: Key, probes: list[np.ndarray]) -> bool:
-    ea, eb = get_editor(a, device=ctx.device).edit(probes), get_editor(b, device=ctx.device).edit(probes)
+    model, size = ctx.model.model, ctx.model.image_size
+    ea = get_editor(resolve_key(a, model, size), device=ctx.device).edit(probes)
+    eb = get_editor(resolve_key(b, model, size), device=ctx.device).edit(probes)
     return all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(ea, eb))
 
 
