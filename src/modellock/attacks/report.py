@@ -120,8 +120,8 @@ def write_attack_report(out, result: dict, grid_columns: list[str] | None = None
         grid_html = f"<h2>Best guessed prompts, edited test images</h2><table><tr>{head}</tr>{body}</table>"
     notes = (f"{result['task']} · {metric} on {result['n_test']} test images; sweeps screen on a "
              f"{result['screen_size']}-image subset and score their best {result['settings']['top_k']} on the whole "
-             "test split. 'undone' = (attack - locked clean) / (unlocked - locked clean). Attack scores ignore a "
-             "locked output (a thief sees it named in config.json).")
+             "test split. 'undone' = (attack - locked clean) / (unlocked - locked clean). Attack scores (and 'undone') "
+             "ignore a locked output: a thief sees it named in config.json.")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:center}}img.px{{image-rendering:pixelated}}</style></head>

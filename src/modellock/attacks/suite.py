@@ -158,10 +158,14 @@ def _guess_grid(run: SuiteRun, key, guessed: dict, n: int) -> None:
 
 # ---------------------------------------------------------------------------------------------- tables
 def table_rows(result: dict) -> list[tuple[str, float, str, str]]:
-    """``(setting, score, share of the lock undone, how)`` for the reference rows and each attack."""
+    """``(setting, score, share of the lock undone, how)`` for the reference rows and each attack.
+
+    The share undone is ``(attack - locked) / (unlocked - locked)`` with ``locked`` the locked model's clean
+    score as attacks are scored: with its locked output ignored, when it has one."""
     ref = result["reference"]
     rows = [(label, ref[name], "", "") for name, label in _REFERENCE_ROWS if ref.get(name) is not None]
-    locked, span = ref["locked_clean"], ref["unlocked"] - ref["locked_clean"]
+    locked = ref.get("locked_clean_without_locked_class", ref["locked_clean"])
+    span = ref["unlocked"] - locked
 
     def row(label: str, score: float, how: str) -> tuple[str, float, str, str]:
         return label, score, f"{(score - locked) / span:.0%}" if abs(span) > 1e-9 else "", how
@@ -191,7 +195,7 @@ def format_table(result: dict) -> str:
             f"screening subset {result['screen_size']}")
     lines = [head, f"{'setting':<{width}}  {result['metric']:>8}  {'undone':>6}  how"]
     lines += [f"{label:<{width}}  {score:8.4f}  {undone:>6}  {how}".rstrip() for label, score, undone, how in rows]
-    lines.append("undone: (attack - locked clean) / (unlocked - locked clean)")
+    lines.append("undone: (attack - locked clean) / (unlocked - locked clean), the locked output ignored in both")
     return "\n".join(lines)
 
 
