@@ -69,6 +69,9 @@ def keygen(
                      params=params or None)
     key.save(out)
     typer.echo(f"wrote key {out} (editor {key.editor}); keep it secret")
+    if prompt is None:
+        typer.echo("note: the prompt was drawn from modellock's public list of style prompts, which an "
+                   "attacker can try too; pass --prompt with your own for a stronger key", err=True)
 
 
 @app.command()

@@ -90,6 +90,7 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
                     augment: bool = True, progress: bool = True) -> LockedModel:
     split = source.split(split_name)
     image_size = image_size or default_image_size(model_name)
+    torch.manual_seed(train.seed)  # the fresh head and from-scratch weights follow the seed too
     model = create_backbone(model_name, num_outputs, image_size, pretrained)
     transform = classification_transforms(image_size, augment, IMAGENET_MEAN, IMAGENET_STD)
     dataset = LockDataset(items, split, edits, transform, decoys)
