@@ -159,3 +159,15 @@ def test_end_to_end_with_tiny_instruct_pix2pix(tmp_path, tiny_model):
     # the test split was edited through the edit cache with the diffusion editor: one PNG per image
     from modellock.edit import cache_dir
     assert len(list((cache_dir(key, source) / "test").rglob("*.png"))) == 20
+
+
+def test_lock_is_deterministic_with_a_seed(tmp_path):
+    from safetensors.torch import load_file
+
+    source = open_source(make_shapes_dataset(tmp_path / "shapes", 100, 20))
+    key = Key.create("keyed-filter", "as a linocut")
+    tc = TrainConfig(epochs=1, batch_size=32, num_workers=0, seed=3)
+    for name in ("a", "b"):
+        lock_model(key, source, "tiny-cnn", tmp_path / name, LockRecipe(), tc, progress=False)
+    a, b = (load_file(tmp_path / n / "model.safetensors") for n in ("a", "b"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
