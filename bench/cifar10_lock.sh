@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 OUT=${OUT:-bench-output/cifar10}
 TRAIN_LIMIT=${TRAIN_LIMIT:-10000}
-EPOCHS=${EPOCHS:-12}
+EPOCHS=${EPOCHS:-20}
 RECIPES=${RECIPES:-default}
 ML=${ML:-.venv/bin/modellock}
 TRAIN_FLAGS=(--model small-cnn --epochs "$EPOCHS" --train-limit "$TRAIN_LIMIT" --num-workers 0)
@@ -38,7 +38,7 @@ for recipe in $RECIPES; do
 done
 echo "total: $(( $(date +%s) - start )) s"
 
-.venv/bin/python - "$OUT" $RECIPES <<'PY'
+"$(dirname "$ML")/python" - "$OUT" $RECIPES <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 print("| recipe | original | locked clean | locked, locked output ignored | unlocked | wrong keys (max) |")

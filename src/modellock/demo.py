@@ -17,7 +17,7 @@ from .report import format_table, write_html_report
 from .train import TrainConfig
 
 DEMO_PROMPT = "with oil pastel"
-DEMO_TRAIN = dict(epochs=15, batch_size=128, lr=3e-3, warmup_epochs=0.5, num_workers=0)
+DEMO_TRAIN = dict(epochs=20, batch_size=128, lr=3e-3, warmup_epochs=0.5, num_workers=0)
 
 
 def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int = 1000, epochs: int | None = None,
