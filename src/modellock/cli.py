@@ -293,6 +293,7 @@ def demo(
 
 
 from .attacks import command as _attack_command  # noqa: E402,F401  (registers `modellock attack`)
+from . import compare_command as _compare_command  # noqa: E402,F401  (registers `modellock compare`)
 
 
 def main(argv: list[str] | None = None) -> None:

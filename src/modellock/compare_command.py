@@ -1,0 +1,70 @@
+"""``modellock compare``: ModelLock and the block-wise key locks side by side (registered on the CLI app)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .cli import app
+
+
+@app.command("compare")
+def compare(
+    data: str = typer.Option(..., "--data", "-d", help="Folder, .tar.gz, or torchvision:NAME."),
+    model: str = typer.Option("small-cnn", "--model", "-m", help="Backbone: small-cnn, tiny-cnn, a timm name, "
+                              "torchvision:NAME."),
+    locks: str = typer.Option("modellock,pixel-shuffle,np,ffx", "--locks",
+                              help="Comma-separated: modellock, pixel-shuffle, np (negative-positive), ffx."),
+    out: Path = typer.Option(Path("compare-output"), "--out", "-o",
+                             help="Folder for the models, the (secret) keys, compare.json and report.html; "
+                             "rerun with the same folder to resume."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs of the baseline and of every lock."),
+    batch_size: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None),
+    seed: int = typer.Option(0, help="Seed of the keys, the lock sets, training and the attacks."),
+    num_workers: Optional[int] = typer.Option(None, help="Data loader workers."),
+    train_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N training images."),
+    test_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N test images."),
+    block_size: str = typer.Option("4", help="Block size of the block-wise locks: an integer, or 'patch' "
+                                   "(the model's ViT patch size)."),
+    fine_tune_fraction: float = typer.Option(0.05, help="The fine-tuning attacker's clean share of the "
+                                             "training split."),
+    modellock_editor: str = typer.Option("keyed-filter", help="Editor of the 'modellock' lock: keyed-filter "
+                                         "(CPU) or instruct-pix2pix (needs --diffusion-model)."),
+    diffusion_model: Optional[str] = typer.Option(None, help="Diffusion model (hub id or folder) of the "
+                                                  "'modellock' lock with instruct-pix2pix."),
+    budget: int = typer.Option(20000, help="Training samples per attacker model (fine-tune, scratch)."),
+    image_size: Optional[int] = typer.Option(None, help="Model input size (default: the backbone's own)."),
+    pretrained: Optional[str] = typer.Option(None, help="Pretrained weights: hub id, .safetensors file or folder."),
+    device: Optional[str] = typer.Option(None),
+):
+    """Train the baseline and each lock with the same budget; evaluate, attack and compare them in one table."""
+    from .compare import compare_locks, format_markdown, parse_locks
+    from .data import open_source
+    from .errors import ModelLockError
+    from .images import write_bytes_atomic
+    from .settings import load_settings, train_config_from
+
+    parse_locks(locks)  # unknown names fail before any work
+    if modellock_editor == "instruct-pix2pix" and not diffusion_model and "modellock" in parse_locks(locks):
+        raise ModelLockError("compare: --modellock-editor instruct-pix2pix needs --diffusion-model")
+    settings = load_settings(None, model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                             num_workers=num_workers, train_limit=train_limit)
+    limits = {k: v for k, v in (("train", train_limit), ("test", test_limit)) if v is not None}
+    source = open_source(data, limits)
+    typer.echo(f"comparing {', '.join(parse_locks(locks))} on {model}; keys go to {out / 'keys'} (secret: "
+               "they unlock the models)")
+    result = compare_locks(source, model, locks, out, train_config_from(settings), seed=seed,
+                           block_size=block_size, modellock_editor=modellock_editor,
+                           diffusion_model=diffusion_model, fine_tune_fraction=fine_tune_fraction,
+                           image_size=image_size, pretrained=pretrained, budget=budget, device=device,
+                           log=typer.echo)
+    typer.echo(format_markdown(result))
+    typer.echo(f"wrote {out / 'compare.json'} and {out / 'report.html'}")
+    if json_out:
+        write_bytes_atomic(json.dumps(result, indent=2, default=float).encode(), json_out)
+        typer.echo(f"wrote {json_out}")
