@@ -58,7 +58,8 @@ class LockRecipe:
 
     @property
     def has_locked_class(self) -> bool:
-        return self.clean_target.startswith("locked")
+        """An extra locked output, when the recipe has images to train it (not with edited_fraction 1)."""
+        return self.clean_target.startswith("locked") and self.edited_fraction < 1.0
 
     def num_outputs(self, num_classes: int) -> int:
         return num_classes + int(self.has_locked_class)
