@@ -27,7 +27,7 @@ def _isolated(tmp_path_factory, monkeypatch):
     _go_offline(monkeypatch)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
     """Tiny models train fastest on one thread, and do not stall when other jobs share the cores."""
     import torch

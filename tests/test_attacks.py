@@ -39,13 +39,7 @@ EXACT = 1e-6
 TRAINED_TOL = 0.1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Two threads on a shared two-core machine run many times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +50,7 @@ def locked(tmp_path_factory):
     key = Key.create("keyed-filter", PROMPT, params={"strength": 1.0})
     key.save(root / "key.toml")
     train = TrainConfig(epochs=10, batch_size=64, lr=3e-3, warmup_epochs=0.5, num_workers=0)
-    torch.manual_seed(0)  # lock_model does not seed the initial weights; the test wants the same model every run
+    torch.manual_seed(0)  # the same model every run (lock_model seeds its weights; this seeds the rest)
     model = lock_model(key, source, "small-cnn", root / "locked", LockRecipe(clean_target="locked-class"), train,
                        progress=False)
     return key, source, model, root
@@ -275,7 +269,7 @@ def test_suite_redacts_the_key_prompt(locked, reference, tmp_path):
 
 
 def cli(*args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread, as in this module (see _one_thread)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread, as in this module (see one_thread in conftest)
     return subprocess.run([sys.executable, "-m", "modellock", *map(str, args)], capture_output=True, text=True,
                           env=env)
 
