@@ -41,6 +41,7 @@ class EditReport:
     edited: int = 0
     reused: int = 0
     skipped: list[dict] = field(default_factory=list)
+    folder: "EditFolder | None" = field(default=None, repr=False)  # the edit folder, opened once
 
 
 class EditFolder:
@@ -149,7 +150,7 @@ def edit_split(
     folder = EditFolder(out, key, source)
     todo_all = list(samples) if samples is not None else list(split.samples)
     done = folder.entries(split.name)
-    report = EditReport(split.name, len(todo_all))
+    report = EditReport(split.name, len(todo_all), folder=folder)
     todo = []
     for s in todo_all:
         e = done.get(s.id)

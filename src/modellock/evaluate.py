@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .data.sources import ImageSource, Split
-from .edit import EditFolder, cache_dir, edit_split
+from .edit import cache_dir, edit_split
 from .editors import resolve_key
 from .lockset import ImageListDataset
 from .model_folder import LockedModel
@@ -41,8 +41,7 @@ def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource
     else:
         key = resolve_key(key, model.model, model.image_size)
         folder = cache_dir(key, source)
-        edit_split(key, split, folder, device=device, progress=progress, source=source)
-        edits = EditFolder(folder, key, source)
+        edits = edit_split(key, split, folder, device=device, progress=progress, source=source).folder
         loaders = [lambda s=s: edits.load(split.name, s) for s in split.samples]
     return predict_logits(model.model, ImageListDataset(loaders, model.transform(train=False)), batch_size)
 

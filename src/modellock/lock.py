@@ -17,7 +17,7 @@ import torch
 
 from .backbones import create_backbone, resolve_backbone
 from .data.sources import ImageSource
-from .edit import EditFolder, cache_dir, edit_split
+from .edit import cache_dir, edit_split
 from .editors import editor_class, resolve_key
 from .errors import ModelLockError
 from .lockset import LOCKED_CLASS_NAME, LockDataset, LockRecipe, decoy_keys, plan_lock_set
@@ -133,15 +133,13 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
     data = source.split(split)
     items = plan_lock_set(data, recipe)
     edits_dir = Path(edits_dir) if edits_dir else cache_dir(edit_key, source)
-    edit_split(edit_key, data, edits_dir, samples=[it.sample for it in items if it.edited], device=device,
-               progress=progress, source=source)
-    edits = EditFolder(edits_dir, edit_key, source)
+    edits = edit_split(edit_key, data, edits_dir, samples=[it.sample for it in items if it.edited],
+                       device=device, progress=progress, source=source).folder
     decoys = []
     for i, decoy in enumerate(decoy_keys(edit_key, recipe) if recipe.decoy_fraction > 0 else []):
         folder = cache_dir(decoy, source)
-        edit_split(decoy, data, folder, samples=[it.sample for it in items if it.decoy == i], device=device,
-                   progress=progress, source=source)
-        decoys.append(EditFolder(folder, decoy, source))
+        decoys.append(edit_split(decoy, data, folder, samples=[it.sample for it in items if it.decoy == i],
+                                 device=device, progress=progress, source=source).folder)
     classes = list(source.classes) + ([LOCKED_CLASS_NAME] if recipe.has_locked_class else [])
     lock_info = {"editor": key.editor, "editor_version": editor_class(key.editor).version,
                  "fingerprint": key.fingerprint(), "recipe": recipe.to_dict()}
