@@ -1,11 +1,14 @@
-"""Image-classification sources: an ImageFolder tree per split, a .tar.gz of one, or a torchvision dataset.
+"""Image sources for classification and segmentation: folders, .tar.gz archives, torchvision datasets.
 
 ``open_source(spec)`` accepts
 - a folder with one subfolder per split (``train/``, ``test/``), each ``<class>/<image>``;
   a folder whose only child is such a folder (an archive's root) is entered;
   a plain ``<class>/<image>`` folder is one split named ``all``;
+- a segmentation folder: ``<split>/images/<image>`` + ``<split>/masks/<image stem>.png``
+  (see ``segmentation.py``), detected by its ``images/`` and ``masks/`` folders;
 - a ``.tar.gz``/``.tgz``/``.tar`` of such a folder, extracted once into the cache;
-- ``torchvision:NAME`` (e.g. ``torchvision:CIFAR10``), downloaded into the cache when online.
+- ``torchvision:NAME`` (e.g. ``torchvision:CIFAR10``, ``torchvision:VOCSegmentation``), downloaded into
+  the cache when online.
 
 Class indices are the sorted union of class folder names, so they agree across splits.
 """
@@ -18,7 +21,7 @@ import os
 import shutil
 import tarfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -31,15 +34,21 @@ from ..paths import cache_root
 
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
 IMAGE_EXTENSIONS = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+TASKS = ("classification", "segmentation")
+_MASK_MODES = {"1", "L", "P", "I", "I;16", "I;16L", "I;16B"}  # single-channel integer images
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled image: ``id`` is stable across runs (``<class>/<file>`` or ``<index>``)."""
+    """One image: ``id`` is stable across runs (``<class>/<file>``, ``<image path>`` or ``<index>``).
+
+    ``label`` is the class index (-1 for segmentation); ``mask`` is a segmentation sample's mask file.
+    """
 
     id: str
     label: int
     path: Path | None = None
+    mask: Path | None = None
 
 
 @dataclass
@@ -50,6 +59,9 @@ class Split:
     classes: list[str]
     samples: list[Sample]
     _reader: Callable[[Sample], np.ndarray] | None = field(default=None, repr=False)
+    _mask_reader: Callable[[Sample], np.ndarray] | None = field(default=None, repr=False)
+    task: str = "classification"
+    ignore_index: int = 255
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -61,6 +73,25 @@ class Split:
         except (OSError, ValueError, SyntaxError) as e:
             where = sample.path if sample.path else f"{self.name}/{sample.id}"
             raise DataError(f"{where}: cannot read image ({type(e).__name__}: {e})") from None
+
+    def load_mask(self, sample: Sample) -> np.ndarray:
+        """The mask as HxW int64 class indices (``ignore_index`` kept); DataError naming the mask file when
+        it cannot be read, is not single-channel, differs in size from its image or holds a value that is
+        not a class index."""
+        where = sample.mask if sample.mask else f"{self.name}/{sample.id}"
+        if self.task != "segmentation":
+            raise DataError(f"{where}: split {self.name!r} is a {self.task} split; it has no masks")
+        try:
+            mask = np.asarray(self._mask_reader(sample) if self._mask_reader else read_mask(sample.mask),
+                              dtype=np.int64)
+        except (OSError, ValueError, SyntaxError) as e:
+            raise DataError(f"{where}: cannot read mask ({type(e).__name__}: {e})") from None
+        if mask.ndim != 2:
+            raise DataError(f"{where}: mask has shape {mask.shape}; expected HxW class indices")
+        if sample.path is not None and sample.mask is not None:
+            _check_same_size(sample.path, sample.mask, mask.shape)
+        check_mask_values(mask, len(self.classes), self.ignore_index, where)
+        return mask
 
     def source_hash(self, sample: Sample) -> str:
         """sha256 of the file's bytes (file sources) or of the decoded pixels (others)."""
@@ -77,10 +108,19 @@ class Split:
         return hashlib.sha256(f"{a.shape}".encode() + a.tobytes()).hexdigest()
 
     def subset(self, limit: int | None, seed: int = 0) -> "Split":
-        """A class-balanced subset of at most ``limit`` samples, the same for the same seed."""
+        """At most ``limit`` samples, the same for the same seed: class-balanced for classification,
+        a random draw for segmentation."""
         if limit is None or limit >= len(self.samples):
             return self
         rng = np.random.default_rng(seed)
+        if self.task == "segmentation":
+            chosen = [self.samples[i] for i in rng.choice(len(self.samples), limit, replace=False)]
+        else:
+            chosen = self._balanced(limit, rng)
+        chosen.sort(key=lambda s: s.id)
+        return replace(self, samples=chosen)
+
+    def _balanced(self, limit: int, rng: np.random.Generator) -> list[Sample]:
         by_class: dict[int, list[Sample]] = {}
         for s in self.samples:
             by_class.setdefault(s.label, []).append(s)
@@ -94,8 +134,34 @@ class Split:
                 if i < len(q) and len(chosen) < limit:
                     chosen.append(q[i])
             i += 1
-        chosen.sort(key=lambda s: s.id)
-        return Split(self.name, self.classes, chosen, self._reader)
+        return chosen
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """A single-channel mask image (grey, palette indices, 16/32-bit) as HxW int64; DataError otherwise."""
+    with Image.open(path) as im:
+        if im.mode not in _MASK_MODES:
+            raise DataError(f"{path}: mask is a {im.mode} image with {len(im.getbands())} channels; expected "
+                            "single-channel class indices (8-bit grey or palette PNG)")
+        return np.asarray(im).astype(np.int64)
+
+
+def check_mask_values(mask: np.ndarray, n_classes: int, ignore_index: int, where) -> None:
+    """DataError naming ``where`` when a value other than ``ignore_index`` is not in 0..n_classes-1."""
+    bad = ((mask < 0) | (mask >= n_classes)) & (mask != ignore_index)
+    if bad.any():
+        raise DataError(f"{where}: mask value {int(mask[bad][0])} is not a class index "
+                        f"(0..{n_classes - 1}, or ignore_index {ignore_index})")
+
+
+def _check_same_size(image: Path, mask_file: Path, shape: tuple[int, int]) -> None:
+    try:
+        with Image.open(image) as im:
+            w, h = im.size
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{image}: cannot read image ({type(e).__name__}: {e})") from None
+    if (h, w) != tuple(shape):
+        raise DataError(f"{mask_file}: mask is {shape[0]}x{shape[1]} (HxW) but its image {image} is {h}x{w}")
 
 
 @dataclass
@@ -106,6 +172,8 @@ class ImageSource:
     classes: list[str]
     splits: dict[str, Split]
     root: Path | None = None
+    task: str = "classification"
+    ignore_index: int = 255
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
@@ -119,11 +187,18 @@ class ImageSource:
         return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
-def open_source(spec: str | os.PathLike, limits: dict[str, int] | None = None, seed: int = 0) -> ImageSource:
-    """Open a folder, archive or ``torchvision:NAME`` source; ``limits`` caps splits by name."""
+def open_source(spec: str | os.PathLike, limits: dict[str, int] | None = None, seed: int = 0,
+                task: str | None = None, ignore_index: int = 255) -> ImageSource:
+    """Open a folder, archive or ``torchvision:NAME`` source; ``limits`` caps splits by name.
+
+    ``task`` None detects it from the layout; "classification" or "segmentation" insist on one.
+    ``ignore_index`` is the mask value of unscored pixels (segmentation).
+    """
+    if task is not None and task not in TASKS:
+        raise DataError(f"task: {task!r} is not one of {', '.join(TASKS)}")
     spec = str(spec)
     if spec.startswith("torchvision:"):
-        source = _open_torchvision(spec)
+        source = _open_torchvision(spec, task, ignore_index)
     else:
         path = Path(spec).expanduser()
         if not path.exists():
@@ -132,7 +207,7 @@ def open_source(spec: str | os.PathLike, limits: dict[str, int] | None = None, s
             if not _is_archive(path):
                 raise DataError(f"{spec}: not a folder or a .tar.gz/.tgz/.tar archive")
             path = _extract_archive(path)
-        source = _open_folder(spec, path)
+        source = _open_folder(spec, path, task, ignore_index)
     for name, limit in (limits or {}).items():
         if limit is not None:
             source.splits[name] = source.split(name).subset(limit, seed)
@@ -159,15 +234,25 @@ def _is_image_folder(path: Path) -> bool:
     return any(_image_files(d) for d in _visible_dirs(path))
 
 
-def _open_folder(spec: str, path: Path) -> ImageSource:
+def _open_folder(spec: str, path: Path, task: str | None, ignore_index: int) -> ImageSource:
+    from . import segmentation
+
     root = path
     while True:  # enter an archive's single root folder, e.g. cifar10/
         dirs = _visible_dirs(root)
         if len(dirs) == 1 and not _image_files(root) and not _is_image_folder(root) \
-                and dirs[0].name not in SPLIT_NAMES:
+                and dirs[0].name not in SPLIT_NAMES and not segmentation.is_segmentation_folder(dirs[0]):
             root = dirs[0]
         else:
             break
+    if segmentation.is_segmentation_layout(root):
+        if task == "classification":
+            raise DataError(f"{spec}: this is a segmentation layout (images/ + masks/ folders); classification "
+                            "expects an ImageFolder layout (<split>/<class>/<image>)")
+        return segmentation.open_segmentation_folder(spec, root, ignore_index)
+    if task == "segmentation":
+        raise DataError(f"{spec}: expected a segmentation layout ([<split>/]images/<image> with "
+                        "[<split>/]masks/<image stem>.png); found no images/ and masks/ folders")
     split_dirs = [d for d in _visible_dirs(root) if _is_image_folder(d)]
     if split_dirs:
         named = {d.name: d for d in split_dirs}
@@ -219,10 +304,17 @@ def _extract_archive(archive: Path) -> Path:
 _TV_SPLITS = {"train": ("train", "trainval"), "test": ("test", "val")}
 
 
-def _open_torchvision(spec: str) -> ImageSource:
+def _open_torchvision(spec: str, task: str | None, ignore_index: int) -> ImageSource:
     import torchvision.datasets as tvd
 
+    from . import segmentation
+
     name = spec.split(":", 1)[1]
+    if segmentation.torchvision_task(name, task) == "segmentation":
+        return segmentation.open_torchvision_segmentation(spec, ignore_index)
+    if task == "segmentation":
+        raise DataError(f"{spec}: not a segmentation dataset (segmentation: "
+                        f"{', '.join('torchvision:' + n for n in segmentation.TORCHVISION_SEGMENTATION)})")
     cls = next((getattr(tvd, n) for n in dir(tvd) if n.lower() == name.lower()), None)
     if cls is None or not inspect.isclass(cls):
         raise DataError(f"{spec}: torchvision.datasets has no dataset named {name!r}")
