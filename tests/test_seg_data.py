@@ -13,7 +13,9 @@ from modellock.data import segmentation
 from modellock.data.segmentation import VOC_CLASSES
 from modellock.errors import DataError
 from modellock.paths import cache_root
-from modellock.seg_transforms import image_transform, segmentation_collate, segmentation_transforms
+from modellock.seg_transforms import (
+    fixed_size_transform, image_transform, segmentation_collate, segmentation_transforms,
+)
 from modellock.train import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -270,6 +272,15 @@ def test_eval_transform_keeps_original_mask_and_collate():
     assert ys.shape == (2, 50, 70)
     with pytest.raises(DataError, match="must match"):
         t(image, mask[:10])
+
+
+@pytest.mark.parametrize("shape", [(50, 70), (20, 24)])
+def test_fixed_size_transform_resizes_both(shape):
+    image, mask = _colour_coded(*shape, 10, seed=1)
+    x, y = fixed_size_transform(32)(image, mask)
+    assert x.shape == (3, 32, 32) and y.shape == (32, 32) and y.dtype == torch.int64
+    assert set(y.unique().tolist()) <= set(np.unique(mask).tolist())
+    assert _assert_aligned(x, y) > 32 * 32 // 3
 
 
 # ------------------------------------------------------------------------------------- synthetic

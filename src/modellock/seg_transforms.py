@@ -6,6 +6,8 @@ RandomResizedCrop(S, scale 0.25-1) + flip with torchvision v2 kernels. Random dr
 generator (the training loop seeds it per epoch and worker).
 Eval: the whole image resized to SxS, and the mask at its original size, unchanged (metrics are computed at the
 original resolution after upsampling the logits), so ``segmentation_collate`` may return a list of masks.
+``fixed_size_transform``: training without augmentation, image and mask both resized to SxS.
+``image_transform``: the eval image path alone, for predictors.
 
 Image resizing is bilinear (antialiased when shrinking); masks are resized with pixel-centre nearest
 neighbour (PIL NEAREST, torchvision NEAREST_EXACT) so they stay aligned with the bilinear image. (v2's own
@@ -44,6 +46,14 @@ def _to_float(a: np.ndarray) -> torch.Tensor:
     return _chw(a).float().div_(255.0)
 
 
+def _pair(image, mask) -> tuple[np.ndarray, np.ndarray]:
+    """HxWx3 uint8 and HxW int64 arrays of the same height and width."""
+    a, m = to_uint8_rgb(image), np.array(mask, dtype=np.int64)
+    if m.shape != a.shape[:2]:
+        raise DataError(f"mask is {m.shape} but its image is {a.shape[:2]} (HxW); they must match")
+    return a, m
+
+
 class ImageTransform:
     """Inference (and eval) image path: the whole image resized to SxS, normalised to a 3xSxS float tensor."""
 
@@ -80,9 +90,7 @@ class SegmentationTransform:
             self._crop = v2.RandomResizedCrop(image_size, scale=(0.25, 1.0))
 
     def __call__(self, image, mask) -> tuple[torch.Tensor, torch.Tensor]:
-        a, m = to_uint8_rgb(image), np.array(mask, dtype=np.int64)
-        if m.shape != a.shape[:2]:
-            raise DataError(f"mask is {m.shape} but its image is {a.shape[:2]} (HxW); they must match")
+        a, m = _pair(image, mask)
         if not self.train:
             return self.image(a), torch.from_numpy(m)
         x, y = self._pad_crop(a, m) if self.size <= 64 else self._resized_crop(a, m)
@@ -123,6 +131,22 @@ def segmentation_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, st
                             ignore_index: int = 255) -> SegmentationTransform:
     """The joint transform for training (``train=True``) or evaluation; see the module docstring."""
     return SegmentationTransform(image_size, train, mean, std, ignore_index)
+
+
+class FixedSizeTransform:
+    """``(image, mask) -> (x 3xSxS, y SxS)`` without randomness: image bilinear, mask nearest."""
+
+    def __init__(self, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.image = ImageTransform(image_size, mean, std)
+
+    def __call__(self, image, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        a, m = _pair(image, mask)
+        return self.image(a), torch.from_numpy(_resize_mask(m, self.image.size, self.image.size))
+
+
+def fixed_size_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> FixedSizeTransform:
+    """Training without augmentation: image and mask both resized to SxS."""
+    return FixedSizeTransform(image_size, mean, std)
 
 
 def segmentation_collate(batch):
