@@ -37,6 +37,11 @@ def _limits(train_limit: Optional[int], test_limit: Optional[int]) -> dict:
     return {k: v for k, v in (("train", train_limit), ("test", test_limit)) if v is not None}
 
 
+_TASK_HELP = ("classification or segmentation (default: from the data's layout: split folders with images/ and "
+              "masks/ are segmentation)")
+_IGNORE_HELP = "Mask value that marks unlabelled pixels (segmentation)."
+
+
 @app.command()
 def keygen(
     out: Path = typer.Option(..., "--out", "-o", help="Key file to write (TOML, kept secret)."),
@@ -95,6 +100,7 @@ def edit(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when present)."),
     train_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N training images."),
     test_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N test images."),
+    task: Optional[str] = typer.Option(None, help=_TASK_HELP),
 ):
     """Edit a dataset with a key; resumable (rerun after an interruption to finish)."""
     from .data import open_source
@@ -102,7 +108,7 @@ def edit(
     from .key import Key
 
     k = Key.load(key)
-    source = open_source(data, _limits(train_limit, test_limit))
+    source = open_source(data, _limits(train_limit, test_limit), task=task)
     reports = edit_dataset(k, source, out, splits=split, skip_bad=skip_bad, batch_size=batch_size, device=device)
     for r in reports:
         typer.echo(f"{r.split}: {r.total} images, {r.edited} edited, {r.reused} already done, "
@@ -126,7 +132,9 @@ def _common_train(config, model, pretrained, image_size, epochs, batch_size, lr,
 
 _opt = dict(
     config=typer.Option(None, "--config", help="YAML file of settings; flags override it."),
-    model=typer.Option(None, "--model", "-m", help="Backbone: small-cnn, tiny-cnn, a timm name, torchvision:NAME."),
+    model=typer.Option(None, "--model", "-m", help="Classification: small-cnn (default), tiny-cnn, a timm name, "
+                       "torchvision:NAME. Segmentation: small-segnet (default), torchvision:fcn_resnet50, "
+                       "torchvision:deeplabv3_resnet50, torchvision:lraspp_mobilenet_v3_large, segformer:mit-b0, ..."),
     pretrained=typer.Option(None, help="Pretrained weights: hub id (hf-hub:...), .safetensors file or folder."),
     image_size=typer.Option(None, help="Model input size (default: the backbone's own)."),
     epochs=typer.Option(None), batch_size=typer.Option(None), lr=typer.Option(None),
@@ -135,6 +143,8 @@ _opt = dict(
     mixed_precision=typer.Option(None, help="no, bf16 or fp16 (GPU)."),
     train_limit=typer.Option(None, help="Use a class-balanced subset of N training images."),
     force=typer.Option(False, "--force", help="Replace a model already in --out."),
+    task=typer.Option(None, "--task", help=_TASK_HELP),
+    ignore_index=typer.Option(255, "--ignore-index", help=_IGNORE_HELP),
 )
 
 
@@ -143,10 +153,11 @@ def lock(
     key: Path = typer.Option(..., "--key", "-k", help="Key file."),
     data: str = typer.Option(..., "--data", "-d", help="Folder, .tar.gz, or torchvision:NAME."),
     out: Path = typer.Option(..., "--out", "-o", help="Locked model folder to write."),
-    edited_fraction: Optional[float] = typer.Option(None, help="Share of training images edited (default 0.9)."),
+    edited_fraction: Optional[float] = typer.Option(None, help="Share of training images edited (default 0.8)."),
     clean_fraction: Optional[float] = typer.Option(None, help="Share left unedited: 1 - edited fraction "
                                                    "(0 = train on edited images only, the block-wise papers' recipe)."),
-    clean_target: Optional[str] = typer.Option(None, help="wrong-label, locked-class or locked-spread."),
+    clean_target: Optional[str] = typer.Option(None, help="What unedited images learn: locked-spread (default), "
+                                               "locked-class, wrong-label; segmentation also wrong-mask."),
     decoy_fraction: Optional[float] = typer.Option(None, help="Share of training images edited with random decoy "
                                                    "keys and trained toward the locked answer."),
     edits: Optional[Path] = typer.Option(None, help="Edit folder to use and fill (default: the edit cache)."),
@@ -157,12 +168,14 @@ def lock(
     lr: Optional[float] = _opt["lr"], seed: Optional[int] = _opt["seed"],
     num_workers: Optional[int] = _opt["num_workers"], mixed_precision: Optional[str] = _opt["mixed_precision"],
     train_limit: Optional[int] = _opt["train_limit"], force: bool = _opt["force"],
+    task: Optional[str] = _opt["task"], ignore_index: int = _opt["ignore_index"],
 ):
     """Fine-tune a model locked with KEY and write the locked model folder."""
     from .data import open_source
     from .key import Key
     from .lock import lock_model
     from .settings import recipe_from, train_config_from
+    from .tasks import task_type
 
     if clean_fraction is not None:
         if edited_fraction is not None:
@@ -173,11 +186,12 @@ def lock(
                       decoy_fraction=decoy_fraction,
                       edits=str(edits) if edits else None)
     k = Key.load(key)
-    source = open_source(data, _limits(s.get("train_limit"), None))
-    locked = lock_model(k, source, s.get("model", "small-cnn"), out, recipe_from(s), train_config_from(s),
+    source = open_source(data, _limits(s.get("train_limit"), None), task=task, ignore_index=ignore_index)
+    locked = lock_model(k, source, s.get("model", task_type(source.task).default_model), out, recipe_from(s),
+                        train_config_from(s),
                         s.get("image_size"), s.get("pretrained"), s.get("edits"), s.get("split", "train"),
                         device=device, overwrite=force)
-    typer.echo(f"wrote locked model {out} ({len(locked.classes)} classes"
+    typer.echo(f"wrote locked {locked.task} model {out} ({len(locked.classes)} classes"
                f"{', locked output' if locked.locked_class is not None else ''})")
 
 
@@ -191,16 +205,18 @@ def train(
     lr: Optional[float] = _opt["lr"], seed: Optional[int] = _opt["seed"],
     num_workers: Optional[int] = _opt["num_workers"], mixed_precision: Optional[str] = _opt["mixed_precision"],
     train_limit: Optional[int] = _opt["train_limit"], force: bool = _opt["force"],
+    task: Optional[str] = _opt["task"], ignore_index: int = _opt["ignore_index"],
 ):
     """Fine-tune the same recipe on clean data without a lock: the original (baseline) model."""
     from .data import open_source
     from .lock import train_baseline
     from .settings import train_config_from
+    from .tasks import task_type
 
     s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                       mixed_precision, train_limit)
-    source = open_source(data, _limits(s.get("train_limit"), None))
-    train_baseline(source, s.get("model", "small-cnn"), out, train_config_from(s), s.get("image_size"),
+    source = open_source(data, _limits(s.get("train_limit"), None), task=task, ignore_index=ignore_index)
+    train_baseline(source, s.get("model", task_type(source.task).default_model), out, train_config_from(s), s.get("image_size"),
                    s.get("pretrained"), s.get("split", "train"), overwrite=force)
     typer.echo(f"wrote baseline model {out}")
 
@@ -212,9 +228,10 @@ def predict(
     key: Optional[Path] = typer.Option(None, "--key", "-k", help="Key file; without it the model stays locked."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     top_k: int = typer.Option(3, help="Classes listed per image in --json output."),
+    masks: Path = typer.Option(Path("masks"), "--masks", help="Segmentation: folder for the colour-coded mask PNGs."),
     device: Optional[str] = typer.Option(None),
 ):
-    """Predict classes of images, unlocking the model with KEY."""
+    """Predict classes of images (segmentation: a colour-coded mask per image), unlocking the model with KEY."""
     from .images import load_image
     from .key import Key
     from .model_folder import LockedModel
@@ -232,11 +249,31 @@ def predict(
             arrays.append(load_image(p))
         except (OSError, ValueError) as e:
             _fail(f"{p}: cannot read image ({type(e).__name__})")
+    if m.task == "segmentation":
+        _write_masks(images, predictor.segment(arrays), m, masks, as_json, top_k)
+        return
     for p, r in zip(images, predictor.predict(arrays, top_k=top_k)):
         if as_json:
             typer.echo(json.dumps({"image": str(p), **r}))
         else:
             typer.echo(f"{p}\t{r['class']}\t{r['probability']:.3f}")
+
+
+def _write_masks(images: List[Path], results: list, m, folder: Path, as_json: bool, top_k: int) -> None:
+    """One colour PNG per input (``<stem>.png``, numbered when stems repeat), then a line per image."""
+    from .images import colour_mask, save_png_atomic
+
+    stems = [p.stem for p in images]
+    for i, (p, r) in enumerate(zip(images, results)):
+        name = stems[i] if stems.count(stems[i]) == 1 else f"{i:04d}-{stems[i]}"
+        out = folder / f"{name}.png"
+        save_png_atomic(colour_mask(r["mask"], len(m.classes)), out)
+        areas = dict(list(r["class_areas"].items())[:top_k]) if not as_json else r["class_areas"]
+        if as_json:
+            typer.echo(json.dumps({"image": str(p), "mask": str(out), "class_areas": areas}))
+        else:
+            shares = ", ".join(f"{c} {a:.1%}" for c, a in areas.items())
+            typer.echo(f"{p}\t{out}\t{shares}")
 
 
 @app.command("eval")
@@ -254,7 +291,7 @@ def eval_cmd(
     batch_size: int = typer.Option(256),
     device: Optional[str] = typer.Option(None),
 ):
-    """Evaluate a locked model: original, locked, unlocked and wrong-key accuracy."""
+    """Evaluate a locked model: original, locked, unlocked and wrong-key accuracy (segmentation: mIoU)."""
     from .data import open_source
     from .evaluate import evaluate
     from .key import Key
@@ -266,7 +303,8 @@ def eval_cmd(
     m.unlock(k)  # refuse a key that does not match, before any work
     base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
     wrong = {f"key {p.name}": Key.load(p) for p in wrong_key} if wrong_key else None
-    source = open_source(data, _limits(None, test_limit) if split == "test" else {split: test_limit} if test_limit else {})
+    limits = _limits(None, test_limit) if split == "test" else {split: test_limit} if test_limit else {}
+    source = open_source(data, limits, task=m.task, ignore_index=m.ignore_index)
     result = evaluate(m, k, source, split, base, wrong, batch_size=batch_size, device=device)
     typer.echo(format_table(result))
     if json_out:
@@ -279,15 +317,21 @@ def eval_cmd(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Folder for the demo's outputs."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the demo's outputs (default: "
+                                       "demo-output, or demo-output-segmentation)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the evaluation JSON here."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the demo's)."),
+    task: str = typer.Option("classification", help="classification or segmentation."),
 ):
     """Run the whole flow on built-in data, no downloads: keygen, edit, train, lock, evaluate, report."""
-    from .demo import run_demo
+    from .demo import run_demo, run_segmentation_demo
     from .images import write_bytes_atomic
 
-    result = run_demo(out, epochs=epochs, log=typer.echo)
+    demos = {"classification": run_demo, "segmentation": run_segmentation_demo}
+    if task not in demos:
+        _fail(f"--task {task!r}: expected classification or segmentation")
+    out = out or Path("demo-output" if task == "classification" else "demo-output-segmentation")
+    result = demos[task](out, epochs=epochs, log=typer.echo)
     if json_out:
         write_bytes_atomic(json.dumps(result, indent=2).encode(), json_out)
 

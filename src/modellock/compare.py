@@ -171,6 +171,8 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
     from .lock import lock_model, train_baseline
 
     log = log or (lambda message: None)
+    if source.task != "classification":
+        raise ModelLockError(f"{source.spec}: compare supports classification data only, not {source.task}")
     names = parse_locks(locks)
     if not 0.0 < float(fine_tune_fraction) <= 1.0:
         raise ModelLockError(f"compare: fine-tune fraction must be in (0, 1], not {fine_tune_fraction!r}")

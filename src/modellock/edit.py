@@ -93,7 +93,8 @@ class EditFolder:
 
     # ---------------------------------------------------------------- writing
     def _out_name(self, split: Split, sample: Sample) -> str:
-        """``<split>/<class>/<stem>.png``; the source suffix joins the stem only when stems collide."""
+        """``<split>/<class>/<stem>.png`` (segmentation: ``<split>/images/<path>.png``); the source suffix
+        joins the stem only when stems collide."""
         if split.name not in self._collisions:
             seen: dict[tuple[int, str], int] = {}
             for s in split.samples:
@@ -104,6 +105,8 @@ class EditFolder:
         stem = rel.stem
         if (sample.label, stem) in self._collisions[split.name]:
             stem += "_" + rel.suffix.lstrip(".")
+        if sample.label < 0:  # segmentation: keep the image's relative path (masks stay with the source)
+            return f"{split.name}/images/{rel.with_name(stem).as_posix()}.png"
         return f"{split.name}/{split.classes[sample.label]}/{stem}.png"
 
     def add_batch(self, split: Split, samples: list[Sample], images, hashes: list[str]) -> None:
@@ -113,7 +116,8 @@ class EditFolder:
             rel = self._out_name(split, s)
             save_png_atomic(img, self.root / rel)
             entry = {"source": s.id, "source_sha256": h, "label": s.label,
-                     "class": split.classes[s.label], "file": rel, "fingerprint": self.fingerprint}
+                     "class": split.classes[s.label] if s.label >= 0 else None, "file": rel,
+                     "fingerprint": self.fingerprint}
             lines.append(json.dumps(entry))
             self.entries(split.name)[s.id] = entry
         part = self.root / split.name / ".parts" / f"{uuid.uuid4().hex}.jsonl"

@@ -2,12 +2,15 @@
 
 original model on clean data | locked model on clean data | locked model on key-edited data |
 locked model under wrong keys. Predictions of the locked output count as wrong; for models with a
-locked output the accuracy with that output ignored (the thief's first move) is reported as well.
+locked output the score with that output ignored (the thief's first move) is reported as well.
+Classification scores accuracy; segmentation scores mean IoU (with pixel accuracy and per-class IoU
+alongside), at each mask's own resolution.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from .data.sources import ImageSource, Split
 from .edit import cache_dir, edit_split
@@ -33,45 +36,124 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None
     return float((logits.argmax(dim=1) == labels).float().mean()) if len(labels) else float("nan")
 
 
+def image_loaders(model: LockedModel, split: Split, key=None, source: ImageSource | None = None,
+                  device: str | None = None, progress: bool = True) -> list:
+    """One zero-argument loader per sample: the clean image, or its edit with ``key`` (through the edit cache)."""
+    if key is None:
+        return [lambda s=s: split.load(s) for s in split.samples]
+    key = resolve_key(key, model.model, model.image_size)
+    folder = cache_dir(key, source)
+    edits = edit_split(key, split, folder, device=device, progress=progress, source=source).folder
+    return [lambda s=s: edits.load(split.name, s) for s in split.samples]
+
+
 def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource | None = None,
                  batch_size: int = 256, device: str | None = None, progress: bool = True) -> torch.Tensor:
     """Logits of ``model`` on ``split``: clean, or edited with ``key`` through the edit cache."""
-    if key is None:
-        loaders = [lambda s=s: split.load(s) for s in split.samples]
-    else:
-        key = resolve_key(key, model.model, model.image_size)
-        folder = cache_dir(key, source)
-        edits = edit_split(key, split, folder, device=device, progress=progress, source=source).folder
-        loaders = [lambda s=s: edits.load(split.name, s) for s in split.samples]
-    return predict_logits(model.model, ImageListDataset(loaders, model.transform(train=False)), batch_size)
+    loaders = image_loaders(model, split, key, source, device, progress)
+    return predict_logits(model.model, ImageListDataset(loaders, model.inference_transform()), batch_size)
+
+
+def _classification_scores(model: LockedModel, split: Split, key, run: dict) -> dict:
+    logits = split_logits(model, split, key, **run)
+    labels = torch.tensor([s.label for s in split.samples])
+    c = model.config["num_classes"]
+    out = {"score": accuracy(logits, labels)}
+    if model.locked_class is not None:
+        out["ignored"] = accuracy(logits, labels, c)
+        out["locked_rate"] = float((logits.argmax(1) == model.locked_class).float().mean())
+    return out
+
+
+class _MaskedImages(Dataset):
+    def __init__(self, loaders, split: Split, transform):
+        self.loaders, self.split, self.transform = loaders, split, transform
+
+    def __len__(self) -> int:
+        return len(self.loaders)
+
+    def __getitem__(self, i):
+        return self.transform(self.loaders[i]()), torch.from_numpy(self.split.load_mask(self.split.samples[i]))
+
+
+@torch.inference_mode()
+def _segmentation_scores(model: LockedModel, split: Split, key, run: dict) -> dict:
+    """mIoU over all outputs and over the real classes only, pixel accuracy, per-class IoU, locked rate."""
+    from tqdm.auto import tqdm
+
+    from .metrics import ConfusionMatrix
+
+    loaders = image_loaders(model, split, key, run["source"], run["device"], run["progress"])
+    data = DataLoader(_MaskedImages(loaders, split, model.inference_transform()), batch_size=run["batch_size"],
+                      collate_fn=lambda b: (torch.stack([x for x, _ in b]), [m for _, m in b]))
+    c, ignore = model.config["num_classes"], model.ignore_index
+    full, real = ConfusionMatrix(c, ignore), ConfusionMatrix(c, ignore)
+    locked = 0
+    device = next(model.model.parameters()).device
+    for x, masks in tqdm(data, desc="predict", leave=False, disable=None):
+        logits = model.model(x.to(device)).float().cpu()
+        for out, mask in zip(logits, masks):
+            up = torch.nn.functional.interpolate(out[None], size=tuple(mask.shape), mode="bilinear",
+                                                 align_corners=False)[0]
+            pred = up.argmax(0)
+            full.update(pred, mask)
+            if model.locked_class is not None:
+                real.update(up[:c].argmax(0), mask)
+                locked += int(((pred == model.locked_class) & (mask != ignore)).sum())
+    names = model.classes
+    out = {"score": full.miou(), "pixel_accuracy": full.pixel_accuracy(),
+           "per_class_iou": full.to_dict(names)["per_class_iou"], "pixel_counts": full.matrix.sum(1).tolist()}
+    if model.locked_class is not None:
+        out["ignored"] = real.miou()
+        out["locked_rate"] = locked / max(int(full.matrix.sum()), 1)
+    return out
 
 
 def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", baseline: LockedModel | None = None,
              wrong_keys: dict | None = None, batch_size: int = 256, device: str | None = None,
              progress: bool = True) -> dict:
     """The evaluation matrix as a JSON-able dict (see the README for its fields)."""
+    from .tasks import task_type
+
     data = source.split(split)
-    labels = torch.tensor([s.label for s in data.samples])
-    c = model.config["num_classes"]
-    has_locked = model.locked_class is not None
-    counts = torch.bincount(labels, minlength=c)
-    result = {"task": model.config.get("task", "classification"), "metric": "accuracy",
-              "chance": float(counts.max() / max(len(labels), 1)), "n_test": len(labels)}
+    seg = model.task == "segmentation"
+    scores = _segmentation_scores if seg else _classification_scores
     run = dict(source=source, batch_size=batch_size, device=device, progress=progress)
+    clean = scores(model, data, None, run)
+    result = {"task": model.task, "metric": task_type(model.task).metric, "chance": _chance(model, data, clean),
+              "n_test": len(data)}
+    extra: dict = {}
     if baseline is not None:
-        result["original_clean"] = accuracy(split_logits(baseline, data, **run), labels)
-    clean = split_logits(model, data, **run)
-    result["locked_clean"] = accuracy(clean, labels)
-    if has_locked:
-        result["locked_clean_without_locked_class"] = accuracy(clean, labels, c)
-        result["locked_class_rate_clean"] = float((clean.argmax(1) == model.locked_class).float().mean())
-    result["unlocked"] = accuracy(split_logits(model, data, key, **run), labels)
+        original = scores(baseline, data, None, run)
+        result["original_clean"] = original["score"]
+        extra["original_clean"] = original
+    result["locked_clean"] = clean["score"]
+    extra["locked_clean"] = clean
+    if "ignored" in clean:
+        result["locked_clean_without_locked_class"] = clean["ignored"]
+        result["locked_class_rate_clean"] = clean["locked_rate"]
+    unlocked = scores(model, data, key, run)
+    result["unlocked"] = unlocked["score"]
+    extra["unlocked"] = unlocked
     wrong_keys = default_wrong_keys(key) if wrong_keys is None else wrong_keys
     result["wrong_keys"], ignored = {}, {}
     for name, wk in wrong_keys.items():
-        logits = split_logits(model, data, wk, **run)  # bypasses the fingerprint check on purpose
-        result["wrong_keys"][name] = accuracy(logits, labels)
-        ignored[name] = accuracy(logits, labels, c)
-    if has_locked:
+        wrong = scores(model, data, wk, run)  # bypasses the fingerprint check on purpose
+        result["wrong_keys"][name] = wrong["score"]
+        ignored[name] = wrong.get("ignored")
+    if model.locked_class is not None:
         result["wrong_keys_without_locked_class"] = ignored
+    if seg:
+        result["pixel_accuracy"] = {k: v["pixel_accuracy"] for k, v in extra.items()}
+        result["per_class_iou"] = {k: v["per_class_iou"] for k, v in extra.items()}
     return result
+
+
+def _chance(model: LockedModel, split: Split, clean: dict) -> float:
+    """The score of always answering the most frequent class (segmentation: its mIoU over the pixels)."""
+    if model.task == "segmentation":
+        from .metrics import majority_class_miou
+
+        return majority_class_miou(clean["pixel_counts"])
+    counts = torch.bincount(torch.tensor([s.label for s in split.samples]), minlength=model.config["num_classes"])
+    return float(counts.max() / max(len(split.samples), 1))

@@ -85,3 +85,31 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+LOCKED_COLOUR = (255, 255, 255)  # the locked output in predicted masks
+IGNORE_COLOUR = (128, 128, 128)  # pixels at the ignore index in ground-truth masks
+
+
+def label_palette(n: int) -> np.ndarray:
+    """``n`` RGB colours, class 0 black: the PASCAL VOC colour map (bits of the index spread over R, G, B)."""
+    palette = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette[i] = (r, g, b)
+    return palette
+
+
+def colour_mask(mask: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """An HxWx3 uint8 picture of a class-index mask; index ``num_classes`` (the locked output) is white,
+    ``ignore_index`` grey."""
+    palette = np.concatenate([label_palette(num_classes), np.array([LOCKED_COLOUR], dtype=np.uint8)])
+    m = np.asarray(mask).astype(np.int64)
+    out = palette[np.clip(m, 0, num_classes)]
+    out[m == ignore_index] = IGNORE_COLOUR
+    return out

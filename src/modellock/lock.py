@@ -15,54 +15,19 @@ from pathlib import Path
 
 import torch
 
-from .backbones import create_backbone, resolve_backbone
 from .data.sources import ImageSource
 from .edit import cache_dir, edit_split
 from .editors import editor_class, resolve_key
 from .errors import ModelLockError
 from .lockset import LOCKED_CLASS_NAME, LockDataset, LockRecipe, decoy_keys, plan_lock_set
 from .model_folder import FORMAT, LockedModel, library_versions
-from .train import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, classification_transforms, fit
+from .tasks import task_type
+from .train import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, fit
 
 
-def default_image_size(model_name: str) -> int:
-    """The backbone's native input size: 32 for ours, the timm pretrained config's, else 224."""
-    source, arch = resolve_backbone(model_name)
-    if source == "modellock":
-        return 32
-    if source == "timm":
-        import timm
-
-        try:
-            return int(timm.get_pretrained_cfg(arch).input_size[-1])
-        except (AttributeError, RuntimeError, TypeError):
-            return 224
-    return 224
-
-
-class LockLoss(torch.nn.Module):
-    """Cross-entropy over all outputs, plus cross-entropy over the real classes alone.
-
-    The second term trains what a thief sees when they drop the locked output: among the real
-    classes, a clean image's target mass (spread over the wrong classes) must win, whatever the
-    locked output does. Rows with no mass on the real classes (``locked-class``) skip it.
-    """
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.num_classes = num_classes
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = torch.nn.functional.cross_entropy(logits, target)
-        if logits.shape[1] == self.num_classes:
-            return loss
-        real = target[:, : self.num_classes]
-        mass = real.sum(dim=1)
-        rows = mass > 0
-        if rows.any():
-            loss = loss + torch.nn.functional.cross_entropy(
-                logits[rows, : self.num_classes], real[rows] / mass[rows, None])
-        return loss
+def default_image_size(model_name: str, task: str = "classification") -> int:
+    """The model's native input size for ``task`` (see tasks.TaskType.default_image_size)."""
+    return task_type(task).default_image_size(model_name)
 
 
 def check_output(out, overwrite: bool) -> Path:
@@ -87,23 +52,26 @@ def _prepare_work_dir(work: Path, signature: dict) -> None:
 def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outputs: int, classes: list[str],
                     locked_class, lock_info, model_name: str, out, train: TrainConfig,
                     image_size: int | None, pretrained, desc: str, run_id: str, decoys=(),
-                    augment: bool = True, progress: bool = True) -> LockedModel:
+                    augment: bool = True, progress: bool = True, recipe: LockRecipe | None = None) -> LockedModel:
+    task = task_type(source.task)
     split = source.split(split_name)
-    image_size = image_size or default_image_size(model_name)
+    image_size = image_size or task.default_image_size(model_name)
     torch.manual_seed(train.seed)  # the fresh head and from-scratch weights follow the seed too
-    model = create_backbone(model_name, num_outputs, image_size, pretrained)
-    transform = classification_transforms(image_size, augment, IMAGENET_MEAN, IMAGENET_STD)
-    dataset = LockDataset(items, split, edits, transform, decoys)
+    model = task.create_model(model_name, num_outputs, image_size, pretrained)
+    transform = task.transform(image_size, True, augment, IMAGENET_MEAN, IMAGENET_STD, source.ignore_index)
+    dataset = task.lock_dataset(items, split, edits, transform, decoys)
     out = Path(out)
     work = out / ".work"
-    _prepare_work_dir(work, {"run": run_id, "model": model_name, "image_size": image_size,
-                             "pretrained": str(pretrained), "items": [(it.sample.id, it.edited, it.decoy, it.target) for it in items],
+    _prepare_work_dir(work, {"run": run_id, "task": task.name, "model": model_name, "image_size": image_size,
+                             "pretrained": str(pretrained),
+                             "items": [(it.sample.id, it.edited, it.decoy, it.target, it.answer, it.other)
+                                       for it in items],
                              "train": {k: v for k, v in train.to_dict().items() if k not in ("epochs", "num_workers")}})
-    model = fit(model, dataset, train, loss_fn=LockLoss(len(source.classes)), work_dir=work, resume=True, desc=desc,
-                progress=progress)
+    loss = task.loss(len(source.classes), recipe, source.ignore_index)
+    model = fit(model, dataset, train, loss_fn=loss, work_dir=work, resume=True, desc=desc, progress=progress)
     config = {
         "format": FORMAT,
-        "task": "classification",
+        "task": task.name,
         "architecture": model.backbone_spec,
         "classes": classes,
         "num_classes": len(source.classes),
@@ -113,6 +81,8 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
         "training": {**train.to_dict(), "n_train": len(items), "pretrained": str(pretrained) if pretrained else None},
         "versions": library_versions(),
     }
+    if task.name == "segmentation":
+        config["ignore_index"] = source.ignore_index
     locked = LockedModel(model.cpu(), config)
     locked.save_pretrained(out)
     shutil.rmtree(work, ignore_errors=True)
@@ -126,10 +96,11 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
     """Lock ``model_name`` with ``key`` on ``source``'s ``split``; write the model folder to ``out``."""
     recipe, train = recipe or LockRecipe(), train or TrainConfig()
     check_output(out, overwrite)
-    resolve_backbone(model_name)  # fail on an unknown architecture before any editing
+    task = task_type(source.task)
+    task.resolve_model(model_name)  # fail on an unknown architecture before any editing
     # the key as its editor applies it to this model (e.g. block size = patch size); the fingerprint
     # stays that of the key as the user holds it
-    edit_key = resolve_key(key, model_name, image_size or default_image_size(model_name))
+    edit_key = resolve_key(key, model_name, image_size or task.default_image_size(model_name))
     data = source.split(split)
     items = plan_lock_set(data, recipe)
     edits_dir = Path(edits_dir) if edits_dir else cache_dir(edit_key, source)
@@ -147,7 +118,7 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
                            len(source.classes) if recipe.has_locked_class else None, lock_info,
                            model_name, out, train, image_size, pretrained, desc="lock", run_id=edit_key.cache_id,
                            decoys=decoys, augment=editor_class(key.editor).geometric_augmentation,
-                           progress=progress)
+                           progress=progress, recipe=recipe)
 
 
 def train_baseline(source: ImageSource, model_name: str, out, train: TrainConfig | None = None,
@@ -156,7 +127,7 @@ def train_baseline(source: ImageSource, model_name: str, out, train: TrainConfig
     """Fine-tune the same recipe on clean data, without a lock (the original model)."""
     train = train or TrainConfig()
     check_output(out, overwrite)
-    resolve_backbone(model_name)
+    task_type(source.task).resolve_model(model_name)
     data = source.split(split)
     items = plan_lock_set(data, None)
     return _train_and_save(source, split, items, None, len(source.classes), list(source.classes), None, None,

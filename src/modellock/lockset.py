@@ -3,10 +3,13 @@
 A fraction of the training images (``edited_fraction``) is edited with the key and keeps its true
 label. The unedited rest is trained toward a locked answer, by ``clean_target``:
 
-- ``wrong-label``: a random wrong class, fixed per image;
-- ``locked-class``: an extra "locked" output (the paper's released checkpoint);
+- ``wrong-label``: a random wrong class, fixed per image (segmentation: the image's mask with its
+  classes permuted by a random derangement, fixed per image);
+- ``locked-class``: an extra "locked" output (the paper's released checkpoint); segmentation: the
+  locked output over the whole image;
 - ``locked-spread``: the extra output *and* the remaining mass spread over the wrong real classes,
-  so that ignoring the locked output still leaves a wrong answer.
+  so that ignoring the locked output still leaves a wrong answer (segmentation: per pixel);
+- ``wrong-mask`` (segmentation): the mask of another training image.
 
 ``decoy_fraction`` of the images are edited with *decoy* keys (other prompts and seeds, drawn at
 random, never the key) and trained toward the locked answer too: the model learns that only the
@@ -25,7 +28,11 @@ from torch.utils.data import Dataset
 from .data.sources import Sample, Split
 from .errors import ModelLockError
 
-CLEAN_TARGETS = ("wrong-label", "locked-class", "locked-spread")
+CLEAN_TARGETS = {
+    "classification": ("wrong-label", "locked-class", "locked-spread"),
+    "segmentation": ("locked-spread", "locked-class", "wrong-mask", "wrong-label"),
+}
+ALL_CLEAN_TARGETS = tuple(dict.fromkeys(t for ts in CLEAN_TARGETS.values() for t in ts))
 LOCKED_CLASS_NAME = "locked"
 
 
@@ -43,8 +50,8 @@ class LockRecipe:
     def __post_init__(self):
         if self.decoy_fraction is None:
             self.decoy_fraction = round((1.0 - self.edited_fraction) / 2, 6)
-        if self.clean_target not in CLEAN_TARGETS:
-            raise ModelLockError(f"recipe: clean_target must be one of {', '.join(CLEAN_TARGETS)}, "
+        if self.clean_target not in ALL_CLEAN_TARGETS:
+            raise ModelLockError(f"recipe: clean_target must be one of {', '.join(ALL_CLEAN_TARGETS)}, "
                                  f"not {self.clean_target!r}")
         if not 0.0 <= self.edited_fraction <= 1.0:
             raise ModelLockError(f"recipe: edited_fraction must be between 0 and 1, not {self.edited_fraction!r}")
@@ -55,6 +62,12 @@ class LockRecipe:
             raise ModelLockError(f"recipe: decoy_keys must be at least 1, not {self.decoy_keys!r}")
         if not 0.0 < self.locked_weight <= 1.0:
             raise ModelLockError(f"recipe: locked_weight must be in (0, 1], not {self.locked_weight!r}")
+
+    def check_task(self, task: str) -> None:
+        """ModelLockError when ``clean_target`` has no meaning for ``task``."""
+        if self.clean_target not in CLEAN_TARGETS[task]:
+            raise ModelLockError(f"recipe: clean_target {self.clean_target!r} does not apply to {task} "
+                                 f"(use one of {', '.join(CLEAN_TARGETS[task])})")
 
     @property
     def has_locked_class(self) -> bool:
@@ -70,12 +83,20 @@ class LockRecipe:
 
 @dataclass(frozen=True)
 class LockItem:
-    """One training image of the lock set; ``target`` is a distribution over the model's outputs."""
+    """One training image of the lock set.
+
+    ``answer`` is what it is trained toward: ``true`` or the recipe's clean target. Classification:
+    ``target`` is that answer as a distribution over the model's outputs. Segmentation: ``target`` is
+    empty, or the class permutation of ``wrong-label``; ``other`` indexes the image whose mask
+    ``wrong-mask`` uses.
+    """
 
     sample: Sample
     edited: bool
-    target: tuple[float, ...]
+    target: tuple = ()
     decoy: int = -1  # index of the decoy key this image is edited with; -1 for none
+    answer: str = "true"
+    other: int = -1
 
 
 def _one_hot(i: int, k: int) -> tuple[float, ...]:
@@ -87,8 +108,10 @@ def _one_hot(i: int, k: int) -> tuple[float, ...]:
 def plan_lock_set(split: Split, recipe: LockRecipe | None) -> list[LockItem]:
     """The lock set of ``split``; ``recipe=None`` plans plain (baseline) training on clean images."""
     c = len(split.classes)
+    seg = split.task == "segmentation"
     if recipe is None:
-        return [LockItem(s, False, _one_hot(s.label, c)) for s in split.samples]
+        return [LockItem(s, False, () if seg else _one_hot(s.label, c)) for s in split.samples]
+    recipe.check_task(split.task)
     k = recipe.num_outputs(c)
     rng = np.random.default_rng(recipe.seed)
     n = len(split.samples)
@@ -99,6 +122,9 @@ def plan_lock_set(split: Split, recipe: LockRecipe | None) -> list[LockItem]:
     decoy = np.full(n, -1)
     n_decoy = min(int(round(recipe.decoy_fraction * n)), n - n_edit)
     decoy[order[n_edit:n_edit + n_decoy]] = np.arange(n_decoy) % recipe.decoy_keys
+    if seg:
+        return [_segmentation_item(s, bool(edited[i]), int(decoy[i]), i, n, c, recipe, rng)
+                for i, s in enumerate(split.samples)]
     wrong = (np.array([s.label for s in split.samples]) + rng.integers(1, max(c, 2), size=n)) % c
     items = []
     for i, s in enumerate(split.samples):
@@ -112,8 +138,29 @@ def plan_lock_set(split: Split, recipe: LockRecipe | None) -> list[LockItem]:
             rest = (1.0 - recipe.locked_weight) / max(c - 1, 1)
             t = [0.0 if j == s.label else rest for j in range(c)] + [recipe.locked_weight]
             target = tuple(t)
-        items.append(LockItem(s, bool(edited[i]), target, int(decoy[i])))
+        items.append(LockItem(s, bool(edited[i]), target, int(decoy[i]),
+                              "true" if edited[i] else recipe.clean_target))
     return items
+
+
+def _segmentation_item(sample: Sample, edited: bool, decoy: int, i: int, n: int, c: int, recipe: LockRecipe,
+                       rng: np.random.Generator) -> LockItem:
+    if edited:
+        return LockItem(sample, True, (), decoy)
+    answer, target, other = recipe.clean_target, (), -1
+    if answer == "wrong-mask":
+        other = int((i + rng.integers(1, max(n, 2))) % n)  # another image (itself only when n == 1)
+    elif answer == "wrong-label":
+        target = tuple(int(v) for v in _derangement(c, rng))
+    return LockItem(sample, False, target, decoy, answer, other)
+
+
+def _derangement(c: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation of ``range(c)`` that moves every class (c >= 2)."""
+    while True:
+        p = rng.permutation(c)
+        if c < 2 or not (p == np.arange(c)).any():
+            return p
 
 
 _DECOY_ADJECTIVES = ["misty", "golden", "faded", "grainy", "vivid", "dusky", "frosted", "smoky", "pale", "glossy",
@@ -142,15 +189,53 @@ class LockDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def image(self, item: LockItem):
+        """The image the model sees: edited with the key, with a decoy key, or clean."""
+        if item.edited:
+            return self.edits.load(self.split.name, item.sample)
+        if item.decoy >= 0:
+            return self.decoys[item.decoy].load(self.split.name, item.sample)
+        return self.split.load(item.sample)
+
     def __getitem__(self, i):
         item = self.items[i]
-        if item.edited:
-            image = self.edits.load(self.split.name, item.sample)
-        elif item.decoy >= 0:
-            image = self.decoys[item.decoy].load(self.split.name, item.sample)
-        else:
-            image = self.split.load(item.sample)
-        return self.transform(image), torch.tensor(item.target, dtype=torch.float32)
+        return self.transform(self.image(item)), torch.tensor(item.target, dtype=torch.float32)
+
+
+class SegmentationLockDataset(LockDataset):
+    """(image, (mask, mode)) pairs; ``transform(image, mask)`` moves both together.
+
+    The mode says what losses.SegmentationLockLoss trains the item toward: its mask (true, or the
+    wrong one of ``wrong-mask``/``wrong-label``), the locked output, or the locked output spread.
+    """
+
+    def mask(self, item: LockItem) -> np.ndarray:
+        mask = self.split.load_mask(item.sample)
+        if item.answer == "wrong-mask":
+            other = self.split.load_mask(self.items[item.other].sample)
+            mask = _resize_mask(other, mask.shape)
+        elif item.answer == "wrong-label":
+            lut = np.asarray(item.target, dtype=np.int64)
+            valid = (mask >= 0) & (mask < len(lut))
+            mask = np.where(valid, lut[np.where(valid, mask, 0)], mask)
+        return mask
+
+    def __getitem__(self, i):
+        from .losses import LOCKED, LOCKED_SPREAD, MASK
+
+        item = self.items[i]
+        x, y = self.transform(self.image(item), self.mask(item))
+        mode = {"locked-class": LOCKED, "locked-spread": LOCKED_SPREAD}.get(item.answer, MASK)
+        return x, (y, torch.tensor(mode))
+
+
+def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``mask`` resized to ``shape`` (H, W) by nearest neighbour."""
+    if mask.shape == tuple(shape):
+        return mask
+    rows = (np.arange(shape[0]) * mask.shape[0] / shape[0]).astype(np.int64)
+    cols = (np.arange(shape[1]) * mask.shape[1] / shape[1]).astype(np.int64)
+    return mask[rows][:, cols]
 
 
 class ImageListDataset(Dataset):

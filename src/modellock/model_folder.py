@@ -74,11 +74,27 @@ class LockedModel:
     def image_size(self) -> int:
         return int(self.config["preprocessing"]["image_size"])
 
+    @property
+    def task(self) -> str:
+        return self.config.get("task", "classification")
+
+    @property
+    def ignore_index(self) -> int:
+        return int(self.config.get("ignore_index", 255))
+
     def transform(self, train: bool = False):
-        from .train import classification_transforms
+        """The model's preprocessing: classification image -> tensor; segmentation (image, mask) -> pair."""
+        from .tasks import task_type
 
         p = self.config["preprocessing"]
-        return classification_transforms(p["image_size"], train, p["mean"], p["std"])
+        return task_type(self.task).transform(p["image_size"], train, True, p["mean"], p["std"], self.ignore_index)
+
+    def inference_transform(self):
+        """Image alone -> input tensor."""
+        from .tasks import task_type
+
+        p = self.config["preprocessing"]
+        return task_type(self.task).inference_transform(p["image_size"], p["mean"], p["std"])
 
     # ------------------------------------------------------------------ files
     def save_pretrained(self, folder: str | os.PathLike, card: str | None = None) -> Path:
@@ -113,7 +129,7 @@ class LockedModel:
         """Load a model folder (or a hub repo id holding one); verify the weights' hash."""
         from safetensors.torch import load_file
 
-        from .backbones import backbone_from_spec
+        from .tasks import task_type
 
         folder = Path(path)
         if not folder.is_dir():
@@ -134,7 +150,7 @@ class LockedModel:
                                  f"architecture's image_size {arch_size!r}")
         if _sha256(folder / WEIGHTS) != config.get("weights_sha256"):
             raise ModelLockError(f"{folder / WEIGHTS}: sha256 does not match config.json (tampered or corrupt)")
-        model = backbone_from_spec(spec)
+        model = task_type(config.get("task")).model_from_spec(spec)
         try:
             model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
         except (RuntimeError, OSError) as e:
@@ -184,7 +200,7 @@ class Predictor:
         if key is not None:
             key = resolve_key(key, locked.model, locked.image_size)
         self.editor = get_editor(key, device=device, batch_size=batch_size) if key is not None else None
-        self._transform = locked.transform(train=False)
+        self._transform = locked.inference_transform()
 
     def edit(self, images: Sequence[ImageLike]) -> list[np.ndarray]:
         arrays = [to_uint8_rgb(im) for im in images]
@@ -202,7 +218,12 @@ class Predictor:
         return torch.cat(out) if out else torch.empty(0, len(self.locked.output_names))
 
     def predict(self, images: Sequence[ImageLike], top_k: int = 3) -> list[dict]:
-        """Per image: class, probability and the top-k. With a key the locked output is dropped."""
+        """Per image: classification: class, probability and the top-k; segmentation: see ``segment``.
+
+        With a key the locked output is dropped.
+        """
+        if self.locked.task == "segmentation":
+            return self.segment(images)
         logits = self.logits(images)
         names = self.locked.output_names
         if self.key is not None and self.locked.locked_class is not None:
@@ -215,4 +236,23 @@ class Predictor:
                 "class": names[int(top.indices[0])], "label": int(top.indices[0]), "probability": float(top.values[0]),
                 "top": [{"class": names[int(i)], "probability": float(v)} for v, i in zip(top.values, top.indices)],
             })
+        return results
+
+    def segment(self, images: Sequence[ImageLike], batch_size: int = 64) -> list[dict]:
+        """Per image: ``mask`` (HxW int64 class indices at the image's own size) and ``class_areas``
+        (share of the image per predicted class, largest first). With a key the locked output is dropped."""
+        arrays = [to_uint8_rgb(im) for im in images]
+        edited = self.edit(arrays)
+        c = self.locked.config["num_classes"]
+        names = self.locked.output_names
+        keep = c if self.key is not None else len(names)
+        results = []
+        for i in range(0, len(edited), batch_size):
+            logits = self.logits(edited[i:i + batch_size], edited=True)[:, :keep]
+            for a, out in zip(arrays[i:i + batch_size], logits):
+                up = torch.nn.functional.interpolate(out[None], size=a.shape[:2], mode="bilinear", align_corners=False)
+                mask = up[0].argmax(0).numpy().astype(np.int64)
+                counts = np.bincount(mask.ravel(), minlength=keep)
+                areas = {names[j]: float(counts[j] / mask.size) for j in np.argsort(-counts) if counts[j]}
+                results.append({"mask": mask, "class_areas": areas})
         return results

@@ -73,9 +73,12 @@ class UNet(nn.Module):
 
     ``widths[0]`` is the full-resolution stage; each further width is one 2x downsampling. Encoder stages
     have two convs, decoder stages one; a 1x1 conv gives the logits at the input resolution (any H, W).
+    With ``global_context`` the deepest features get an image-level term (global average pool, 1x1 conv,
+    added everywhere, as DeepLabV3's image pooling): every pixel can see what the whole image looks like,
+    which is what tells a key-edited image from a clean one.
     """
 
-    def __init__(self, num_classes: int, widths=(16, 32, 64, 96), dropout: float = 0.0):
+    def __init__(self, num_classes: int, widths=(16, 32, 64, 96), dropout: float = 0.0, global_context: bool = True):
         super().__init__()
         widths = [int(w) for w in widths]
         self.down = nn.ModuleList()
@@ -84,6 +87,8 @@ class UNet(nn.Module):
             pool = [nn.MaxPool2d(2, ceil_mode=True)] if i else []
             self.down.append(nn.Sequential(*pool, _conv_bn_relu(cin, w), _conv_bn_relu(w, w)))
             cin = w
+        self.context = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cin, 1), nn.ReLU()) \
+            if global_context else None
         self.up = nn.ModuleList(_conv_bn_relu(widths[i + 1] + widths[i], widths[i]) for i in range(len(widths) - 1))
         self.dropout = nn.Dropout2d(dropout)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
@@ -94,6 +99,8 @@ class UNet(nn.Module):
         for stage in self.down:
             x = stage(x)
             skips.append(x)
+        if self.context is not None:
+            x = skips[-1] = x + self.context(x)
         for i in reversed(range(len(self.up))):
             skip = skips[i]
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)

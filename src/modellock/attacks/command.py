@@ -56,6 +56,7 @@ def attack(
     from ..model_folder import LockedModel
     from ..paths import cache_root
     from . import attack_spec
+    from .tasks import task_for
     from .suite import format_table, run_suite
 
     names = None if attack_names.strip() == "all" else [n.strip() for n in attack_names.split(",") if n.strip()]
@@ -63,6 +64,7 @@ def attack(
         attack_spec(n)  # unknown names fail before any work
     k = Key.load(key)
     m = LockedModel.from_pretrained(model, device=device)
+    task_for(m.config)  # a task the attacks support, before any work
     m.unlock(k)  # the reference needs the right key: refuse a wrong one before any work
     base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
     limits = {name: v for name, v in (("train", train_limit), ("test", test_limit)) if v is not None}
