@@ -79,7 +79,12 @@ SEGMENTATION_DEMO_TRAIN = dict(epochs=15, batch_size=32, lr=3e-3, warmup_epochs=
 def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train: int = 1500, n_test: int = 300,
                           epochs: int | None = None, model: str = "small-segnet", image_size: int = 32,
                           log=print) -> dict:
-    """The same flow for semantic segmentation: built-in shapes with masks, mIoU; returns the evaluation."""
+    """The same flow for semantic segmentation: built-in shapes with masks, mIoU; returns the evaluation.
+
+    The lock fine-tunes the original model (a fresh output layer with the locked class on top), as an
+    owner locks a model they have; from scratch, this small U-Net needs about twice the epochs to
+    reach the same unlocked mIoU (docs/benchmarks.md).
+    """
     from .data.synthetic import make_shapes_segmentation_dataset
 
     out = Path(out)
@@ -94,9 +99,9 @@ def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train:
     train = TrainConfig(**{**SEGMENTATION_DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
     log("[3/6] training the original model on clean images")
     baseline = train_baseline(source, model, out / "original-model", train, image_size, overwrite=True)
-    log("[4/6] editing the training set with the key and training the locked model")
+    log("[4/6] editing the training set with the key and locking: fine-tuning the original model on the lock set")
     locked = lock_model(key, source, model, out / "locked-model", LockRecipe(), train, image_size,
-                        edits_dir=out / "edits", overwrite=True)
+                        pretrained=baseline.path / "model.safetensors", edits_dir=out / "edits", overwrite=True)
     log("[5/6] evaluating: clean, key-edited, wrong keys (mean IoU)")
     wrong = default_wrong_keys(key)
     result = evaluate(locked, key, source, "test", baseline, wrong, batch_size=64)
@@ -137,5 +142,6 @@ def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: di
                        zip(locked.classes, label_palette(c)))
     notes = ["ModelLock demo for semantic segmentation on built-in shapes with masks, CPU key editor "
              "(keyed-filter). On clean images the locked model paints the locked output (white) or wrong classes; "
-             "on images edited with the key it segments correctly.", f"Colours: {legend}; locked output = white."]
+             "on images edited with the key it segments correctly. The locked model is the original model "
+             "fine-tuned on the lock set.", f"Colours: {legend}; locked output = white."]
     return write_html_report(out, "modellock segmentation demo", result, columns, rows, notes)
