@@ -173,3 +173,43 @@ def test_segmentation_cli_errors(seg_data, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def _photo_layout(root: Path, n: int = 12) -> Path:
+    """Users' layout: JPEG images of differing sizes, PNG masks, no classes.txt, an ignore border."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for i in range(n):
+            h, w = int(rng.integers(30, 70)), int(rng.integers(30, 70))
+            mask = np.zeros((h, w), np.uint8)
+            mask[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 1 + i % 2
+            mask[0, :] = 255
+            image = rng.integers(0, 60, (h, w, 3)).astype(np.uint8)
+            image[mask == 1] = (200, 40, 40)
+            image[mask == 2] = (40, 200, 40)
+            (root / split / "images").mkdir(parents=True, exist_ok=True)
+            (root / split / "masks").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(root / split / "images" / f"img{i}.jpg", quality=90)
+            Image.fromarray(mask).save(root / split / "masks" / f"img{i}.png")
+    return root
+
+
+def test_segmentation_on_photo_layout(tmp_path, one_thread, capsys):
+    """lock / eval / predict need nothing but images/ + masks/; predictions come back at each image's size."""
+    data = _photo_layout(tmp_path / "photos")
+    key = tmp_path / "key.toml"
+    main(["keygen", "--out", str(key), "--editor", "keyed-filter", "--prompt", "with oil pastel"])
+    main(["lock", "--key", str(key), "--data", str(data), "--out", str(tmp_path / "locked"), "--model", "tiny-segnet",
+          "--image-size", "32", "--epochs", "2", "--batch-size", "8", "--num-workers", "0"])
+    main(["eval", "--model", str(tmp_path / "locked"), "--key", str(key), "--data", str(data),
+          "--json", str(tmp_path / "r.json")])
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert set(r["per_class_iou"]["unlocked"]) == {"class_0", "class_1", "class_2"} and r["n_test"] == 12
+    images = sorted((data / "test" / "images").iterdir())[:3]
+    capsys.readouterr()
+    main(["predict", *map(str, images), "--model", str(tmp_path / "locked"), "--masks", str(tmp_path / "out")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    for image, line in zip(images, lines):
+        written = Image.open(line.split("\t")[1])
+        assert written.size == Image.open(image).size  # the mask has the photo's own size

@@ -36,13 +36,14 @@ def render_card(config: dict) -> str:
         lines += [
             "This model is **locked** with [modellock](https://arxiv.org/abs/2405.16285) (ModelLock). On clean",
             "images it gives wrong answers by design. Inputs edited with the secret key before inference get",
-            "the accuracy of a normally trained model.", "",
+            f"the {'mean IoU' if config.get('task') == 'segmentation' else 'accuracy'} of a normally trained model.", "",
             f"- editor: `{lock['editor']}`",
             f"- key fingerprint (scrypt, salted; not the key): `{lock['fingerprint'][:32]}...`",
             f"- recipe: {r.get('edited_fraction')} of the training images edited; the rest trained toward "
             f"`{r.get('clean_target')}`", "",
             "## Unlock", "", "```bash",
-            "modellock predict --model THIS_FOLDER --key KEY.toml image.jpg",
+            "modellock predict --model THIS_FOLDER --key KEY.toml image.jpg"
+            + (" --masks masks/   # writes masks/image.png" if config.get("task") == "segmentation" else ""),
             "```", "", "```python",
             "from modellock import Key, LockedModel",
             "predictor = LockedModel.from_pretrained('THIS_FOLDER').unlock(Key.load('KEY.toml'))",
