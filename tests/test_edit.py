@@ -52,6 +52,11 @@ def test_edit_writes_imagefolder_and_is_idempotent(tmp_path, cifar_small):
     # another key may not write into the same folder
     with pytest.raises(WrongKeyError):
         edit_dataset(key.replace(seed=1), src, tmp_path / "out", progress=False)
+    # nor may another version of the editor: its edits would differ from the ones on disk
+    header = json.loads((tmp_path / "out" / "edit.json").read_text())
+    (tmp_path / "out" / "edit.json").write_text(json.dumps({**header, "editor_version": header["editor_version"] - 1}))
+    with pytest.raises(DataError, match="version"):
+        edit_dataset(key, src, tmp_path / "out", progress=False)
 
 
 def test_edit_killed_and_resumed_in_subprocess(tmp_path, cifar_small):

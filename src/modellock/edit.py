@@ -2,7 +2,7 @@
 
 Layout of an edit folder::
 
-    edit.json                       editor name, key fingerprint, source (never the prompt)
+    edit.json                       editor name and version, key fingerprint, source (never the prompt)
     <split>/<class>/<name>.png      edited images, lossless
     <split>/manifest.jsonl          one line per edited image (source id, sha256, label, file, fingerprint)
     <split>/.parts/*.jsonl          progress of an unfinished run, merged into the manifest at the end
@@ -24,7 +24,7 @@ from typing import Iterable
 from tqdm.auto import tqdm
 
 from .data.sources import ImageSource, Sample, Split
-from .editors import Editor, get_editor
+from .editors import Editor, editor_class, get_editor
 from .errors import DataError, WrongKeyError
 from .images import load_image, save_png_atomic, write_bytes_atomic
 from .paths import cache_root
@@ -58,11 +58,15 @@ class EditFolder:
                 raise DataError(f"{header_path}: unreadable edit header ({type(e).__name__})") from None
             if not key.matches(header.get("fingerprint", "")):
                 raise WrongKeyError(f"{self.root}: holds edits made with another key; use another --out")
+            made_with, version = header.get("editor_version", 1), editor_class(key.editor).version
+            if made_with != version:
+                raise DataError(f"{self.root}: holds edits made with editor {key.editor!r} version {made_with}; "
+                                f"this modellock edits with version {version}: use another folder or delete it")
             self.fingerprint = header["fingerprint"]
         else:
             self.fingerprint = key.fingerprint()
-            header = {"format": FORMAT, "editor": key.editor, "fingerprint": self.fingerprint,
-                      "source": source.spec if source else None}
+            header = {"format": FORMAT, "editor": key.editor, "editor_version": editor_class(key.editor).version,
+                      "fingerprint": self.fingerprint, "source": source.spec if source else None}
             write_bytes_atomic(json.dumps(header, indent=2).encode(), header_path)
         self._done: dict[str, dict[str, dict]] = {}
         self._collisions: dict[str, set] = {}
