@@ -6,7 +6,8 @@
 #
 #   bash bench/cifar10_lock.sh                          # the default recipe only
 #   RECIPES="wrong-label:0.9:0 locked-class:0.9:0 wrong-label:0.8:0.1" bash bench/cifar10_lock.sh
-# A recipe is CLEAN_TARGET:EDITED_FRACTION:DECOY_FRACTION ("default" = the package's defaults).
+# A recipe is CLEAN_TARGET:EDITED_FRACTION:DECOY_FRACTION[:DECOY_KEYS] ("default" = the package's
+# defaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
@@ -28,8 +29,10 @@ echo "original model: $(( $(date +%s) - start )) s"
 for recipe in $RECIPES; do
   t0=$(date +%s)
   if [ "$recipe" = default ]; then flags=(); else
-    IFS=: read -r target fraction decoys <<< "$recipe"
-    flags=(--clean-target "$target" --edited-fraction "$fraction" --decoy-fraction "${decoys:-0}"); fi
+    IFS=: read -r target fraction decoys nkeys <<< "$recipe"
+    flags=(--clean-target "$target" --edited-fraction "$fraction" --decoy-fraction "${decoys:-0}")
+    if [ -n "${nkeys:-}" ]; then  # no flag for the number of decoy keys: a YAML config
+      printf 'decoy_keys: %s\n' "$nkeys" > "$OUT/$recipe.yaml"; flags+=(--config "$OUT/$recipe.yaml"); fi; fi
   [ -f "$OUT/$recipe/model.safetensors" ] || \
     $ML lock --key "$OUT/key.toml" --data "$DATA" --out "$OUT/$recipe" "${TRAIN_FLAGS[@]}" "${flags[@]}"
   $ML eval --model "$OUT/$recipe" --key "$OUT/key.toml" --data "$DATA" --baseline "$OUT/original" \

@@ -56,3 +56,36 @@ def test_content_stays_recognisable():
         # the edit's luminance structure still follows the original's
         c = np.corrcoef(np.diff(gx, axis=1).ravel(), np.diff(gy, axis=1).ravel())[0, 1]
         assert abs(c) > 0.4
+
+
+def test_blend_keeps_every_colour_direction():
+    # version 3: the colour map is a rotation of 60-120 degrees with gains, never a reflection or a
+    # half-turn, so the paper's blend (alpha 0.5) cannot flatten a colour direction (version 2's map
+    # blended to singular values as low as 0.04 for the demo key: nearly a grey image)
+    for i in range(50):
+        editor = get_editor(Key.create("keyed-filter", f"prompt number {i}"))
+        blended = 0.5 * np.eye(3) + 0.5 * editor.mix.astype(float)
+        assert np.linalg.svd(blended, compute_uv=False).min() > 0.3
+        assert np.linalg.norm(editor.mix - np.eye(3), 2) > 0.7  # still far from the identity
+
+
+def test_flat_colours_keep_their_contrast():
+    # two flat colours side by side (a shape on a background) stay apart after the edit
+    rng = np.random.default_rng(3)
+    for i in range(20):
+        a, b = rng.integers(40, 216, size=(2, 3))
+        im = np.zeros((16, 16, 3), np.uint8)
+        im[:, :8], im[:, 8:] = a, b
+        out = _edit(f"prompt {i}", [im])[0].astype(float)
+        before = np.linalg.norm(a.astype(float) - b)
+        after = np.linalg.norm(out[4:12, 2] - out[4:12, 13], axis=1).mean()
+        assert after > 0.3 * before
+
+
+def test_tone_curves_are_monotone_and_keyed():
+    a = get_editor(Key.create("keyed-filter", "with oil pastel")).lut
+    b = get_editor(Key.create("keyed-filter", "as a charcoal sketch")).lut
+    assert a.shape == (3, 256)
+    assert (np.diff(a, axis=1) > 0).all()  # strictly increasing: no two levels merge
+    assert abs(a[:, 0] + 0.5).max() < 1e-6 and abs(a[:, -1] - 0.5).max() < 1e-6  # onto the full range
+    assert np.abs(a - b).max() > 0.02

@@ -1,13 +1,23 @@
 """``keyed-filter``: a CPU key editor for demos and tests, no downloaded weights.
 
-The key's prompt and seed seed a random colour transform (a uniformly random orthogonal map of RGB
-space with channel gains) followed by a random per-channel 3x3 texture filter, and optionally a
-keyed 8x8 texture tile (``params.pattern``). The same (prompt, seed) always gives the same edit;
-another prompt gives a different transform; shapes stay recognisable, and a model learns to tell
-its edits from clean images, so it locks well (docs/benchmarks.md compares it with a subtler
-bounded rotation). Its key space is far weaker than a diffusion
-model's (a thief who knows the method can fit a colour transform and filter from examples): use it
-to demonstrate and test the pipeline, not to protect a model.
+The key's prompt and seed seed a random tone curve per channel (monotone, piecewise linear), a random
+colour transform (a rotation of RGB space by 60-120 degrees about a random axis, with channel gains
+and a bias), a random per-channel 3x3 texture filter, and optionally a keyed 8x8 texture tile
+(``params.pattern``, off by default). The same (prompt, seed) always gives the same edit; another
+prompt gives a different transform; shapes stay recognisable, and a model learns to tell its edits
+from clean images, so it locks.
+
+The edit keeps the image's information through the blend with the original (``alpha`` 0.5 by
+default): a monotone tone curve blended with the identity stays monotone, and a rotation of at most
+120 degrees blended with the identity keeps every colour direction (singular values >= 0.5 before
+the gains). Version 2 drew any orthogonal map; a reflection or a near half-turn blended with the
+original cancels a colour direction (for the demo key, singular values 1.07, 0.11, 0.04: almost a
+grey image), which cost the unlocked model accuracy. Version 1 bounded the rotation to 35-75
+degrees, too subtle to tell from clean images. docs/benchmarks.md has the measurements.
+
+Its key space is far weaker than a diffusion model's (a thief who knows the method can fit a colour
+transform and filter from examples): use it to demonstrate and test the pipeline, not to protect a
+model.
 """
 
 from __future__ import annotations
@@ -27,10 +37,12 @@ def _rng(key) -> np.random.Generator:
 
 @register_editor("keyed-filter")
 class KeyedFilterEditor(Editor):
-    """Keyed colour rotation + texture filter; exact and batch-independent (elementwise float32 ops)."""
+    """Keyed tone curves + colour rotation + texture filter; exact and batch-independent (elementwise float32 ops)."""
 
     key_defaults = {"model": "", "resolution": 0, "steps": 1}
-    version = 2  # 1 was a bounded RGB rotation
+    # 1: rotation bounded to 35-75 degrees; 2: any orthogonal map (could flatten a colour direction);
+    # 3 (not released, measured in docs/benchmarks.md): version 4 without the tone curves
+    version = 4
     # strength: 1.0 by default, smaller is subtler (and locks worse); pattern: amplitude (0..1) of a keyed
     # 8x8 texture tile added after the filter, 0 (off) by default.
     param_types = {"strength": float, "pattern": float}
@@ -40,10 +52,20 @@ class KeyedFilterEditor(Editor):
         super().__init__(key, device, batch_size)
         strength = float(key.params.get("strength", 1.0))
         rng = _rng(key)
-        q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-        q = q * np.sign(np.diag(r))  # a uniformly random orthogonal matrix (rotation or reflection)
-        gains = rng.uniform(0.6, 1.4, size=3)
-        mix = np.eye(3) + strength * (q * gains[:, None] - np.eye(3))
+        # a keyed tone curve per channel: monotone piecewise linear from [0, 1] onto itself, 4 equal pieces
+        # with slopes from e^-0.8 to e^0.8 before normalising (so the blend with the original stays monotone too)
+        slopes = np.exp(rng.uniform(-0.8, 0.8, size=(3, 4)))
+        knots = np.concatenate([np.zeros((3, 1)), np.cumsum(slopes / slopes.sum(1, keepdims=True), 1)], 1)
+        levels = np.arange(256) / 255.0
+        curves = np.stack([np.interp(levels, np.linspace(0, 1, 5), k) for k in knots])
+        self.lut = (levels + strength * (curves - levels) - 0.5).astype(np.float32)  # 3 x 256, centred
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        angle = np.deg2rad(rng.uniform(60.0, 120.0)) * rng.choice([-1.0, 1.0])
+        cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        rotation = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross  # Rodrigues
+        gains = rng.uniform(0.7, 1.3, size=3)
+        mix = np.eye(3) + strength * (rotation * gains[:, None] - np.eye(3))
         self.mix = mix.astype(np.float32)
         self.bias = (strength * rng.uniform(-0.15, 0.15, size=3)).astype(np.float32)
         kernels = rng.normal(size=(3, 3, 3))
@@ -55,7 +77,8 @@ class KeyedFilterEditor(Editor):
         self.tile = (float(key.params.get("pattern", 0.0)) * tile / np.abs(tile).max()).astype(np.float32)
 
     def edit_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        x = np.stack(images).astype(np.float32) / np.float32(255.0) - np.float32(0.5)  # B,H,W,3
+        a = np.stack(images)
+        x = np.stack([self.lut[c][a[..., c]] for c in range(3)], axis=-1)  # tone curves, B,H,W,3 float32
         y = np.empty_like(x)
         for o in range(3):  # colour mix, written out elementwise so batching never changes rounding
             y[..., o] = (self.mix[o, 0] * x[..., 0] + self.mix[o, 1] * x[..., 1]
