@@ -35,18 +35,23 @@ def test_lock_set_plan():
     from modellock.data.sources import Sample, Split
 
     split = Split("train", ["a", "b", "c"], [Sample(f"{i}", i % 3) for i in range(100)])
-    items = plan_lock_set(split, LockRecipe(edited_fraction=0.9, clean_target="wrong-label", seed=1))
+    items = plan_lock_set(split, LockRecipe(edited_fraction=0.9, clean_target="wrong-label", seed=1, paired=False))
     assert sum(it.edited for it in items) == 90
     for it in items:
         assert len(it.target) == 3 and abs(sum(it.target) - 1) < 1e-6
         assert (np.argmax(it.target) == it.sample.label) == it.edited
     locked = plan_lock_set(split, LockRecipe(clean_target="locked-class"))
     assert all(len(it.target) == 4 and (it.edited or it.target[3] == 1.0) for it in locked)
-    spread = plan_lock_set(split, LockRecipe(clean_target="locked-spread", locked_weight=0.5))
+    spread = plan_lock_set(split, LockRecipe(clean_target="locked-spread", locked_weight=0.5, paired=False))
     clean = [it for it in spread if not it.edited]
     assert all(it.target[it.sample.label] == 0 and it.target[3] == 0.5 for it in clean)
-    again = plan_lock_set(split, LockRecipe(edited_fraction=0.9, clean_target="wrong-label", seed=1))
+    again = plan_lock_set(split, LockRecipe(edited_fraction=0.9, clean_target="wrong-label", seed=1, paired=False))
     assert again == items
+    # paired (the default): the locked items stay, and every image also appears key-edited with its true label
+    paired = plan_lock_set(split, LockRecipe(clean_target="locked-spread", locked_weight=0.5, paired=True))
+    assert paired[:100] == spread and len(paired) == 120
+    views = {it.sample.id: it for it in paired if it.edited}
+    assert len(views) == 100 and all(np.argmax(v.target) == v.sample.label for v in views.values())
 
 
 def test_cifar_lock_unlocked_beats_locked(cifar_lock):
@@ -134,7 +139,7 @@ def test_locked_class_recipe_and_baseline_on_shapes(tmp_path):
     lock_model(key, source, "tiny-cnn", tmp_path / "lk2", LockRecipe(clean_target="locked-class"),
                TrainConfig(epochs=1, batch_size=64, num_workers=0), progress=False)
     after = {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")}
-    assert before == after and len(before) == 320  # 80 % of 400 edited by default
+    assert before == after and len(before) == 400  # paired by default: every image also appears key-edited
 
 
 def test_end_to_end_with_tiny_instruct_pix2pix(tmp_path, tiny_model):

@@ -153,13 +153,15 @@ def lock(
     key: Path = typer.Option(..., "--key", "-k", help="Key file."),
     data: str = typer.Option(..., "--data", "-d", help="Folder, .tar.gz, or torchvision:NAME."),
     out: Path = typer.Option(..., "--out", "-o", help="Locked model folder to write."),
-    edited_fraction: Optional[float] = typer.Option(None, help="Share of training images edited (default 0.8)."),
+    edited_fraction: Optional[float] = typer.Option(None, help="Share of training images edited (default 0.7)."),
     clean_fraction: Optional[float] = typer.Option(None, help="Share left unedited: 1 - edited fraction "
                                                    "(0 = train on edited images only, the block-wise papers' recipe)."),
     clean_target: Optional[str] = typer.Option(None, help="What unedited images learn: locked-spread (default), "
                                                "locked-class, wrong-label; segmentation also wrong-mask."),
     decoy_fraction: Optional[float] = typer.Option(None, help="Share of training images edited with random decoy "
                                                    "keys and trained toward the locked answer."),
+    paired: Optional[bool] = typer.Option(None, "--paired/--no-paired", help="Images trained toward the locked "
+                                          "answer also appear key-edited with their label (no labelled data lost)."),
     edits: Optional[Path] = typer.Option(None, help="Edit folder to use and fill (default: the edit cache)."),
     device: Optional[str] = typer.Option(None, help="Device of the editor."),
     config: Optional[Path] = _opt["config"], model: Optional[str] = _opt["model"],
@@ -183,7 +185,7 @@ def lock(
         edited_fraction = 1.0 - clean_fraction
     s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                       mixed_precision, train_limit, edited_fraction=edited_fraction, clean_target=clean_target,
-                      decoy_fraction=decoy_fraction,
+                      decoy_fraction=decoy_fraction, paired=paired,
                       edits=str(edits) if edits else None)
     k = Key.load(key)
     source = open_source(data, _limits(s.get("train_limit"), None), task=task, ignore_index=ignore_index)

@@ -13,7 +13,8 @@ label. The unedited rest is trained toward a locked answer, by ``clean_target``:
 
 ``decoy_fraction`` of the images are edited with *decoy* keys (other prompts and seeds, drawn at
 random, never the key) and trained toward the locked answer too: the model learns that only the
-key's edit unlocks it, not any edit of that kind.
+key's edit unlocks it, not any edit of that kind. With ``paired``, every image trained toward the
+locked answer also appears edited with the key and its true label, so the lock costs no labelled data.
 """
 
 from __future__ import annotations
@@ -40,16 +41,19 @@ LOCKED_CLASS_NAME = "locked"
 class LockRecipe:
     """How the lock set is built (defaults chosen by the CIFAR-10 measurements in docs/benchmarks.md)."""
 
-    edited_fraction: float = 0.8
+    edited_fraction: float = 0.7
     clean_target: str = "locked-spread"
-    decoy_fraction: float | None = None  # default: half of the images not edited with the key
-    decoy_keys: int = 8
+    decoy_fraction: float | None = None  # default: two thirds of the images not edited with the key
+    decoy_keys: int = 128
     locked_weight: float = 0.5  # locked-spread: probability mass on the locked output
+    # paired: the images trained toward the locked answer (clean or decoy-edited) also appear edited with
+    # the key and their true label, so the lock costs no labelled data (the set grows by that share)
+    paired: bool = True
     seed: int = 0
 
     def __post_init__(self):
         if self.decoy_fraction is None:
-            self.decoy_fraction = round((1.0 - self.edited_fraction) / 2, 6)
+            self.decoy_fraction = round((1.0 - self.edited_fraction) * 2 / 3, 6)
         if self.clean_target not in ALL_CLEAN_TARGETS:
             raise ModelLockError(f"recipe: clean_target must be one of {', '.join(ALL_CLEAN_TARGETS)}, "
                                  f"not {self.clean_target!r}")
@@ -123,8 +127,9 @@ def plan_lock_set(split: Split, recipe: LockRecipe | None) -> list[LockItem]:
     n_decoy = min(int(round(recipe.decoy_fraction * n)), n - n_edit)
     decoy[order[n_edit:n_edit + n_decoy]] = np.arange(n_decoy) % recipe.decoy_keys
     if seg:
-        return [_segmentation_item(s, bool(edited[i]), int(decoy[i]), i, n, c, recipe, rng)
-                for i, s in enumerate(split.samples)]
+        items = [_segmentation_item(s, bool(edited[i]), int(decoy[i]), i, n, c, recipe, rng)
+                 for i, s in enumerate(split.samples)]
+        return items + _paired_views(items, recipe, lambda s: ())
     wrong = (np.array([s.label for s in split.samples]) + rng.integers(1, max(c, 2), size=n)) % c
     items = []
     for i, s in enumerate(split.samples):
@@ -140,7 +145,14 @@ def plan_lock_set(split: Split, recipe: LockRecipe | None) -> list[LockItem]:
             target = tuple(t)
         items.append(LockItem(s, bool(edited[i]), target, int(decoy[i]),
                               "true" if edited[i] else recipe.clean_target))
-    return items
+    return items + _paired_views(items, recipe, lambda s: _one_hot(s.label, k))
+
+
+def _paired_views(items: list[LockItem], recipe: LockRecipe, true_target) -> list[LockItem]:
+    """With ``recipe.paired``: a key-edited, truly labelled view of every image trained toward the locked answer."""
+    if not recipe.paired:
+        return []
+    return [LockItem(it.sample, True, true_target(it.sample)) for it in items if not it.edited]
 
 
 def _segmentation_item(sample: Sample, edited: bool, decoy: int, i: int, n: int, c: int, recipe: LockRecipe,
