@@ -68,7 +68,7 @@ def _split(n: int = 40, classes=("background", "a", "b")) -> Split:
 
 def test_segmentation_lock_plan():
     split = _split()
-    items = plan_lock_set(split, LockRecipe(edited_fraction=0.75, decoy_fraction=0.0))
+    items = plan_lock_set(split, LockRecipe(edited_fraction=0.75, decoy_fraction=0.0, paired=False))
     assert sum(it.edited for it in items) == 30
     assert {it.answer for it in items if not it.edited} == {"locked-spread"}
     wrong = plan_lock_set(split, LockRecipe(edited_fraction=0.5, clean_target="wrong-mask", decoy_fraction=0.0))
@@ -89,7 +89,8 @@ def test_segmentation_lock_dataset_targets():
     split = _split(6)
     identity = lambda image, mask: (torch.from_numpy(image).permute(2, 0, 1).float(), torch.from_numpy(mask))  # noqa: E731
     for target in ("wrong-label", "wrong-mask", "locked-class"):
-        items = plan_lock_set(split, LockRecipe(edited_fraction=0.0, clean_target=target, decoy_fraction=0.0))
+        recipe = LockRecipe(edited_fraction=0.0, clean_target=target, decoy_fraction=0.0, paired=False)
+        items = plan_lock_set(split, recipe)
         ds = SegmentationLockDataset(items, split, None, identity)
         for i, it in enumerate(items):
             _, (mask, mode) = ds[i]
@@ -133,7 +134,7 @@ def test_segmentation_lock_end_to_end(seg_data, tmp_path, one_thread, capsys):
               "--lr", "0.003", "--num-workers", "0"]
     main(["train", "--out", str(tmp_path / "base"), *common])
     main(["lock", "--key", str(key), "--out", str(tmp_path / "locked"), *common,
-          "--pretrained", str(tmp_path / "base" / "model.safetensors")])  # lock the original model
+          "--pretrained", str(tmp_path / "base")])  # lock the original model: its model folder as the start
     capsys.readouterr()
     main(["eval", "--model", str(tmp_path / "locked"), "--key", str(key), "--data", str(seg_data),
           "--baseline", str(tmp_path / "base"), "--json", str(tmp_path / "r.json"), "--batch-size", "32"])

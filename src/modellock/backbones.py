@@ -258,10 +258,10 @@ def _resolve_pretrained(pretrained) -> tuple[str, object]:
             raise ModelLockError(
                 f"{path}: no {' or '.join(WEIGHT_FILES)} in this folder (pickled .bin/.pth weights are not loaded)"
             )
-        config = path / "config.json"
-        if config.is_file() and "architecture" in _read_json(config):
+        config = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
+        if "architecture" in config and not str(config.get("format", "")).startswith("modellock-model/"):
             return "timm-folder", found[0]
-        return "file", found[0]
+        return "file", found[0]  # a bare weights folder, or a modellock model folder (e.g. the original model)
     if path.is_file():
         if path.suffix != ".safetensors":
             raise ModelLockError(f"{path}: pretrained weights must be a .safetensors file (pickle is not loaded)")
