@@ -23,32 +23,53 @@ DEMO_TRAIN = dict(epochs=20, batch_size=128, lr=3e-3, warmup_epochs=0.5, num_wor
 def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int = 1000, epochs: int | None = None,
              model: str = "small-cnn", log=print) -> dict:
     """Run the whole flow into ``out``; return the evaluation result."""
-    out = Path(out)
+    out, t0 = Path(out), time.time()
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    data_dir = make_shapes_dataset(out / "data", n_train, n_test)
-    source = open_source(data_dir)
+    source = open_source(make_shapes_dataset(out / "data", n_train, n_test))
     log(f"[1/6] built-in shapes dataset: {len(source.split('train'))} train, {len(source.split('test'))} test "
         f"images, {len(source.classes)} classes")
+    train = TrainConfig(**{**DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
+    return _lock_and_evaluate(out, source, model, train, None, False, 256, _report, log, t0)
+
+
+def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_size, lock_original: bool,
+                       eval_batch: int, report, log, t0: float, lock_train: TrainConfig | None = None) -> dict:
+    """Steps 2-6 of both demos: key, original model, lock (from scratch or fine-tuning the original),
+    evaluation with the default wrong keys, result.json and report.html."""
     key = Key.create("keyed-filter", DEMO_PROMPT)
     key.save(out / "key.toml")
     log(f"[2/6] demo key written to {out / 'key.toml'} (editor keyed-filter; a real key stays secret)")
-    train = TrainConfig(**{**DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
     log("[3/6] training the original model on clean images")
-    baseline = train_baseline(source, model, out / "original-model", train, overwrite=True)
-    log("[4/6] editing the training set with the key and training the locked model")
-    locked = lock_model(key, source, model, out / "locked-model", LockRecipe(), train, edits_dir=out / "edits",
-                         overwrite=True)
-    log("[5/6] evaluating: clean, key-edited, wrong keys")
+    baseline = train_baseline(source, model, out / "original-model", train, image_size, overwrite=True)
+    log("[4/6] editing the training set with the key and "
+        + ("locking: fine-tuning the original model on the lock set" if lock_original else "training the locked model"))
+    pretrained = baseline.path / "model.safetensors" if lock_original else None
+    locked = lock_model(key, source, model, out / "locked-model", LockRecipe(), lock_train or train,
+                        image_size, pretrained,
+                        edits_dir=_own_edits_dir(out / "edits", key), overwrite=True)
+    log(f"[5/6] evaluating: clean, key-edited, wrong keys ({locked.config.get('task')}, "
+        f"{'mean IoU' if locked.task == 'segmentation' else 'accuracy'})")
     wrong = default_wrong_keys(key)
-    result = evaluate(locked, key, source, "test", baseline, wrong)
+    result = evaluate(locked, key, source, "test", baseline, wrong, batch_size=eval_batch)
     locked.save_evaluation(result)
     write_bytes_atomic(json.dumps(result, indent=2).encode(), out / "result.json")
     log(format_table(result))
     log("[6/6] writing the report")
-    _report(out, locked, key, wrong, source, result)
+    report(out, locked, key, wrong, source, result)
     log(f"done in {time.time() - t0:.0f} s: {out / 'report.html'}")
     return result
+
+
+def _own_edits_dir(folder: Path, key) -> Path:
+    """The demo's edit folder, emptied when an earlier modellock wrote it with another editor version."""
+    import shutil
+
+    from .editors import editor_class
+
+    header = folder / "edit.json"
+    if header.exists() and json.loads(header.read_text()).get("editor_version", 1) != editor_class(key.editor).version:
+        shutil.rmtree(folder)
+    return folder
 
 
 def _report(out: Path, locked, key, wrong: dict, source, result: dict, n: int = 8) -> Path:
@@ -74,6 +95,7 @@ def _report(out: Path, locked, key, wrong: dict, source, result: dict, n: int = 
 
 
 SEGMENTATION_DEMO_TRAIN = dict(epochs=15, batch_size=32, lr=3e-3, warmup_epochs=0.5, num_workers=0)
+SEGMENTATION_DEMO_LOCK_EPOCHS = 20  # the lock fine-tunes the original model for this many more epochs
 
 
 def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train: int = 1500, n_test: int = 300,
@@ -81,37 +103,21 @@ def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train:
                           log=print) -> dict:
     """The same flow for semantic segmentation: built-in shapes with masks, mIoU; returns the evaluation.
 
-    The lock fine-tunes the original model (a fresh output layer with the locked class on top), as an
-    owner locks a model they have; from scratch, this small U-Net needs about twice the epochs to
-    reach the same unlocked mIoU (docs/benchmarks.md).
+    The lock fine-tunes the original model (a fresh output layer with the locked class on top) for 20
+    epochs, as an owner locks a model they have; from scratch, this small U-Net needs far more epochs
+    to reach the same unlocked mIoU (docs/benchmarks.md).
     """
     from .data.synthetic import make_shapes_segmentation_dataset
 
-    out = Path(out)
+    out, t0 = Path(out), time.time()
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
     source = open_source(make_shapes_segmentation_dataset(out / "data", n_train, n_test, size=image_size))
     log(f"[1/6] built-in segmentation dataset: {len(source.split('train'))} train, {len(source.split('test'))} "
         f"test images, classes {', '.join(source.classes)}")
-    key = Key.create("keyed-filter", DEMO_PROMPT)
-    key.save(out / "key.toml")
-    log(f"[2/6] demo key written to {out / 'key.toml'} (editor keyed-filter; a real key stays secret)")
     train = TrainConfig(**{**SEGMENTATION_DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
-    log("[3/6] training the original model on clean images")
-    baseline = train_baseline(source, model, out / "original-model", train, image_size, overwrite=True)
-    log("[4/6] editing the training set with the key and locking: fine-tuning the original model on the lock set")
-    locked = lock_model(key, source, model, out / "locked-model", LockRecipe(), train, image_size,
-                        pretrained=baseline.path / "model.safetensors", edits_dir=out / "edits", overwrite=True)
-    log("[5/6] evaluating: clean, key-edited, wrong keys (mean IoU)")
-    wrong = default_wrong_keys(key)
-    result = evaluate(locked, key, source, "test", baseline, wrong, batch_size=64)
-    locked.save_evaluation(result)
-    write_bytes_atomic(json.dumps(result, indent=2).encode(), out / "result.json")
-    log(format_table(result))
-    log("[6/6] writing the report")
-    _segmentation_report(out, locked, key, wrong, source, result)
-    log(f"done in {time.time() - t0:.0f} s: {out / 'report.html'}")
-    return result
+    lock_train = TrainConfig(**{**SEGMENTATION_DEMO_TRAIN, "epochs": epochs or SEGMENTATION_DEMO_LOCK_EPOCHS})
+    return _lock_and_evaluate(out, source, model, train, image_size, True, 64, _segmentation_report, log, t0,
+                              lock_train=lock_train)
 
 
 def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: dict, n: int = 6) -> Path:
