@@ -112,7 +112,7 @@ def test_colour_mask():
     assert pal[0].tolist() == [0, 0, 0] and pal[1].tolist() == [128, 0, 0] and pal[2].tolist() == [0, 128, 0]
     m = np.array([[0, 1], [3, 255]])
     out = colour_mask(m, 3)
-    assert out[0, 1].tolist() == [128, 0, 0] and out[1, 0].tolist() == [255, 255, 255]
+    assert out[0, 1].tolist() == [128, 0, 0] and out[1, 0].tolist() == [255, 0, 255]
     assert out[1, 1].tolist() == [128, 128, 128]
 
 

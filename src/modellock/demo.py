@@ -147,7 +147,7 @@ def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: di
     legend = ", ".join(f"{name} = RGB{tuple(int(v) for v in col)}" for name, col in
                        zip(locked.classes, label_palette(c)))
     notes = ["ModelLock demo for semantic segmentation on built-in shapes with masks, CPU key editor "
-             "(keyed-filter). On clean images the locked model paints the locked output (white) or wrong classes; "
+             "(keyed-filter). On clean images the locked model paints the locked output (magenta) or wrong classes; "
              "on images edited with the key it segments correctly. The locked model is the original model "
-             "fine-tuned on the lock set.", f"Colours: {legend}; locked output = white."]
+             "fine-tuned on the lock set.", f"Colours: {legend}; locked output = magenta."]
     return write_html_report(out, "modellock segmentation demo", result, columns, rows, notes)

@@ -87,7 +87,7 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-LOCKED_COLOUR = (255, 255, 255)  # the locked output in predicted masks
+LOCKED_COLOUR = (255, 0, 255)  # the locked output in predicted masks (magenta: stands out on a page)
 IGNORE_COLOUR = (128, 128, 128)  # pixels at the ignore index in ground-truth masks
 
 
@@ -106,7 +106,7 @@ def label_palette(n: int) -> np.ndarray:
 
 
 def colour_mask(mask: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
-    """An HxWx3 uint8 picture of a class-index mask; index ``num_classes`` (the locked output) is white,
+    """An HxWx3 uint8 picture of a class-index mask; index ``num_classes`` (the locked output) is magenta,
     ``ignore_index`` grey."""
     palette = np.concatenate([label_palette(num_classes), np.array([LOCKED_COLOUR], dtype=np.uint8)])
     m = np.asarray(mask).astype(np.int64)
