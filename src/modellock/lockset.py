@@ -225,7 +225,9 @@ class SegmentationLockDataset(LockDataset):
         mask = self.split.load_mask(item.sample)
         if item.answer == "wrong-mask":
             other = self.split.load_mask(self.items[item.other].sample)
-            mask = _resize_mask(other, mask.shape)
+            from .seg_transforms import resize_mask
+
+            mask = resize_mask(other, *mask.shape)
         elif item.answer == "wrong-label":
             lut = np.asarray(item.target, dtype=np.int64)
             valid = (mask >= 0) & (mask < len(lut))
@@ -239,15 +241,6 @@ class SegmentationLockDataset(LockDataset):
         x, y = self.transform(self.image(item), self.mask(item))
         mode = {"locked-class": LOCKED, "locked-spread": LOCKED_SPREAD}.get(item.answer, MASK)
         return x, (y, torch.tensor(mode))
-
-
-def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``mask`` resized to ``shape`` (H, W) by nearest neighbour."""
-    if mask.shape == tuple(shape):
-        return mask
-    rows = (np.arange(shape[0]) * mask.shape[0] / shape[0]).astype(np.int64)
-    cols = (np.arange(shape[1]) * mask.shape[1] / shape[1]).astype(np.int64)
-    return mask[rows][:, cols]
 
 
 class ImageListDataset(Dataset):

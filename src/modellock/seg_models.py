@@ -251,7 +251,7 @@ def _create_torchvision(arch: str, num_classes: int, weights: tuple, model_args:
         model = torchvision.models.get_model(
             arch, weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=has_aux, **model_args
         )
-    except (TypeError, ValueError, NotImplementedError) as e:
+    except (TypeError, ValueError, NotImplementedError) as e:  # bad model_args; LR-ASPP refuses aux_loss
         raise ModelLockError(f"torchvision:{arch}: cannot build with {model_args} ({_first_line(e)})") from None
     heads = _final_convs(model, "classifier")
     model.pretrained_cfg = {"classifier": heads + (_final_convs(model, "aux_classifier") if has_aux else [])}

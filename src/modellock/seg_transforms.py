@@ -31,7 +31,8 @@ def _resize_image(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(Image.fromarray(a).resize((w, h), Image.BILINEAR))
 
 
-def _resize_mask(m: np.ndarray, h: int, w: int) -> np.ndarray:
+def resize_mask(m: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A class-index mask resized to (h, w) by nearest neighbour (never interpolated)."""
     if m.shape == (h, w):
         return m
     return np.asarray(Image.fromarray(m.astype(np.int32)).resize((w, h), Image.NEAREST)).astype(np.int64)
@@ -105,7 +106,7 @@ class SegmentationTransform:
         if min(h, w) != s:
             scale = s / min(h, w)
             h, w = max(s, round(h * scale)), max(s, round(w * scale))
-        x, y = _to_float(_resize_image(a, h, w)), torch.from_numpy(_resize_mask(m, h, w))
+        x, y = _to_float(_resize_image(a, h, w)), torch.from_numpy(resize_mask(m, h, w))
         if p:
             x = torch.nn.functional.pad(x[None], (p, p, p, p), mode="reflect")[0]
             y = torch.nn.functional.pad(y, (p, p, p, p), value=self.ignore_index)
@@ -141,7 +142,7 @@ class FixedSizeTransform:
 
     def __call__(self, image, mask) -> tuple[torch.Tensor, torch.Tensor]:
         a, m = _pair(image, mask)
-        return self.image(a), torch.from_numpy(_resize_mask(m, self.image.size, self.image.size))
+        return self.image(a), torch.from_numpy(resize_mask(m, self.image.size, self.image.size))
 
 
 def fixed_size_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> FixedSizeTransform:
