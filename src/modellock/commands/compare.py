@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .cli import app
+from . import app
 
 
 @app.command("compare")
@@ -43,11 +43,11 @@ def compare(
     device: Optional[str] = typer.Option(None),
 ):
     """Train the baseline and each lock with the same budget; evaluate, attack and compare them in one table."""
-    from .compare import compare_locks, format_markdown, parse_locks
-    from .data import open_source
-    from .errors import ModelLockError
-    from .images import write_bytes_atomic
-    from .settings import load_settings, train_config_from
+    from ..compare import compare_locks, format_markdown, parse_locks
+    from ..data import open_source
+    from ..errors import ModelLockError
+    from ..images import write_bytes_atomic
+    from ..settings import load_settings, train_config_from
 
     parse_locks(locks)  # unknown names fail before any work
     if modellock_editor == "instruct-pix2pix" and not diffusion_model and "modellock" in parse_locks(locks):

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ..cli import app
+from . import app
 from ..errors import ModelLockError
 
 
@@ -55,9 +55,9 @@ def attack(
     from ..key import Key
     from ..model_folder import LockedModel
     from ..paths import cache_root
-    from . import attack_spec
-    from .tasks import task_for
-    from .suite import format_table, run_suite
+    from ..attacks import attack_spec
+    from ..attacks.tasks import task_for
+    from ..attacks.suite import format_table, run_suite
 
     names = None if attack_names.strip() == "all" else [n.strip() for n in attack_names.split(",") if n.strip()]
     for n in names or []:
@@ -81,7 +81,7 @@ def attack(
         write_bytes_atomic(json.dumps(run.result, indent=2).encode(), json_out)
         typer.echo(f"wrote {json_out}")
     if report:
-        from .report import write_attack_report
+        from ..attacks.report import write_attack_report
 
         path = write_attack_report(report, run.result, run.grid_columns, run.grid_rows)
         typer.echo(f"wrote {path}")

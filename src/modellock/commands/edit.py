@@ -1,0 +1,39 @@
+"""``modellock edit``: write a key-edited copy of a dataset, resumably."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import TASK_HELP, app, limits
+
+
+@app.command()
+def edit(
+    key: Path = typer.Option(..., "--key", "-k", help="Key file."),
+    data: str = typer.Option(..., "--data", "-d", help="Folder, .tar.gz, or torchvision:NAME."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (ImageFolder layout, PNG)."),
+    split: Optional[List[str]] = typer.Option(None, "--split", help="Split(s) to edit; all by default."),
+    skip_bad: bool = typer.Option(False, help="Skip unreadable images and list them in skipped.json."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per editor call."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when present)."),
+    train_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N training images."),
+    test_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N test images."),
+    task: Optional[str] = typer.Option(None, help=TASK_HELP),
+):
+    """Edit a dataset with a key; resumable (rerun after an interruption to finish)."""
+    from ..data import open_source
+    from ..edit import edit_dataset, write_skip_list
+    from ..key import Key
+
+    k = Key.load(key)
+    source = open_source(data, limits(train_limit, test_limit), task=task)
+    reports = edit_dataset(k, source, out, splits=split, skip_bad=skip_bad, batch_size=batch_size, device=device)
+    for r in reports:
+        typer.echo(f"{r.split}: {r.total} images, {r.edited} edited, {r.reused} already done, "
+                   f"{len(r.skipped)} skipped")
+    skipped = write_skip_list(out, reports)
+    if skipped:
+        typer.echo(f"skipped images are listed in {skipped}")
