@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from modellock.attacks import attack_spec, available_attacks, register_attack, run_attack
-from modellock.attacks.context import AttackContext, Machinery
+from modellock.attacks.context import AttackContext, Budget, Machinery
 from modellock.attacks.prompt_catalogue import CATALOGUE, catalogue_prompts
 from modellock.attacks.similar_prompts import edit_distance, variants
 from modellock.attacks.suite import KEY_PROMPT_LABEL, format_markdown, format_table, redact, references, run_suite
@@ -37,6 +37,8 @@ from modellock.train import TrainConfig
 PROMPT = "with a quiet marmalade haze"  # not in any catalogue
 EXACT = 1e-6
 TRAINED_TOL = 0.1
+# one cell of the grid (AdamW at the lock's learning rate, the whole model): the trained attacks' tests
+ONE_CELL = Budget("test", 2500, ("adamw",), {"adamw": (1.0,)}, ("whole",), (400,))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,7 +60,7 @@ def locked(tmp_path_factory):
 
 def make_ctx(locked, **options) -> AttackContext:
     key, source, model, root = locked
-    defaults = dict(screen=80, top_k=2, budget=2500, fractions=(0.1,), progress=False, limit_prompts=None)
+    defaults = dict(screen=80, top_k=2, budget=ONE_CELL, fractions=(0.1,), progress=False, limit_prompts=None)
     return AttackContext(model, source, Machinery.of(key), **{**defaults, **options})
 
 
@@ -76,8 +78,10 @@ def reference(locked):
 def test_registry_and_who_reads_the_key():
     names = available_attacks()
     assert names == ["ignore-locked-class", "guessed-prompts", "similar-prompts", "wrong-machinery", "fine-tune",
-                     "input-adapter", "generic-transforms"]
+                     "distillation", "input-adapter", "unet-adapter", "editor-family-adapter", "generic-transforms"]
     assert {n for n in names if attack_spec(n).reads_key} == {"similar-prompts", "wrong-machinery"}
+    assert {n for n in names if attack_spec(n).measure == "gain"} == {"fine-tune", "distillation"}
+    assert {n for n in names if attack_spec(n).measure == "tolerance"} == {"similar-prompts"}
     with pytest.raises(ModelLockError, match="unknown attack 'nope'"):
         attack_spec("nope")
     with pytest.raises(TypeError, match="first parameter"):
@@ -194,7 +198,10 @@ def test_wrong_machinery(locked, reference):
     key, source, model, root = locked
     r = run_attack("wrong-machinery", make_ctx(locked), key)
     names = {c["name"] for c in r["candidates"]}
-    assert {"seed +1", "alpha +0.1", "strength x0.5"} <= names
+    tolerance = {c["name"] for c in r["tolerance"]["candidates"]}
+    # a thief without the prompt varies the seed (counted); the key's own settings are its tolerance (not)
+    assert "seed +1" in names and {"alpha +0.1", "strength x0.5"} <= tolerance and not names & tolerance
+    names |= tolerance
     # keyed-filter ignores steps and guidance: those variants make the key's own edit and are not counted
     assert "steps +1" in r["no_effect"] and "guidance x2" in r["no_effect"]
     assert any(s["name"] == "editor instruct-pix2pix" for s in r["skipped"])  # no diffusion model given
@@ -206,12 +213,12 @@ def test_wrong_machinery(locked, reference):
 
 def test_fine_tune(locked, reference):
     # where success is possible: the thief holds the whole training set
-    full = run_attack("fine-tune", make_ctx(locked, budget=4000), fractions=(1.0,))
+    full = run_attack("fine-tune", make_ctx(locked, samples=4000), fractions=(1.0,))
     assert full["best"] >= reference["unlocked"] - TRAINED_TOL, (full, reference)
 
 
 def test_input_adapter(locked, reference):
-    r = run_attack("input-adapter", make_ctx(locked, budget=4000), fractions=(1.0,))
+    r = run_attack("input-adapter", make_ctx(locked, samples=4000), fractions=(1.0,))
     # keyed-filter is a colour mix and a 3x3 filter: the adapter can learn it from clean labelled data
     assert r["best"] >= reference["unlocked"] - TRAINED_TOL, (r, reference)
 
@@ -228,7 +235,7 @@ def test_generic_transforms(locked, reference):
 
 
 def test_fine_tune_curve_and_trained_scores_are_reused(locked, tmp_path):
-    ctx = make_ctx(locked, work_dir=tmp_path / "work", budget=500)
+    ctx = make_ctx(locked, work_dir=tmp_path / "work", samples=500)
     first = run_attack("fine-tune", ctx)
     (row,) = first["curve"]
     assert row["fraction"] == 0.1 and row["n_images"] == 70 and "pretrained" not in row
@@ -238,7 +245,7 @@ def test_fine_tune_curve_and_trained_scores_are_reused(locked, tmp_path):
     def no_training(*args, **kwargs):
         raise AssertionError("trained again instead of reusing the stored score")
 
-    again = make_ctx(locked, work_dir=tmp_path / "work", budget=500)
+    again = make_ctx(locked, work_dir=tmp_path / "work", samples=500)
     again.train = no_training
     assert run_attack("fine-tune", again)["curve"] == first["curve"]
 
@@ -278,7 +285,8 @@ def test_attack_command(locked, tmp_path):
     key, source, model, root = locked
     data = source.root
     out = cli("attack", "--model", root / "locked", "--key", root / "key.toml", "--data", data,
-              "--attack", "ignore-locked-class,fine-tune", "--fractions", "0.1", "--budget", "300", "--screen", "60",
+              "--attack", "ignore-locked-class,fine-tune", "--fractions", "0.1", "--budget", "quick", "--samples", "300",
+              "--screen", "60",
               "--baseline", root / "locked", "--json", tmp_path / "r.json", "--report", tmp_path / "rep",
               "--work-dir", tmp_path / "work")
     assert out.returncode == 0, out.stderr
@@ -294,3 +302,72 @@ def test_attack_command(locked, tmp_path):
         f"error: unknown attack 'nope' (known: {', '.join(available_attacks())}, or all)"]
     bad = cli("attack", "--model", root / "locked", "--key", root / "key.toml", "--data", data, "--fractions", "2")
     assert bad.returncode == 2 and "--fractions" in bad.stderr
+
+
+# ------------------------------------------------------------------------------------ stronger thief (issue 11)
+def test_unet_adapter(locked, reference):
+    from modellock.attacks.input_adapter import UNetAdapter
+
+    assert 3e5 <= sum(p.numel() for p in UNetAdapter().parameters()) <= 1e6  # the attack's default adapter
+    with torch.no_grad():  # started at the identity
+        x = torch.randn(2, 3, 20, 28)
+        assert torch.equal(UNetAdapter()(x), x)
+    # a narrower U-Net of the same shape keeps the test short
+    r = run_attack("unet-adapter", make_ctx(locked, samples=3000), fractions=(1.0,), widths=(16, 32, 32))
+    # a multi-scale adapter (started at the identity) learns the keyed-filter edit from clean labelled data
+    assert r["best"] >= reference["unlocked"] - TRAINED_TOL, (r, reference)
+
+
+def test_editor_family_adapter_fits_the_keyed_filter(locked, reference):
+    r = run_attack("editor-family-adapter", make_ctx(locked, samples=3000), fractions=(1.0,), restarts=2)
+    assert r["restarts"] == 2 and r["parameters"] < 1000  # tone curves, colour mix, bias, 3x3 filters
+    # the thief knows the editor's code: fitting its few parameters by gradient from a random key unlocks
+    assert r["best"] >= reference["unlocked"] - TRAINED_TOL, (r, reference)
+
+
+def test_editor_family_is_the_editor():
+    """At a key's own parameters the differentiable family reproduces that key's edit (to rounding)."""
+    import numpy as np
+
+    from modellock.editors import editor_class
+
+    key = Key.create("keyed-filter", PROMPT)
+    images = [np.random.default_rng(i).integers(0, 256, (16, 16, 3), dtype=np.uint8) for i in range(4)]
+    edited = np.stack(get_editor(key).edit(images)).astype(np.float32)
+    family = editor_class("keyed-filter").attack_family(key)
+    x = torch.tensor(np.stack(images), dtype=torch.float32).permute(0, 3, 1, 2) / 255
+    with torch.no_grad():
+        out = family(x).permute(0, 2, 3, 1).numpy() * 255
+    assert np.abs(out - edited).max() <= 1.01  # the editor rounds its edit before blending
+
+
+def test_distillation_can_win_and_is_compared_with_scratch(locked, reference, tmp_path):
+    key, source, model, root = locked
+    # injection: the teacher sees the key's edit of every query, so its answers are mostly right: a student
+    # distilled from them learns the task from the thief's unlabelled images
+    ctx = make_ctx(locked, samples=6000, work_dir=tmp_path)
+    r = run_attack("distillation", ctx, queries=(600,), soft_targets=(True,), view=get_editor(key).edit)
+    assert [s["targets"] for s in r["students"]] == ["soft"]
+    assert r["gain"] == pytest.approx(r["best"] - r["scratch"])
+    assert r["best"] >= reference["unlocked"] - 0.25 and r["gain"] >= 0.1, (r, reference)
+    assert not list(tmp_path.glob("distillation-*.json"))  # an injected run's scores are never stored
+    plain = run_attack("distillation", ctx, queries=(600,), soft_targets=(False,))
+    assert [s["targets"] for s in plain["students"]] == ["top-1"] and plain["scratch"] == r["scratch"]
+    assert set(plain["teacher_score_by_query_kind"]["600"]) == {"clean", "generic transform", "guessed prompt"}
+    # without the key the locked teacher's answers are mostly wrong: its student learns less
+    assert plain["best"] < r["best"]
+
+
+def test_summary_fields():
+    from modellock.attacks.suite import summarise
+
+    result = {"metric": "accuracy", "reference": {"locked_clean": 0.0, "locked_clean_without_locked_class": 0.1,
+                                                  "unlocked": 0.9},
+              "attacks": {"input-adapter": {"best": 0.5, "measure": "undone", "best_setting": "10% clean"},
+                          "similar-prompts": {"best": 0.9, "measure": "tolerance"},
+                          "fine-tune": {"best": 0.6, "measure": "gain", "gain": 0.03, "gain_fraction": 0.05},
+                          "distillation": {"best": 0.4, "measure": "gain", "gain": -0.01}}}
+    s = summarise(result)
+    assert s["worst_case_undone"] == pytest.approx(0.5) and s["worst_case_attack"] == "input-adapter"
+    assert s["fine_tune_gain"] == 0.03 and s["fine_tune_gain_fraction"] == 0.05 and s["distillation_gain"] == -0.01
+    assert "input-adapter undoes 50%" in s["line"] and "+0.0300" in s["line"]

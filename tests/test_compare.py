@@ -21,7 +21,7 @@ def test_compare_tiny(tmp_path):
     source = open_source(data)
     out = tmp_path / "compare"
     train = TrainConfig(epochs=2, batch_size=32, lr=3e-3, num_workers=0, warmup_epochs=0.2)
-    result = compare_locks(source, "tiny-cnn", "modellock,pixel-shuffle,np", out, train, seed=3, budget=300,
+    result = compare_locks(source, "tiny-cnn", "modellock,pixel-shuffle,np", out, train, seed=3, budget="quick", samples=300,
                            screen=30, random_keys=1, progress=False)
 
     assert [r["lock"] for r in result["locks"]] == ["modellock", "pixel-shuffle", "negative-positive"]
@@ -50,7 +50,7 @@ def test_compare_tiny(tmp_path):
 
     # resumable: a rerun loads every model instead of training it, and gives the same table
     mtime = (out / "pixel-shuffle" / "model.safetensors").stat().st_mtime_ns
-    again = compare_locks(source, "tiny-cnn", "modellock,pixel-shuffle,np", out, train, seed=3, budget=300,
+    again = compare_locks(source, "tiny-cnn", "modellock,pixel-shuffle,np", out, train, seed=3, budget="quick", samples=300,
                           screen=30, random_keys=1, progress=False)
     assert (out / "pixel-shuffle" / "model.safetensors").stat().st_mtime_ns == mtime
     assert again["locks"] == result["locks"]

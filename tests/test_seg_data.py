@@ -9,11 +9,11 @@ import torchvision.datasets
 from PIL import Image
 
 from modellock.data import make_shapes_segmentation_dataset, open_source
-from modellock.data import segmentation
-from modellock.data.segmentation import VOC_CLASSES
+from modellock.segmentation import data as segmentation
+from modellock.segmentation.data import VOC_CLASSES
 from modellock.errors import DataError
 from modellock.paths import cache_root
-from modellock.seg_transforms import (
+from modellock.segmentation.transforms import (
     fixed_size_transform, image_transform, segmentation_collate, segmentation_transforms,
 )
 from modellock.train import IMAGENET_MEAN, IMAGENET_STD

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modellock import seg_models
+from modellock.segmentation import models as seg_models
 from modellock.errors import ModelLockError
-from modellock.metrics import ConfusionMatrix, update_from_logits
-from modellock.seg_models import available_segmenters, create_segmenter, register_segmenter, segmenter_from_spec
+from modellock.segmentation.metrics import ConfusionMatrix, update_from_logits
+from modellock.segmentation.models import available_segmenters, create_segmenter, register_segmenter, segmenter_from_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

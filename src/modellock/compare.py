@@ -156,13 +156,16 @@ def summarise(name: str, evaluation: dict, attacks: dict, baseline_clean: float)
 def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None = None, seed: int = 0,
                   block_size=4, modellock_editor: str = "keyed-filter", diffusion_model: str | None = None,
                   fine_tune_fraction: float = 0.05, image_size: int | None = None, pretrained=None,
-                  budget: int = 20000, screen: int = 500, random_keys: int = 3, device: str | None = None,
+                  budget: str = "quick", samples: int | None = None, screen: int = 500, random_keys: int = 3,
+                  device: str | None = None,
                   progress: bool = True, log: Callable[[str], None] | None = None) -> dict:
     """Train the baseline and every lock on ``source`` with ``train`` and ``seed``; evaluate and attack each.
 
     ``source``: an :class:`~modellock.data.sources.ImageSource` (train and test splits). ``locks``: names or a
     comma-separated string (see the module docstring). ``out``: the comparison folder (models, keys,
-    ``compare.json``, ``report.html``). ``budget``/``screen``/``random_keys`` go to the attack context.
+    ``compare.json``, ``report.html``). ``budget`` (quick or full: the fine-tune attack's grid),
+    ``samples``, ``screen`` and ``random_keys`` go to the attack context. Classification and segmentation
+    (scored in mIoU) alike: every step goes through the data's task type.
     Returns the result written to ``compare.json``.
     """
     from .attacks import run_attack
@@ -171,8 +174,9 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
     from .lock import lock_model, train_baseline
 
     log = log or (lambda message: None)
-    if source.task != "classification":
-        raise ModelLockError(f"{source.spec}: compare supports classification data only, not {source.task}")
+    from .tasks import task_type
+
+    metric = task_type(source.task).metric
     names = parse_locks(locks)
     if not 0.0 < float(fine_tune_fraction) <= 1.0:
         raise ModelLockError(f"compare: fine-tune fraction must be in (0, 1], not {fine_tune_fraction!r}")
@@ -202,7 +206,8 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
         evaluation = evaluate(model, key, source, baseline=baseline, wrong_keys=default_wrong_keys(key),
                               device=device, progress=progress)
         ctx = AttackContext(model, source, Machinery.of(key), fractions=(float(fine_tune_fraction),),
-                            budget=budget, screen=screen, random_keys=random_keys, seed=seed, device=device,
+                            budget=budget, samples=samples, screen=screen, random_keys=random_keys, seed=seed,
+                            device=device,
                             progress=progress, work_dir=folder / "attacks")
         attacks = {}
         for attack in ATTACKS:
@@ -215,14 +220,16 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
     baseline_clean = rows[0]["baseline"]
     result = {
         "model": model_name,
-        "metric": "accuracy",
+        "task": source.task,
+        "metric": metric,
         "n_train": len(source.split("train")),
         "n_test": len(source.split("test")),
         "seed": seed,
         "train": train.to_dict(),
         "block_size": _block_size(block_size),
         "fine_tune_fraction": float(fine_tune_fraction),
-        "attack_budget": budget,
+        "attack_budget": ctx.budget.name,
+        "attack_samples": ctx.samples,
         "baseline_clean": baseline_clean,
         "chance": details[names[0]]["evaluation"]["chance"],
         "columns": [c[0] for c in COLUMNS],
@@ -249,7 +256,7 @@ def format_markdown(result: dict) -> str:
     for row in result["locks"]:
         lines.append(f"| {row['lock']} | " + " | ".join(_fmt(row[f], kind) for f, _, kind in COLUMNS) + " |")
     lines.append("")
-    lines.append(f"baseline (unlocked, clean) accuracy {result['baseline_clean']:.4f}; chance "
+    lines.append(f"baseline (unlocked, clean) {result['metric']} {result['baseline_clean']:.4f}; chance "
                  f"{result['chance']:.4f}; fine-tune attack on {result['fine_tune_fraction'] * 100:g}% of the "
                  f"training split; n_test={result['n_test']}")
     return "\n".join(lines)
@@ -297,7 +304,7 @@ def write_compare_report(out: Path, result: dict) -> Path:
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:center}}</style></head>
 <body><h1>Lock comparison: {html.escape(result['model'])}</h1>
-<p>Baseline (unlocked, clean) accuracy {result['baseline_clean']:.4f}; chance {result['chance']:.4f};
+<p>Baseline (unlocked, clean) {html.escape(result['metric'])} {result['baseline_clean']:.4f}; chance {result['chance']:.4f};
 n_train={result['n_train']}, n_test={result['n_test']}; fine-tune attack on
 {result['fine_tune_fraction'] * 100:g}% of the training split. The key files in <code>keys/</code> are secret.</p>
 <table><tr>{head}</tr>{body}</table>

@@ -10,12 +10,12 @@ alongside), at each mask's own resolution.
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from .data.sources import ImageSource, Split
 from .edit import cache_dir, edit_split
 from .editors import resolve_key
 from .lockset import ImageListDataset
+from .tasks.classification import accuracy  # noqa: F401  (re-exported)
 from .model_folder import LockedModel
 from .prompts import STYLE_PROMPTS
 from .train import predict_logits
@@ -27,13 +27,6 @@ def default_wrong_keys(key) -> dict:
     wrong = {f"seed {key.seed + 1}": key.replace(seed=key.seed + 1)}
     wrong.update({f"prompt {p!r}": key.replace(prompt=p) for p in others})
     return wrong
-
-
-def accuracy(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> float:
-    """Top-1 accuracy; with ``num_classes`` the argmax runs over the first ``num_classes`` outputs only."""
-    if num_classes is not None:
-        logits = logits[:, :num_classes]
-    return float((logits.argmax(dim=1) == labels).float().mean()) if len(labels) else float("nan")
 
 
 def image_loaders(model: LockedModel, split: Split, key=None, source: ImageSource | None = None,
@@ -54,61 +47,6 @@ def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource
     return predict_logits(model.model, ImageListDataset(loaders, model.inference_transform()), batch_size)
 
 
-def _classification_scores(model: LockedModel, split: Split, key, run: dict) -> dict:
-    logits = split_logits(model, split, key, **run)
-    labels = torch.tensor([s.label for s in split.samples])
-    c = model.config["num_classes"]
-    out = {"score": accuracy(logits, labels)}
-    if model.locked_class is not None:
-        out["ignored"] = accuracy(logits, labels, c)
-        out["locked_rate"] = float((logits.argmax(1) == model.locked_class).float().mean())
-    return out
-
-
-class _MaskedImages(Dataset):
-    def __init__(self, loaders, split: Split, transform):
-        self.loaders, self.split, self.transform = loaders, split, transform
-
-    def __len__(self) -> int:
-        return len(self.loaders)
-
-    def __getitem__(self, i):
-        return self.transform(self.loaders[i]()), torch.from_numpy(self.split.load_mask(self.split.samples[i]))
-
-
-@torch.inference_mode()
-def _segmentation_scores(model: LockedModel, split: Split, key, run: dict) -> dict:
-    """mIoU over all outputs and over the real classes only, pixel accuracy, per-class IoU, locked rate."""
-    from tqdm.auto import tqdm
-
-    from .metrics import ConfusionMatrix
-
-    loaders = image_loaders(model, split, key, run["source"], run["device"], run["progress"])
-    data = DataLoader(_MaskedImages(loaders, split, model.inference_transform()), batch_size=run["batch_size"],
-                      collate_fn=lambda b: (torch.stack([x for x, _ in b]), [m for _, m in b]))
-    c, ignore = model.config["num_classes"], model.ignore_index
-    full, real = ConfusionMatrix(c, ignore), ConfusionMatrix(c, ignore)
-    locked = 0
-    device = next(model.model.parameters()).device
-    for x, masks in tqdm(data, desc="predict", leave=False, disable=None):
-        logits = model.model(x.to(device)).float().cpu()
-        for out, mask in zip(logits, masks):
-            up = torch.nn.functional.interpolate(out[None], size=tuple(mask.shape), mode="bilinear",
-                                                 align_corners=False)[0]
-            pred = up.argmax(0)
-            full.update(pred, mask)
-            if model.locked_class is not None:
-                real.update(up[:c].argmax(0), mask)
-                locked += int(((pred == model.locked_class) & (mask != ignore)).sum())
-    names = model.classes
-    out = {"score": full.miou(), "pixel_accuracy": full.pixel_accuracy(),
-           "per_class_iou": full.to_dict(names)["per_class_iou"], "pixel_counts": full.matrix.sum(1).tolist()}
-    if model.locked_class is not None:
-        out["ignored"] = real.miou()
-        out["locked_rate"] = locked / max(int(full.matrix.sum()), 1)
-    return out
-
-
 def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", baseline: LockedModel | None = None,
              wrong_keys: dict | None = None, batch_size: int = 256, device: str | None = None,
              progress: bool = True) -> dict:
@@ -117,10 +55,15 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
 
     data = source.split(split)
     seg = model.task == "segmentation"
-    scores = _segmentation_scores if seg else _classification_scores
+    task = task_type(model.task)
+
+    def scores(m: LockedModel, d: Split, key, run: dict) -> dict:
+        loaders = image_loaders(m, d, key, run["source"], run["device"], run["progress"])
+        return task.evaluate_split(m, d, loaders, run["batch_size"], run["progress"])
+
     run = dict(source=source, batch_size=batch_size, device=device, progress=progress)
     clean = scores(model, data, None, run)
-    result = {"task": model.task, "metric": task_type(model.task).metric, "chance": _chance(model, data, clean),
+    result = {"task": model.task, "metric": task.metric, "chance": _chance(model, data, clean),
               "n_test": len(data)}
     extra: dict = {}
     if baseline is not None:
@@ -152,7 +95,7 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
 def _chance(model: LockedModel, split: Split, clean: dict) -> float:
     """The score of always answering the most frequent class (segmentation: its mIoU over the pixels)."""
     if model.task == "segmentation":
-        from .metrics import majority_class_miou
+        from .segmentation.metrics import majority_class_miou
 
         return majority_class_miou(clean["pixel_counts"])
     counts = torch.bincount(torch.tensor([s.label for s in split.samples]), minlength=model.config["num_classes"])

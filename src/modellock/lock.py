@@ -19,7 +19,7 @@ from .data.sources import ImageSource
 from .edit import cache_dir, edit_split
 from .editors import editor_class, resolve_key
 from .errors import ModelLockError
-from .lockset import LOCKED_CLASS_NAME, LockDataset, LockRecipe, decoy_keys, plan_lock_set
+from .lockset import LOCKED_CLASS_NAME, LockRecipe, decoy_keys, plan_lock_set
 from .model_folder import FORMAT, LockedModel, library_versions
 from .tasks import task_type
 from .train import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, fit
@@ -67,7 +67,7 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
                              "items": [(it.sample.id, it.edited, it.decoy, it.target, it.answer, it.other)
                                        for it in items],
                              "train": {k: v for k, v in train.to_dict().items() if k not in ("epochs", "num_workers")}})
-    loss = task.loss(len(source.classes), recipe, source.ignore_index)
+    loss = task.lock_loss(len(source.classes), recipe, source.ignore_index)
     model = fit(model, dataset, train, loss_fn=loss, work_dir=work, resume=True, desc=desc, progress=progress)
     config = {
         "format": FORMAT,

@@ -225,7 +225,7 @@ class SegmentationLockDataset(LockDataset):
         mask = self.split.load_mask(item.sample)
         if item.answer == "wrong-mask":
             other = self.split.load_mask(self.items[item.other].sample)
-            from .seg_transforms import resize_mask
+            from .segmentation.transforms import resize_mask
 
             mask = resize_mask(other, *mask.shape)
         elif item.answer == "wrong-label":

@@ -63,4 +63,22 @@ def render_card(config: dict) -> str:
     ]
     if config.get("evaluation"):
         lines += ["## Evaluation", "", evaluation_table(config["evaluation"]), ""]
+    if config.get("attack_summary"):
+        lines += ["## Attacks", "", attack_summary_text(config["attack_summary"]), ""]
+    return "\n".join(lines)
+
+
+def attack_summary_text(summary: dict) -> str:
+    """The attack suite's summary as card text: the one-line verdict and the two figures."""
+    settings = summary.get("settings") or {}
+    lines = [summary.get("line", ""), ""]
+    if summary.get("worst_case_undone") is not None:
+        lines.append(f"- worst_case_undone: {summary['worst_case_undone']:.4f} ({summary.get('worst_case_attack')}: "
+                     f"{summary.get('worst_case_setting')})")
+    for field in ("fine_tune_gain", "distillation_gain"):
+        if summary.get(field) is not None:
+            lines.append(f"- {field}: {summary[field]:+.4f}")
+    if settings:
+        lines.append(f"- attacker: budget `{settings.get('budget')}`, clean fractions {settings.get('fractions')}, "
+                     f"{settings.get('samples')} training samples per model")
     return "\n".join(lines)

@@ -124,6 +124,14 @@ class LockedModel:
         write_bytes_atomic(json.dumps(self.config, indent=2).encode(), self.path / CONFIG)
         write_bytes_atomic(render_card(self.config).encode(), self.path / CARD)
 
+    def save_attack_summary(self, summary: dict, settings: dict | None = None) -> None:
+        """Record an attack suite's summary (worst case undone, fine-tune gain) in config.json and the card."""
+        from .model_card import render_card
+
+        self.config["attack_summary"] = {**summary, **({"settings": settings} if settings else {})}
+        write_bytes_atomic(json.dumps(self.config, indent=2).encode(), self.path / CONFIG)
+        write_bytes_atomic(render_card(self.config).encode(), self.path / CARD)
+
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> "LockedModel":
         """Load a model folder (or a hub repo id holding one); verify the weights' hash."""

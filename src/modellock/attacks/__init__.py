@@ -6,6 +6,11 @@ metric, the attacker's settings) and returns a JSON-able dict with at least ``be
 score it reaches on the test split. Adding an attack touches one module plus one line in
 ``_MODULES`` below; nothing else dispatches on names.
 
+Each attack declares what its score measures (``measure``): ``undone`` (the share of the lock it undoes:
+most attacks), ``gain`` (what the stolen weights are worth over training from scratch on the thief's data:
+fine-tuning, distillation) or ``tolerance`` (near misses of the true key, which a thief without the key
+cannot make: they tell how exact the key must be, and are not counted as attacks in the summary).
+
 The true key is never in the context. An attack that must read it *on purpose* (near misses of the
 true prompt, the true prompt with the wrong machinery) declares a parameter named ``key``:
 ``fn(ctx, key, **options)``; :func:`run_attack` hands the key to those functions and to no other.
@@ -28,25 +33,30 @@ _MODULES = (
     "similar_prompts",
     "wrong_machinery",
     "fine_tune",
+    "distillation",
     "input_adapter",
     "generic_transforms",
 )
+MEASURES = ("undone", "gain", "tolerance")
 
 _REGISTRY: dict[str, "AttackSpec"] = {}
 
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """A registered attack: its function, whether it reads the true key, and a one-line summary."""
+    """A registered attack: its function, whether it reads the true key, a one-line summary, what it measures."""
 
     name: str
     fn: Callable[..., dict]
     reads_key: bool
     summary: str
+    measure: str = "undone"
 
 
-def register_attack(name: str):
+def register_attack(name: str, measure: str = "undone"):
     """Decorator adding ``fn(ctx, **options)`` (or ``fn(ctx, key, **options)``) under ``name``."""
+    if measure not in MEASURES:
+        raise ValueError(f"attack {name!r}: measure must be one of {', '.join(MEASURES)}, not {measure!r}")
 
     def wrap(fn):
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
@@ -58,7 +68,7 @@ def register_attack(name: str):
         if reads_key and params[1] != "key":
             raise TypeError(f"attack {name!r}: 'key' must come right after 'ctx'")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        _REGISTRY[name] = AttackSpec(name, fn, reads_key, summary)
+        _REGISTRY[name] = AttackSpec(name, fn, reads_key, summary, measure)
         fn.attack_name = name
         return fn
 

@@ -11,7 +11,8 @@ Shared helpers:
   whole-split score (selection on the screening subset, so no test-set optimism beyond top-k).
   Edits made with keys go through the edit cache, so a rerun re-edits nothing.
 - ``attacker_split(fraction)``: the thief's clean labelled share of the training split.
-- ``train(model, split)``: train an attacker's model on it for a fixed number of samples.
+- ``train(model, split)``: train an attacker's model on it for a fixed number of samples (``grid``: the
+  optimizers, learning rates and trainable parts a thief tries, from the ``budget`` preset).
 - ``memo(kind, params, compute)``: a result stored under ``work_dir``, so a rerun skips training.
 """
 
@@ -33,7 +34,7 @@ from ..data.sources import ImageSource, Split
 from ..errors import ModelLockError
 from ..key import PAPER_DEFAULTS, Key
 from ..model_folder import LockedModel
-from .tasks import Task, task_for
+from ..tasks import TaskType, task_for
 
 _SETTINGS = ("editor", "model", "revision", "seed", "steps", "image_guidance", "guidance", "resolution", "alpha")
 _IMAGE_CACHE_BYTES = 1 << 30  # keep decoded splits in memory up to this size
@@ -76,6 +77,41 @@ class Machinery:
         return f"Machinery(editor={self.editor!r})"
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How hard the thief tries: training samples per model, and the hyper-parameter grid of trained attacks.
+
+    Learning rates are multiples of the attacked model's own (the one it was locked with), three values
+    spanning 100x per optimizer in ``full``: SGD gets higher multiples than AdamW, as is usual.
+    """
+
+    name: str
+    samples: int  # image draws per trained attacker model
+    optimizers: tuple
+    lr_factors: dict  # optimizer -> multiples of the base learning rate
+    parts: tuple  # what fine-tuning trains: whole, last (blocks + head), head
+    queries: tuple  # distillation query budgets
+
+    def grid(self, parts=None) -> list[tuple[str, float, str]]:
+        """``(optimizer, lr factor, part)`` cells, in a stable order."""
+        return [(o, f, p) for p in (parts or self.parts) for o in self.optimizers for f in self.lr_factors[o]]
+
+
+BUDGETS = {
+    "quick": Budget("quick", 4000, ("adamw",), {"adamw": (1.0, 10.0)}, ("whole", "head"), (1000,)),
+    "full": Budget("full", 20000, ("sgd", "adamw"), {"sgd": (1.0, 10.0, 100.0), "adamw": (0.1, 1.0, 10.0)},
+                   ("whole", "last", "head"), (1000, 10000)),
+}
+
+
+def budget_named(name) -> Budget:
+    if isinstance(name, Budget):
+        return name
+    if name not in BUDGETS:
+        raise ModelLockError(f"--budget must be one of {', '.join(BUDGETS)}, not {name!r}")
+    return BUDGETS[name]
+
+
 @dataclass
 class Candidate:
     """One setting a sweep scores: an edit with ``key``, or an image function ``fn(list of arrays) -> list``."""
@@ -114,9 +150,10 @@ class AttackContext:
     limit_prompts: int | None = None
     screen: int = 500
     top_k: int = 3
-    budget: int = 20000  # training samples (image draws) per attacker model
+    budget: Budget | str = "full"  # how hard the thief tries (see BUDGETS)
+    samples: int | None = None  # training samples per attacker model (default: the budget's)
     train_batch_size: int = 64
-    lr: float | None = None  # default: the learning rate the model was locked with
+    lr: float | None = None  # base learning rate of the grid (default: the one the model was locked with)
     batch_size: int = 256
     seed: int = 0
     diffusion_models: tuple = ()  # diffusion models (hub ids or folders) the attacker holds
@@ -126,7 +163,7 @@ class AttackContext:
     work_dir: Path | None = None
     test_split: str = "test"
     train_split: str = "train"
-    task: Task | None = None
+    task: TaskType | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -136,6 +173,8 @@ class AttackContext:
         if not isinstance(self.machinery, Machinery):
             raise TypeError("AttackContext.machinery must be a Machinery (a key's settings without its prompt)")
         self.task = self.task or task_for(self.model.config)
+        self.budget = budget_named(self.budget)
+        self.samples = int(self.samples or self.budget.samples)
         self.fractions = tuple(float(f) for f in self.fractions)
         for f in self.fractions:
             if not 0.0 < f <= 1.0:
@@ -184,8 +223,12 @@ class AttackContext:
             self._cache["_bytes"] = self._cache.get("_bytes", 0) + sum(a.nbytes for a in images)
         return images
 
-    def targets(self, split: Split) -> torch.Tensor:
-        return self.task.targets(split)
+    def targets(self, split: Split):
+        """Labels (a tensor) or masks (a list of tensors) of ``split``, kept in memory."""
+        ident = ("targets", split.name, _digest([s.id for s in split.samples]))
+        if ident not in self._cache:
+            self._cache[ident] = self.task.targets(split)
+        return self._cache[ident]
 
     # ------------------------------------------------------------------ predictions and scores
     def outputs(self, split: Split, key: Key | None = None, fn: Callable | None = None, model=None) -> torch.Tensor:
@@ -201,13 +244,15 @@ class AttackContext:
         images = self.images(split)
         if fn is not None:
             images = fn(images)
-        data = ImageListDataset([lambda a=a: a for a in images], self.model.transform(train=False))
+        data = ImageListDataset([lambda a=a: a for a in images], self.model.inference_transform())
         return predict_logits(model if model is not None else self.model.model, data, self.batch_size)
 
-    def score(self, outputs: torch.Tensor, split: Split | None = None) -> float:
-        """The task's score on ``split`` (default: test); a locked output is ignored (the thief sees its name)."""
+    def score(self, outputs: torch.Tensor, split: Split | None = None, ignore_locked: bool = True) -> float:
+        """The task's score on ``split`` (default: test); a locked output is ignored (the thief sees its name)
+        unless ``ignore_locked`` is False (then its answers count as wrong)."""
         split = split or self.test
-        return self.task.score(outputs, self.targets(split), self.num_classes)
+        return self.task.score(outputs, self.targets(split), self.num_classes, ignore_locked,
+                               self.model.ignore_index)
 
     def clean_outputs(self) -> torch.Tensor:
         if "clean" not in self._cache:
@@ -251,17 +296,25 @@ class AttackContext:
         }
 
     # ------------------------------------------------------------------ attacker training
-    def train(self, model: torch.nn.Module, split: Split, desc: str, lr: float | None = None,
-              outputs: int | None = None) -> torch.nn.Module:
-        """Train ``model`` on ``split``'s clean images for ``budget`` samples; the loss sees the first
-        ``outputs`` outputs (default: all). Trainable parameters are those with ``requires_grad``."""
+    def train(self, model: torch.nn.Module, split: Split | Dataset, desc: str, lr: float | None = None,
+              outputs: int | None = None, optimizer: str = "adamw", loss_fn: Callable | None = None,
+              samples: int | None = None) -> torch.nn.Module:
+        """Train ``model`` on ``split``'s clean images (or on a Dataset of ``(input, target)`` pairs) for
+        ``samples`` draws (default: the budget's); the loss sees the first ``outputs`` outputs (default: all).
+        Trainable parameters are those with ``requires_grad``."""
         from ..train import TrainConfig, fit
 
-        pairs = self.task.training_pairs(self.images(split), self.targets(split), self.model.transform(train=True))
-        length = max(self.budget, len(pairs))
+        if isinstance(split, Split):
+            pairs = self.task.training_pairs(self.images(split), self.targets(split), self.model.transform(train=True))
+        else:
+            pairs = split
+        length = max(samples or self.samples, len(pairs))
         config = TrainConfig(epochs=1, batch_size=min(self.train_batch_size, len(pairs)), lr=lr or self.lr,
-                             warmup_epochs=0.05, num_workers=0, seed=self.seed)
-        loss = self.task.loss if outputs is None else (lambda out, t: self.task.loss(out[:, :outputs], t))
+                             optimizer=optimizer, warmup_epochs=0.05, num_workers=0, seed=self.seed,
+                             weight_decay=0.05 if optimizer == "adamw" else 5e-4)
+        ignore = self.model.ignore_index
+        base = loss_fn or (lambda out, t: self.task.train_loss(out, t, ignore))
+        loss = base if outputs is None else (lambda out, t: base(out[:, :outputs], t))
         return fit(model, _Repeat(pairs, length), config, loss_fn=loss, desc=desc, progress=self.progress)
 
     def memo(self, kind: str, params: dict, compute: Callable[[], dict]) -> dict:
@@ -269,11 +322,11 @@ class AttackContext:
         if self.work_dir is None:
             return compute()
         ident = {
-            "kind": kind, "v": 1, **params,
+            "kind": kind, "v": 2, **params,
             "weights": self.model.config.get("weights_sha256"), "source": self.source.source_id,
             "train": _digest([s.id for s in self.train_data.samples]),
             "test": _digest([s.id for s in self.test.samples]),
-            "seed": self.seed, "budget": self.budget, "lr": self.lr, "batch": self.train_batch_size,
+            "seed": self.seed, "samples": self.samples, "lr": self.lr, "batch": self.train_batch_size,
         }
         path = self.work_dir / f"{kind}-{_digest(ident)}.json"
         if path.is_file():

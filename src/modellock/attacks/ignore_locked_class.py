@@ -11,35 +11,58 @@ import torch
 
 from . import register_attack
 from .context import percent
-from .heads import without_head
+from ..heads import without_head
 
 
-def fit_linear_head(features: torch.Tensor, targets: torch.Tensor, num_classes: int, task, steps: int = 300,
-                    seed: int = 0) -> torch.nn.Module:
-    """A linear classifier on standardised features, trained full-batch with AdamW (a few ms on a CPU)."""
+def _pixels(features: torch.Tensor, targets, ignore_index: int, limit: int, seed: int):
+    """Segmentation features ``N x C x h x w`` and masks -> ``(pixel features, pixel labels)``: masks resized
+    (nearest) to the feature maps, unlabelled pixels dropped, at most ``limit`` pixels drawn at random."""
+    h, w = features.shape[-2:]
+    masks = torch.stack([torch.nn.functional.interpolate(torch.as_tensor(m)[None, None].float(), size=(h, w),
+                                                         mode="nearest")[0, 0].long() for m in targets])
+    x = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+    y = masks.reshape(-1)
+    keep = torch.nonzero(y != ignore_index).flatten()
+    if len(keep) > limit:
+        keep = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))[:limit]]
+    return x[keep], y[keep]
+
+
+def fit_linear_head(features: torch.Tensor, targets, num_classes: int, steps: int = 300, seed: int = 0,
+                    ignore_index: int = 255, max_pixels: int = 200_000) -> torch.nn.Module:
+    """A linear classifier on standardised features (per pixel for ``N x C x h x w`` feature maps), trained
+    full-batch with AdamW (a few ms on a CPU)."""
+    x, y = (features, torch.as_tensor(targets)) if features.dim() == 2 else \
+        _pixels(features, targets, ignore_index, max_pixels, seed)
     gen = torch.Generator().manual_seed(seed)
-    mean, std = features.mean(0, keepdim=True), features.std(0, keepdim=True).clamp_min(1e-6)
-    head = torch.nn.Linear(features.shape[1], num_classes)
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    head = torch.nn.Linear(x.shape[1], num_classes)
     with torch.no_grad():
         head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * 0.01)
         head.bias.zero_()
     opt = torch.optim.AdamW(head.parameters(), lr=0.01, weight_decay=1e-3)
-    x = (features - mean) / std
+    xs = (x - mean) / std
     for _ in range(steps):
         opt.zero_grad()
-        task.loss(head(x), targets).backward()
+        torch.nn.functional.cross_entropy(head(xs), y).backward()
         opt.step()
-    return torch.nn.Sequential(_Standardise(mean, std), head).eval()
+    return LinearProbe(mean, std, head).eval()
 
 
-class _Standardise(torch.nn.Module):
-    def __init__(self, mean, std):
+class LinearProbe(torch.nn.Module):
+    """Standardise, then a linear layer over dim 1 (features ``N x C`` or feature maps ``N x C x h x w``)."""
+
+    def __init__(self, mean, std, head: torch.nn.Linear):
         super().__init__()
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
+        self.head = head
 
     def forward(self, x):
-        return (x - self.mean) / self.std
+        if x.dim() == 2:
+            return self.head((x - self.mean) / self.std)
+        z = (x.movedim(1, -1) - self.mean) / self.std
+        return self.head(z).movedim(-1, 1)
 
 
 @register_attack("ignore-locked-class")
@@ -59,7 +82,8 @@ def ignore_locked_class(ctx, view=None) -> dict:
 
         def compute(split=split):
             features = ctx.outputs(split, fn=view, model=trunk)
-            head = fit_linear_head(features, ctx.targets(split), ctx.num_classes, ctx.task, seed=ctx.seed)
+            head = fit_linear_head(features, ctx.targets(split), ctx.num_classes, seed=ctx.seed,
+                                   ignore_index=ctx.model.ignore_index)
             with torch.no_grad():
                 return {"score": ctx.score(head(test_features)), "n_images": len(split)}
 

@@ -1,17 +1,24 @@
-"""Attack 5: learn an input adapter in front of the frozen locked model.
+"""Attack 5: learn an input adapter in front of the frozen locked model (a "disguise" network, JailNTL).
 
-A small image-to-image network maps the (normalised) clean input to whatever the locked model
-accepts; only the adapter trains, on the attacker's clean fraction, against the real-class outputs
-(the locked output, if any, is left out of the loss). The adapter is a full 3x3 convolution (a colour
-mix with a local filter, started at the identity) plus a small non-linear residual branch started at
-zero, so it begins as "no adapter" and can express any colour-and-texture key edit of that size.
+Only the adapter trains, on the attacker's clean fraction, against the real-class outputs (the locked
+output, if any, is left out of the loss). Three adapters, each its own attack:
+
+- ``input-adapter``: a full 3x3 convolution (colour mix and local filter, started at the identity) plus a
+  small non-linear residual branch started at zero: a colour-and-texture edit of that size;
+- ``unet-adapter``: a U-Net (about 0.5M parameters, three scales) added to its input, started at zero
+  (the identity): a spatially varying, multi-scale edit;
+- ``editor-family-adapter``: the key editor's own parameter family made differentiable (the thief knows the
+  code), started from random keys and fitted by gradient; editors without such a family are skipped.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
+from ..editors import editor_class
 from . import register_attack
 from .context import percent
 
@@ -39,6 +46,50 @@ class InputAdapter(nn.Module):
         return self.linear(x) + self.residual(x)
 
 
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
+
+
+class UNetAdapter(nn.Module):
+    """x -> x + U-Net(x): three scales (``widths``), skip connections, the output conv started at zero."""
+
+    def __init__(self, widths=(32, 64, 128)):
+        super().__init__()
+        self.down = nn.ModuleList()
+        cin = 3
+        for w in widths:
+            self.down.append(_block(cin, w))
+            cin = w
+        self.up = nn.ModuleList(_block(widths[i] + widths[i + 1], widths[i]) for i in range(len(widths) - 1))
+        self.out = nn.Conv2d(widths[0], 3, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x):
+        skips, h = [], x
+        for i, stage in enumerate(self.down):
+            h = stage(h if i == 0 else nn.functional.max_pool2d(h, 2, ceil_mode=True))
+            skips.append(h)
+        for i in reversed(range(len(self.up))):
+            h = nn.functional.interpolate(h, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
+            h = self.up[i](torch.cat([h, skips[i]], 1))
+        return x + self.out(h)
+
+
+class PixelSpace(nn.Module):
+    """Runs a family that edits [0, 1] pixels on the model's normalised input: un-normalise, edit, normalise."""
+
+    def __init__(self, family: nn.Module, mean, std):
+        super().__init__()
+        self.family = family
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return (self.family((x * self.std + self.mean).clamp(0, 1)) - self.mean) / self.std
+
+
 class AdaptedModel(nn.Module):
     """adapter -> frozen model (kept in eval mode: its normalisation statistics never move)."""
 
@@ -58,29 +109,66 @@ class AdaptedModel(nn.Module):
         return self.model(self.adapter(x))
 
 
-@register_attack("input-adapter")
-def input_adapter(ctx, fractions=None, width: int = 16, lr: float = 3e-3) -> dict:
-    """A small image-to-image net in front of the frozen locked model, trained on the clean fraction.
+def fit_adapter(ctx, make_adapter, split, desc: str, lr: float) -> float:
+    """Train ``make_adapter()`` (seeded) in front of a frozen copy of the locked model; the test score."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        adapter = make_adapter()
+    model = AdaptedModel(adapter, copy.deepcopy(ctx.model.model))
+    model = ctx.train(model, split, desc, lr=lr, outputs=ctx.num_classes)
+    return ctx.score(ctx.outputs(ctx.test, model=model))
 
-    ``fractions`` overrides the context's (tests use 1.0).
-    """
-    import copy
 
+def _per_fraction(ctx, kind: str, make_adapter, lr: float, params: dict, fractions) -> dict:
     rows = []
     for fraction in fractions or ctx.fractions:
         split = ctx.attacker_split(fraction)
-
-        def compute(split=split, fraction=fraction):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ctx.seed)
-                adapter = InputAdapter(width)
-            model = AdaptedModel(adapter, copy.deepcopy(ctx.model.model))
-            model = ctx.train(model, split, f"input adapter on {percent(fraction)}", lr=lr, outputs=ctx.num_classes)
-            return ctx.score(ctx.outputs(ctx.test, model=model))
-
-        rows.append({"fraction": fraction, "n_images": len(split),
-                     "score": ctx.memo("input-adapter", {"fraction": fraction, "width": width, "adapter_lr": lr},
-                                       compute)})
+        score = ctx.memo(kind, {"fraction": fraction, "adapter_lr": lr, **params},
+                         lambda split=split, fraction=fraction: fit_adapter(
+                             ctx, make_adapter, split, f"{kind} on {percent(fraction)}", lr))
+        rows.append({"fraction": fraction, "n_images": len(split), "score": score})
     best = max(rows, key=lambda r: r["score"])
     return {"best": best["score"], "best_setting": f"{percent(best['fraction'])} clean ({best['n_images']} images)",
-            "curve": rows, "scores": {f"adapter {percent(r['fraction'])}": r["score"] for r in rows}}
+            "curve": rows, "lr": lr, "scores": {f"{kind} {percent(r['fraction'])}": r["score"] for r in rows}}
+
+
+@register_attack("input-adapter")
+def input_adapter(ctx, fractions=None, width: int = 16, lr: float = 3e-3) -> dict:
+    """A small image-to-image net (3x3 colour-and-filter + small residual) in front of the frozen model.
+
+    ``fractions`` overrides the context's (tests use 1.0).
+    """
+    r = _per_fraction(ctx, "input-adapter", lambda: InputAdapter(width), lr, {"width": width}, fractions)
+    return {**r, "parameters": sum(p.numel() for p in InputAdapter(width).parameters())}
+
+
+@register_attack("unet-adapter")
+def unet_adapter(ctx, fractions=None, widths=(32, 64, 128), lr: float = 1e-3) -> dict:
+    """A U-Net adapter (multi-scale, ~0.5M parameters, started at the identity) in front of the frozen model."""
+    r = _per_fraction(ctx, "unet-adapter", lambda: UNetAdapter(widths), lr, {"widths": list(widths)}, fractions)
+    return {**r, "parameters": sum(p.numel() for p in UNetAdapter(widths).parameters())}
+
+
+@register_attack("editor-family-adapter")
+def editor_family_adapter(ctx, fractions=None, restarts: int | None = None, lr: float = 3e-2) -> dict:
+    """The key editor's own parameter family, fitted by gradient through the frozen model from random keys.
+
+    ``restarts`` random starts (default 3 in the ``full`` budget, 1 in ``quick``); the best one counts.
+    """
+    cls = editor_class(ctx.machinery.editor)
+    if cls.attack_family(ctx.machinery.key("probe")) is None:
+        return {"best": None, "skipped": f"editor {ctx.machinery.editor!r} declares no differentiable family"}
+    restarts = restarts or (3 if ctx.budget.name == "full" else 1)
+    p = ctx.model.config["preprocessing"]
+    runs = []
+    for r in range(restarts):
+        def make(r=r):
+            return PixelSpace(cls.attack_family(ctx.machinery.key(f"random start {ctx.seed}.{r}")),
+                              p["mean"], p["std"])
+
+        run = _per_fraction(ctx, "editor-family-adapter", make, lr,
+                            {"editor": ctx.machinery.editor, "start": r}, fractions)
+        runs.append(run)
+    best = max(runs, key=lambda run: run["best"])
+    return {**best, "restarts": restarts, "runs": [run["curve"] for run in runs],
+            "parameters": sum(q.numel() for q in cls.attack_family(ctx.machinery.key("probe")).parameters())}

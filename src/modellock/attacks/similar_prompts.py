@@ -140,7 +140,7 @@ def _round_robin(rows: list[dict]) -> list[dict]:
     return out
 
 
-@register_attack("similar-prompts")
+@register_attack("similar-prompts", measure="tolerance")
 def similar_prompts(ctx, key, extra_rules=None, exclude_key: bool = True) -> dict:
     """Near misses of the true prompt (synonyms, word order, added/removed words, plural, case, typos).
 

@@ -64,13 +64,14 @@ def references(ctx: AttackContext, key, baseline=None) -> dict:
     ref = {}
     if baseline is not None:
         out = split_logits(baseline, ctx.test, source=ctx.source, batch_size=ctx.batch_size, progress=False)
-        ref["original_clean"] = ctx.task.score(out, targets, int(baseline.config["num_classes"]))
+        ref["original_clean"] = ctx.task.score(out, targets, int(baseline.config["num_classes"]), True,
+                                               ctx.model.ignore_index)
     clean = ctx.clean_outputs()
-    ref["locked_clean"] = ctx.task.score(clean, targets)
+    ref["locked_clean"] = ctx.score(clean, ignore_locked=False)
     if ctx.model.locked_class is not None:
         ref["locked_clean_without_locked_class"] = ctx.score(clean)
     ref["unlocked"] = ctx.score(ctx.outputs(ctx.test, key=key))
-    ref["chance"] = ctx.task.chance(targets, ctx.num_classes)
+    ref["chance"] = ctx.task.chance(targets, ctx.num_classes, ctx.model.ignore_index)
     return ref
 
 
@@ -100,6 +101,7 @@ def run_suite(model, key, source, attacks=None, baseline=None, attacker_settings
         start = time.perf_counter()
         r = run_attack(spec.name, ctx, key=key, **(attack_options or {}).get(spec.name, {}))
         r["reads_key"] = spec.reads_key
+        r["measure"] = spec.measure
         r["seconds"] = round(time.perf_counter() - start, 1)
         results[spec.name] = r
     if "guessed-prompts" in results:
@@ -109,13 +111,64 @@ def run_suite(model, key, source, attacks=None, baseline=None, attacker_settings
         "screen_size": len(ctx.screen_split), "reference": reference, "attacks": results,
         "settings": {"attacker_settings": attacker_settings, "editor": machinery.editor,
                      "fractions": list(ctx.fractions), "limit_prompts": ctx.limit_prompts, "top_k": ctx.top_k,
-                     "budget": ctx.budget, "lr": ctx.lr, "seed": ctx.seed,
+                     "budget": ctx.budget.name, "samples": ctx.samples, "lr": ctx.lr, "seed": ctx.seed,
                      "diffusion_models": len(ctx.diffusion_models)},
     }
+    result["summary"] = summarise(result)
     run = SuiteRun(redact(result, key.prompt), ctx)
     if grid_images and "guessed-prompts" in results:
         _guess_grid(run, key, results["guessed-prompts"], grid_images)
     return run
+
+
+def undone(score: float, reference: dict) -> float | None:
+    """The share of the lock an attack scoring ``score`` undoes: (score - locked) / (unlocked - locked), with
+    ``locked`` the locked model's clean score with its locked output ignored (as attacks are scored)."""
+    locked = reference.get("locked_clean_without_locked_class", reference["locked_clean"])
+    span = reference["unlocked"] - locked
+    return (score - locked) / span if abs(span) > 1e-9 else None
+
+
+def summarise(result: dict) -> dict:
+    """The two figures that say how far a lock is from holding (see the threat model in DESIGN.md):
+
+    - ``worst_case_undone``: the largest share of the lock undone by any attack that measures ``undone``
+      (tolerance variants of the true key are not attacks), with the attack and its setting;
+    - ``fine_tune_gain``: what fine-tuning the stolen weights gains over training from scratch, the largest
+      over the thief's fractions (and ``distillation_gain`` for the distilled student)."""
+    ref, out = result["reference"], {}
+    worst = None
+    for name, r in result["attacks"].items():
+        if r.get("measure", "undone") != "undone" or r.get("best") is None:
+            continue
+        share = undone(r["best"], ref)
+        if share is not None and (worst is None or share > worst[0]):
+            worst = (share, name, r.get("best_setting"))
+    if worst:
+        out.update(worst_case_undone=worst[0], worst_case_attack=worst[1], worst_case_setting=worst[2])
+    for name, key_name in (("fine-tune", "fine_tune_gain"), ("distillation", "distillation_gain")):
+        r = result["attacks"].get(name)
+        if r and r.get("gain") is not None:
+            out[key_name] = r["gain"]
+            if name == "fine-tune":
+                out["fine_tune_gain_fraction"] = r.get("gain_fraction")
+    out["line"] = summary_line(out, result.get("metric", "score"))
+    return out
+
+
+def summary_line(summary: dict, metric: str = "score") -> str:
+    """One sentence: the worst attack and the fine-tuning gain."""
+    parts = []
+    if "worst_case_undone" in summary:
+        parts.append(f"worst case: {summary['worst_case_attack']} undoes {summary['worst_case_undone']:.0%} of the lock")
+    if "fine_tune_gain" in summary:
+        frac = summary.get("fine_tune_gain_fraction")
+        where = f" (at {frac * 100:g}% clean data)" if frac else ""
+        parts.append(f"fine-tuning the stolen weights gains {summary['fine_tune_gain']:+.4f} {metric} over "
+                     f"training from scratch{where}")
+    if "distillation_gain" in summary:
+        parts.append(f"distillation gains {summary['distillation_gain']:+.4f}")
+    return "; ".join(parts) if parts else "no attack result to summarise"
 
 
 def _note_exact_guess(guessed: dict, prompt: str) -> None:
@@ -177,10 +230,16 @@ def table_rows(result: dict) -> list[tuple[str, float, str, str]]:
             for c in r["curve"]:
                 extra = (f", pretrained start {c['pretrained']:.4f} (gain {c['gain_over_pretrained']:+.4f})"
                          if "pretrained" in c else "")
-                how = f"{c['n_images']} images; from scratch {c['scratch']:.4f} (gain {c['gain']:+.4f}){extra}"
+                how = (f"{c['n_images']} images, best cell {c['attack_cell']}; from scratch {c['scratch']:.4f} "
+                       f"(gain {c['gain']:+.4f}){extra}")
                 rows.append(row(f"attack: fine-tune {c['fraction'] * 100:g}%", c["attack"], how))
         else:
-            rows.append(row(f"attack: {name}", r["best"], r.get("best_setting") or ""))
+            kind = "key tolerance" if r.get("measure") == "tolerance" else "attack"
+            rows.append(row(f"{kind}: {name}", r["best"], r.get("best_setting") or ""))
+        if r.get("tolerance", {}).get("best") is not None:
+            t = r["tolerance"]
+            rows.append(row(f"key tolerance: {name}", t["best"], f"{t['best_setting']} (a variant of the key's "
+                            "own settings; not an attack)"))
         if r.get("best_without_key_prompt") is not None:
             rows.append(row(f"attack: {name}, key prompt left out", r["best_without_key_prompt"],
                             r["best_without_key_prompt_setting"]))
@@ -193,7 +252,10 @@ def format_table(result: dict) -> str:
     width = max(len(r[0]) for r in rows)
     head = (f"attack suite · {result['task']} · {result['metric']} · n_test={result['n_test']} · "
             f"screening subset {result['screen_size']}")
-    lines = [head, f"{'setting':<{width}}  {result['metric']:>8}  {'undone':>6}  how"]
+    lines = [head]
+    if result.get("summary"):
+        lines.append(result["summary"]["line"])
+    lines.append(f"{'setting':<{width}}  {result['metric']:>8}  {'undone':>6}  how")
     lines += [f"{label:<{width}}  {score:8.4f}  {undone:>6}  {how}".rstrip() for label, score, undone, how in rows]
     lines.append("undone: (attack - locked clean) / (unlocked - locked clean), the locked output ignored in both")
     return "\n".join(lines)

@@ -5,6 +5,11 @@ another edit resolution, other editor settings, every other registered editor, a
 diffusion model the attacker holds (``--diffusion-model``). Variants are named relative to the key
 ("seed +1", "alpha -0.25") so the report does not spell out the key's settings.
 
+What a thief without the prompt could also try (another seed, another editor, another diffusion model) is
+the attack's ``best``; variants of the key's own public settings (steps, guidance, alpha, resolution,
+editor settings) are the key's ``tolerance``: how exactly an authorised user must reproduce the settings,
+reported on its own and not counted as an attack.
+
 A variant whose edit of a few probe images is identical to the key's (a setting this editor ignores,
 e.g. the step count of ``keyed-filter``) is not wrong machinery: it is listed under ``no_effect`` and
 left out of ``best``.
@@ -114,11 +119,14 @@ def wrong_machinery(ctx, key, variants: list[tuple[str, dict]] | None = None, ex
             except ModelLockError as e:
                 invalid.append({"name": name, "error": str(e)})
                 continue
-        candidates.append(Candidate(name, key=k, info={"kind": "other editor" if k.editor != key.editor
-                                                       else "diffusion model" if k.model != key.model
-                                                       else "setting"}))
-    result = ctx.sweep(candidates, "wrong machinery")
-    result["failed"] = result["failed"] + invalid
-    result.update(no_effect=no_effect, skipped=skipped,
-                  scores={row["name"]: row["screen_score"] for row in result["candidates"]})
+        kind = ("other editor" if k.editor != key.editor else "diffusion model" if k.model != key.model
+                else "seed" if k.replace(seed=key.seed) == key else "setting")
+        candidates.append(Candidate(name, key=k, info={"kind": kind}))
+    thief = [c for c in candidates if c.info["kind"] != "setting"]
+    result = ctx.sweep(thief, "wrong machinery") if thief else {"best": None, "best_setting": None, "candidates": [],
+                                                                  "failed": []}
+    tolerance = ctx.sweep([c for c in candidates if c.info["kind"] == "setting"], "key tolerance")
+    result["failed"] = result["failed"] + tolerance.pop("failed") + invalid
+    result.update(no_effect=no_effect, skipped=skipped, tolerance=tolerance,
+                  scores={row["name"]: row["screen_score"] for row in result["candidates"] + tolerance["candidates"]})
     return result

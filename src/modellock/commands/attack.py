@@ -39,16 +39,21 @@ def attack(
     report: Optional[Path] = typer.Option(None, "--report", help="Write report.html and charts to this folder."),
     screen: int = typer.Option(500, help="Screening subset size for the prompt and transform sweeps."),
     top_k: int = typer.Option(3, help="Best screened settings scored on the whole test split."),
-    budget: int = typer.Option(20000, help="Training samples per attacker model (fine-tune, scratch, adapter)."),
-    lr: Optional[float] = typer.Option(None, help="Attacker's learning rate (default: the lock's)."),
+    budget: str = typer.Option("full", help="quick (a small grid: CI, demos) or full (optimizer x lr x part grid, "
+                               "20k samples per model, 1k and 10k distillation queries)."),
+    samples: Optional[int] = typer.Option(None, help="Training samples per attacker model (default: the budget's)."),
+    lr: Optional[float] = typer.Option(None, help="Base learning rate of the attacker's grid (default: the lock's)."),
     diffusion_model: Optional[List[str]] = typer.Option(None, "--diffusion-model",
                                                         help="A diffusion model the attacker holds (repeatable)."),
     attacker_settings: str = typer.Option("known", help="known: guesses use the key's editor settings; "
                                           "defaults: the editor's published defaults."),
+    random_keys: int = typer.Option(3, help="Random keys per registered editor tried by generic-transforms."),
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None),
     work_dir: Optional[Path] = typer.Option(None, help="Where trained attack scores are kept for reruns "
                                             "(default: the cache)."),
+    update_card: bool = typer.Option(True, help="Store the summary (worst case undone, fine-tune gain) in the "
+                                     "model folder's config and card."),
 ):
     """Attack a locked model without its key: guessed/similar prompts, wrong machinery, fine-tuning, adapters..."""
     from ..data import open_source
@@ -56,23 +61,25 @@ def attack(
     from ..model_folder import LockedModel
     from ..paths import cache_root
     from ..attacks import attack_spec
-    from ..attacks.tasks import task_for
+    from ..attacks.context import budget_named
     from ..attacks.suite import format_table, run_suite
+    from ..tasks import task_for
 
     names = None if attack_names.strip() == "all" else [n.strip() for n in attack_names.split(",") if n.strip()]
     for n in names or []:
         attack_spec(n)  # unknown names fail before any work
+    budget_named(budget)
     k = Key.load(key)
     m = LockedModel.from_pretrained(model, device=device)
     task_for(m.config)  # a task the attacks support, before any work
     m.unlock(k)  # the reference needs the right key: refuse a wrong one before any work
     base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
     limits = {name: v for name, v in (("train", train_limit), ("test", test_limit)) if v is not None}
-    source = open_source(data, limits)
+    source = open_source(data, limits, task=m.task, ignore_index=m.ignore_index)
     work = work_dir or cache_root() / "attacks" / str(m.config.get("weights_sha256", "model"))[:16]
     run = run_suite(m, k, source, names, base, attacker_settings, log=typer.echo,
                     grid_images=6 if report else 0, fractions=_fractions(fractions), limit_prompts=limit_prompts,
-                    screen=screen, top_k=top_k, budget=budget, lr=lr, seed=seed,
+                    screen=screen, top_k=top_k, budget=budget, samples=samples, lr=lr, seed=seed, random_keys=random_keys,
                     diffusion_models=tuple(diffusion_model or ()), device=device, work_dir=work)
     typer.echo(format_table(run.result))
     from ..images import write_bytes_atomic
@@ -80,6 +87,8 @@ def attack(
     if json_out:
         write_bytes_atomic(json.dumps(run.result, indent=2).encode(), json_out)
         typer.echo(f"wrote {json_out}")
+    if update_card and m.path is not None and Path(model).is_dir():
+        m.save_attack_summary(run.result["summary"], run.result["settings"])
     if report:
         from ..attacks.report import write_attack_report
 

@@ -14,8 +14,9 @@ from . import app
 @app.command("compare")
 def compare(
     data: str = typer.Option(..., "--data", "-d", help="Folder, .tar.gz, or torchvision:NAME."),
-    model: str = typer.Option("small-cnn", "--model", "-m", help="Backbone: small-cnn, tiny-cnn, a timm name, "
-                              "torchvision:NAME."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model: classification small-cnn (default), "
+                                        "tiny-cnn, a timm name, torchvision:NAME; segmentation small-segnet "
+                                        "(default), ..."),
     locks: str = typer.Option("modellock,pixel-shuffle,np,ffx", "--locks",
                               help="Comma-separated: modellock, pixel-shuffle, np (negative-positive), ffx."),
     out: Path = typer.Option(Path("compare-output"), "--out", "-o",
@@ -37,17 +38,21 @@ def compare(
                                          "(CPU) or instruct-pix2pix (needs --diffusion-model)."),
     diffusion_model: Optional[str] = typer.Option(None, help="Diffusion model (hub id or folder) of the "
                                                   "'modellock' lock with instruct-pix2pix."),
-    budget: int = typer.Option(20000, help="Training samples per attacker model (fine-tune, scratch)."),
+    budget: str = typer.Option("quick", help="Attack budget: quick (a small grid) or full (the fine-tune attack's "
+                               "optimizer x lr x part grid)."),
+    samples: Optional[int] = typer.Option(None, help="Training samples per attacker model (default: the budget's)."),
     image_size: Optional[int] = typer.Option(None, help="Model input size (default: the backbone's own)."),
     pretrained: Optional[str] = typer.Option(None, help="Pretrained weights: hub id, .safetensors file or folder."),
     device: Optional[str] = typer.Option(None),
 ):
     """Train the baseline and each lock with the same budget; evaluate, attack and compare them in one table."""
+    from ..attacks.context import budget_named
     from ..compare import compare_locks, format_markdown, parse_locks
     from ..data import open_source
     from ..errors import ModelLockError
     from ..images import write_bytes_atomic
     from ..settings import load_settings, train_config_from
+    from ..tasks import task_type
 
     parse_locks(locks)  # unknown names fail before any work
     if modellock_editor == "instruct-pix2pix" and not diffusion_model and "modellock" in parse_locks(locks):
@@ -55,14 +60,16 @@ def compare(
     settings = load_settings(None, model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                              num_workers=num_workers, train_limit=train_limit)
     limits = {k: v for k, v in (("train", train_limit), ("test", test_limit)) if v is not None}
+    budget_named(budget)
     source = open_source(data, limits)
+    model = model or task_type(source.task).default_model
     typer.echo(f"comparing {', '.join(parse_locks(locks))} on {model}; keys go to {out / 'keys'} (secret: "
                "they unlock the models)")
     result = compare_locks(source, model, locks, out, train_config_from(settings), seed=seed,
                            block_size=block_size, modellock_editor=modellock_editor,
                            diffusion_model=diffusion_model, fine_tune_fraction=fine_tune_fraction,
-                           image_size=image_size, pretrained=pretrained, budget=budget, device=device,
-                           log=typer.echo)
+                           image_size=image_size, pretrained=pretrained, budget=budget, samples=samples,
+                           device=device, log=typer.echo)
     typer.echo(format_markdown(result))
     typer.echo(f"wrote {out / 'compare.json'} and {out / 'report.html'}")
     if json_out:

@@ -1,7 +1,7 @@
 """Data: image sources (folders, archives, torchvision datasets) for classification and segmentation."""
 
-from .segmentation import read_classes_file
 from .sources import ImageSource, Sample, Split, open_source, read_mask
+from ..segmentation.data import read_classes_file
 from .synthetic import make_shapes_dataset, make_shapes_segmentation_dataset
 
 __all__ = [

@@ -5,7 +5,7 @@
   a folder whose only child is such a folder (an archive's root) is entered;
   a plain ``<class>/<image>`` folder is one split named ``all``;
 - a segmentation folder: ``<split>/images/<image>`` + ``<split>/masks/<image stem>.png``
-  (see ``segmentation.py``), detected by its ``images/`` and ``masks/`` folders;
+  (see ``modellock/segmentation/data.py``), detected by its ``images/`` and ``masks/`` folders;
 - a ``.tar.gz``/``.tgz``/``.tar`` of such a folder, extracted once into the cache;
 - ``torchvision:NAME`` (e.g. ``torchvision:CIFAR10``, ``torchvision:VOCSegmentation``), downloaded into
   the cache when online.
@@ -235,7 +235,7 @@ def _is_image_folder(path: Path) -> bool:
 
 
 def _open_folder(spec: str, path: Path, task: str | None, ignore_index: int) -> ImageSource:
-    from . import segmentation
+    from ..segmentation import data as segmentation
 
     root = path
     while True:  # enter an archive's single root folder, e.g. cifar10/
@@ -307,7 +307,7 @@ _TV_SPLITS = {"train": ("train", "trainval"), "test": ("test", "val")}
 def _open_torchvision(spec: str, task: str | None, ignore_index: int) -> ImageSource:
     import torchvision.datasets as tvd
 
-    from . import segmentation
+    from ..segmentation import data as segmentation
 
     name = spec.split(":", 1)[1]
     if segmentation.torchvision_task(name, task) == "segmentation":

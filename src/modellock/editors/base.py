@@ -33,6 +33,14 @@ class Editor(ABC):
         """The key as this editor applies it to ``model`` (e.g. a block size that follows its patches)."""
         return key
 
+    @classmethod
+    def attack_family(cls, key):
+        """A differentiable ``torch.nn.Module`` of this editor's parameter family (``[0, 1]`` pixels
+        ``B x 3 x H x W`` in, edited and blended pixels out), started at ``key``'s parameters; None when
+        the editor declares none. The ``editor-family-adapter`` attack fits it by gradient: a thief knows
+        the code, so an editor whose key space a small family covers is only as safe as that fit is hard."""
+        return None
+
     def __init__(self, key, device: str | None = None, batch_size: int | None = None):
         self.key = key
         self.device = device

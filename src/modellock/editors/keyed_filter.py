@@ -76,6 +76,13 @@ class KeyedFilterEditor(Editor):
         tile = rng.normal(size=(8, 8, 3))
         self.tile = (float(key.params.get("pattern", 0.0)) * tile / np.abs(tile).max()).astype(np.float32)
 
+    @classmethod
+    def attack_family(cls, key):
+        """Free tone curves (256 levels a channel), colour mix, bias and 3x3 filters, blended by the key's alpha."""
+        from .families import KeyedFilterFamily
+
+        return KeyedFilterFamily(cls(key), key.alpha)
+
     def edit_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         a = np.stack(images)
         x = np.stack([self.lut[c][a[..., c]] for c in range(3)], axis=-1)  # tone curves, B,H,W,3 float32

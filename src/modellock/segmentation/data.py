@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import DataError
 from ..images import to_uint8_rgb, write_bytes_atomic
 from ..paths import cache_root
-from .sources import IMAGE_EXTENSIONS, ImageSource, Sample, Split, _visible_dirs, read_mask
+from ..data.sources import IMAGE_EXTENSIONS, ImageSource, Sample, Split, _visible_dirs, read_mask
 
 CLASSES_FILE = "classes.txt"
 VOC_CLASSES = (

@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import _HUB_ID, _first_line, _resolve_pretrained, load_pretrained
-from .errors import ModelLockError
+from ..backbones import _HUB_ID, _first_line, _resolve_pretrained, load_pretrained
+from ..errors import ModelLockError
 
 log = logging.getLogger(__name__)
 
