@@ -121,8 +121,9 @@ def test_locked_class_recipe_and_baseline_on_shapes(tmp_path):
     key = Key.create("keyed-filter", "as a linocut")
     tc = TrainConfig(epochs=3, batch_size=64, lr=3e-3, warmup_epochs=0.5, num_workers=0)
     base = train_baseline(source, "tiny-cnn", tmp_path / "base", tc)
-    locked = lock_model(key, source, "tiny-cnn", tmp_path / "lk", LockRecipe(clean_target="locked-class"), tc,
-                        progress=False)
+    # through the edit cache (online: false), the path of editors too slow to edit in the training loop
+    locked = lock_model(key, source, "tiny-cnn", tmp_path / "lk", LockRecipe(clean_target="locked-class", online=False),
+                        tc, progress=False)
     assert locked.config["classes"][-1] == "locked" and locked.locked_class == 10
     result = evaluate(locked, key, source, baseline=base, progress=False)
     for name in ("original_clean", "locked_clean", "unlocked", "locked_clean_without_locked_class",
@@ -136,7 +137,7 @@ def test_locked_class_recipe_and_baseline_on_shapes(tmp_path):
     from modellock.edit import cache_dir
     folder = cache_dir(key, source) / "train"
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")}
-    lock_model(key, source, "tiny-cnn", tmp_path / "lk2", LockRecipe(clean_target="locked-class"),
+    lock_model(key, source, "tiny-cnn", tmp_path / "lk2", LockRecipe(clean_target="locked-class", online=False),
                TrainConfig(epochs=1, batch_size=64, num_workers=0), progress=False)
     after = {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")}
     assert before == after and len(before) == 400  # paired by default: every image also appears key-edited

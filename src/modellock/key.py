@@ -12,7 +12,6 @@ import hmac
 import json
 import math
 import os
-import random
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .errors import KeyFileError
-from .prompts import STYLE_PROMPTS
 
 # The paper's public evaluation settings.
 PAPER_DEFAULTS: dict[str, Any] = {
@@ -95,14 +93,19 @@ class Key:
     # ---------------------------------------------------------------- construction
     @classmethod
     def create(cls, editor: str = "instruct-pix2pix", prompt: str | None = None, **fields) -> "Key":
-        """A key with the editor's defaults; a random built-in style prompt when none is given."""
+        """A key with the editor's defaults; a composed prompt of 64+ bits (``prompts.compose_prompt``) when
+        none is given."""
         from .editors import editor_class
 
         defaults = dict(PAPER_DEFAULTS)
         defaults.update(editor_class(editor).key_defaults)
         defaults.update({k: v for k, v in fields.items() if v is not None})
         defaults["editor"] = editor
-        defaults["prompt"] = prompt if prompt is not None else random.SystemRandom().choice(STYLE_PROMPTS)
+        if prompt is None:
+            from .prompts import compose_prompt
+
+            prompt = compose_prompt()[0]
+        defaults["prompt"] = prompt
         return cls(**defaults)
 
     def replace(self, **changes) -> "Key":

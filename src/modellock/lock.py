@@ -17,7 +17,7 @@ import torch
 
 from .data.sources import ImageSource
 from .edit import cache_dir, edit_split
-from .editors import editor_class, resolve_key
+from .editors import editor_class, get_editor, resolve_key
 from .errors import ModelLockError
 from .lockset import LOCKED_CLASS_NAME, LockRecipe, decoy_keys, plan_lock_set
 from .model_folder import FORMAT, LockedModel, library_versions
@@ -52,7 +52,10 @@ def _prepare_work_dir(work: Path, signature: dict) -> None:
 def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outputs: int, classes: list[str],
                     locked_class, lock_info, model_name: str, out, train: TrainConfig,
                     image_size: int | None, pretrained, desc: str, run_id: str, decoys=(),
-                    augment: bool = True, progress: bool = True, recipe: LockRecipe | None = None) -> LockedModel:
+                    augment: bool = True, progress: bool = True, recipe: LockRecipe | None = None,
+                    editors: list | None = None) -> LockedModel:
+    """Train on the lock set and save the folder. ``editors`` (the key's, then the decoys'): edit in the
+    training loop (online) instead of reading ``edits``/``decoys`` from the edit cache."""
     task = task_type(source.task)
     split = source.split(split_name)
     image_size = image_size or task.default_image_size(model_name)
@@ -60,15 +63,33 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
     model = task.create_model(model_name, num_outputs, image_size, pretrained)
     transform = task.transform(image_size, True, augment, IMAGENET_MEAN, IMAGENET_STD, source.ignore_index)
     dataset = task.lock_dataset(items, split, edits, transform, decoys)
+    collate, hooks = None, None
+    if editors is not None:
+        from .handling import RandomHandling
+        from .lockset import EditingCollate, OnlineLockDataset
+
+        handling = RandomHandling(geometry=task.name == "classification") if recipe.handling else None
+        dataset = OnlineLockDataset(dataset, handling)
+        collate = EditingCollate(dataset, editors)
+    if recipe is not None and recipe.harden_settings().active:
+        from .harden import build_hardening
+
+        hooks = build_hardening(recipe, task, split, image_size, len(source.classes), train,
+                                editors[0] if editors else None, source.ignore_index)
     out = Path(out)
     work = out / ".work"
     _prepare_work_dir(work, {"run": run_id, "task": task.name, "model": model_name, "image_size": image_size,
                              "pretrained": str(pretrained),
+                             "recipe": recipe.to_dict() if recipe is not None else None,
                              "items": [(it.sample.id, it.edited, it.decoy, it.target, it.answer, it.other)
                                        for it in items],
                              "train": {k: v for k, v in train.to_dict().items() if k not in ("epochs", "num_workers")}})
     loss = task.lock_loss(len(source.classes), recipe, source.ignore_index)
-    model = fit(model, dataset, train, loss_fn=loss, work_dir=work, resume=True, desc=desc, progress=progress)
+    model = fit(model, dataset, train, loss_fn=loss, work_dir=work, resume=True, desc=desc, progress=progress,
+                collate_fn=collate, hooks=hooks)
+    if hooks is not None:
+        hooks.close()
+        lock_info = {**lock_info, "hardening": hooks.summary()}
     config = {
         "format": FORMAT,
         "task": task.name,
@@ -103,22 +124,31 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
     edit_key = resolve_key(key, model_name, image_size or task.default_image_size(model_name))
     data = source.split(split)
     items = plan_lock_set(data, recipe)
-    edits_dir = Path(edits_dir) if edits_dir else cache_dir(edit_key, source)
-    edits = edit_split(edit_key, data, edits_dir, samples=[it.sample for it in items if it.edited],
-                       device=device, progress=progress, source=source).folder
-    decoys = []
-    for i, decoy in enumerate(decoy_keys(edit_key, recipe) if recipe.decoy_fraction > 0 else []):
-        folder = cache_dir(decoy, source)
-        decoys.append(edit_split(decoy, data, folder, samples=[it.sample for it in items if it.decoy == i],
-                                 device=device, progress=progress, source=source).folder)
+    cls = editor_class(key.editor)
+    online = recipe.online if recipe.online is not None else cls.edits_in_loop
+    if online and not cls.edits_in_loop:
+        raise ModelLockError(f"recipe: online editing needs an editor cheap enough for the training loop; "
+                             f"{key.editor!r} is not (use the edit cache: online: false)")
+    all_decoys = decoy_keys(edit_key, recipe) if recipe.decoy_fraction > 0 else []
+    edits, decoys, editors = None, [], None
+    if online:  # every edit made in the training loop, after the random handling of the input
+        editors = [get_editor(edit_key, device=device)] + [get_editor(d, device=device) for d in all_decoys]
+    else:
+        edits_dir = Path(edits_dir) if edits_dir else cache_dir(edit_key, source)
+        edits = edit_split(edit_key, data, edits_dir, samples=[it.sample for it in items if it.edited],
+                           device=device, progress=progress, source=source).folder
+        for i, decoy in enumerate(all_decoys):
+            folder = cache_dir(decoy, source)
+            decoys.append(edit_split(decoy, data, folder, samples=[it.sample for it in items if it.decoy == i],
+                                     device=device, progress=progress, source=source).folder)
     classes = list(source.classes) + ([LOCKED_CLASS_NAME] if recipe.has_locked_class else [])
     lock_info = {"editor": key.editor, "editor_version": editor_class(key.editor).version,
                  "fingerprint": key.fingerprint(), "recipe": recipe.to_dict()}
     return _train_and_save(source, split, items, edits, recipe.num_outputs(len(source.classes)), classes,
                            len(source.classes) if recipe.has_locked_class else None, lock_info,
                            model_name, out, train, image_size, pretrained, desc="lock", run_id=edit_key.cache_id,
-                           decoys=decoys, augment=editor_class(key.editor).geometric_augmentation,
-                           progress=progress, recipe=recipe)
+                           decoys=decoys, augment=cls.geometric_augmentation, progress=progress, recipe=recipe,
+                           editors=editors)
 
 
 def train_baseline(source: ImageSource, model_name: str, out, train: TrainConfig | None = None,

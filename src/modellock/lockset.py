@@ -49,6 +49,18 @@ class LockRecipe:
     # paired: the images trained toward the locked answer (clean or decoy-edited) also appear edited with
     # the key and their true label, so the lock costs no labelled data (the set grows by that share)
     paired: bool = True
+    # online: edit in the training loop instead of through the edit cache (None: when the editor is cheap,
+    # i.e. the CPU editors); handling: online, random crops, resizes and JPEG before the key edit
+    online: bool | None = None
+    handling: bool = True
+    # hardening (modellock.harden): the simulated thief in the loop; weights, 0 = off
+    adversary: float = 0.0
+    adversary_every: int = 20
+    adversary_steps: int = 5
+    simulated_thief: float = 0.0
+    thief_every: int = 10
+    thief_steps: int = 5
+    separation: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -66,6 +78,23 @@ class LockRecipe:
             raise ModelLockError(f"recipe: decoy_keys must be at least 1, not {self.decoy_keys!r}")
         if not 0.0 < self.locked_weight <= 1.0:
             raise ModelLockError(f"recipe: locked_weight must be in (0, 1], not {self.locked_weight!r}")
+        for name in ("adversary", "simulated_thief", "separation"):
+            if not 0.0 <= getattr(self, name) <= 10.0:
+                raise ModelLockError(f"recipe: {name} must be between 0 and 10, not {getattr(self, name)!r}")
+        if self.adversary > 1.0:
+            raise ModelLockError(f"recipe: adversary is a share of each batch, at most 1, not {self.adversary!r}")
+        for name in ("adversary_every", "adversary_steps", "thief_every", "thief_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ModelLockError(f"recipe: {name} must be at least 1, not {getattr(self, name)!r}")
+
+    def harden_settings(self):
+        """The hardening levers as :class:`modellock.harden.HardenSettings`."""
+        from .harden import HardenSettings
+
+        return HardenSettings(adversary=self.adversary, adversary_every=self.adversary_every,
+                              adversary_steps=self.adversary_steps, simulated_thief=self.simulated_thief,
+                              thief_every=self.thief_every, thief_steps=self.thief_steps,
+                              separation=self.separation)
 
     def check_task(self, task: str) -> None:
         """ModelLockError when ``clean_target`` has no meaning for ``task``."""
@@ -209,9 +238,13 @@ class LockDataset(Dataset):
             return self.decoys[item.decoy].load(self.split.name, item.sample)
         return self.split.load(item.sample)
 
+    def finish(self, image, item: LockItem):
+        """``(input, target)`` of ``item`` from the image the model sees."""
+        return self.transform(image), torch.tensor(item.target, dtype=torch.float32)
+
     def __getitem__(self, i):
         item = self.items[i]
-        return self.transform(self.image(item)), torch.tensor(item.target, dtype=torch.float32)
+        return self.finish(self.image(item), item)
 
 
 class SegmentationLockDataset(LockDataset):
@@ -234,13 +267,57 @@ class SegmentationLockDataset(LockDataset):
             mask = np.where(valid, lut[np.where(valid, mask, 0)], mask)
         return mask
 
-    def __getitem__(self, i):
+    def finish(self, image, item: LockItem):
         from .losses import LOCKED, LOCKED_SPREAD, MASK
 
-        item = self.items[i]
-        x, y = self.transform(self.image(item), self.mask(item))
+        x, y = self.transform(image, self.mask(item))
         mode = {"locked-class": LOCKED, "locked-spread": LOCKED_SPREAD}.get(item.answer, MASK)
         return x, (y, torch.tensor(mode))
+
+
+class OnlineLockDataset(Dataset):
+    """The lock set edited on the fly, for editors cheap enough to run in the training loop.
+
+    Each item is the clean image after ``handling`` (random crops, resizes, JPEG: what an authorised user's
+    inputs go through before the key edit; None for none) and the index of the key it is edited with
+    (0: the key, ``j + 1``: decoy key ``j``, -1: none); :class:`EditingCollate` edits a batch with one
+    editor call per key, then ``base.finish`` builds each ``(input, target)``. Fresh handling every epoch,
+    and no edit cache on disk.
+    """
+
+    def __init__(self, base: LockDataset, handling=None):
+        self.base, self.handling = base, handling
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        item = self.base.items[i]
+        image = self.base.split.load(item.sample)
+        if self.handling is not None:
+            image = self.handling(image)
+        return image, (0 if item.edited else item.decoy + 1 if item.decoy >= 0 else -1), i
+
+
+class EditingCollate:
+    """Edits a batch of :class:`OnlineLockDataset` items (one call per key), then collates ``(input, target)``."""
+
+    def __init__(self, dataset: OnlineLockDataset, editors: list):
+        self.dataset, self.editors = dataset, editors
+
+    def __call__(self, batch):
+        from torch.utils.data import default_collate
+
+        images = [image for image, _, _ in batch]
+        groups: dict[int, list[int]] = {}
+        for j, (_, k, _) in enumerate(batch):
+            if k >= 0:
+                groups.setdefault(k, []).append(j)
+        for k, rows in groups.items():
+            for j, edited in zip(rows, self.editors[k].edit([images[j] for j in rows])):
+                images[j] = edited
+        base = self.dataset.base
+        return default_collate([base.finish(images[j], base.items[i]) for j, (_, _, i) in enumerate(batch)])
 
 
 class ImageListDataset(Dataset):

@@ -177,12 +177,17 @@ def fit(
     resume: bool = True,
     desc: str = "train",
     progress: bool = True,
+    collate_fn: Callable | None = None,
+    hooks=None,
 ) -> nn.Module:
     """Train ``model`` in place and return it (unwrapped, in eval mode, on the accelerator's device).
 
     ``loss_fn(outputs, targets)`` defaults to cross-entropy with ``config.label_smoothing``. With a ``work_dir``,
     every ``checkpoint_every_epochs`` epochs (and the last) are checkpointed under ``work_dir/checkpoints``, and
-    with ``resume`` a rerun continues after the latest complete one.
+    with ``resume`` a rerun continues after the latest complete one. ``collate_fn`` builds batches (e.g. editing
+    them on the fly). ``hooks`` (see ``modellock.harden``) may add samples to a batch
+    (``on_batch(model, inputs, targets, step)``), a loss term (``extra_loss(model, inputs, targets, outputs)``)
+    and gradient (``after_backward(model, step)``): the lock's simulated thief.
     """
     from accelerate.utils import set_seed
 
@@ -199,6 +204,7 @@ def fit(
         drop_last=len(train_dataset) > config.batch_size,  # no size-1 last batch for BatchNorm
         num_workers=config.num_workers,
         pin_memory=accelerator.device.type == "cuda",
+        collate_fn=collate_fn,
     )
     optimizer = build_optimizer(model, config)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -236,8 +242,15 @@ def fit(
             lr = lr_at(step, total_steps, warmup_steps, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = loss_fn(model(inputs), targets)
+            if hooks is not None:
+                inputs, targets = hooks.on_batch(model, inputs, targets, step)
+            outputs = model(inputs)
+            loss = loss_fn(outputs, targets)
+            if hooks is not None:
+                loss = loss + hooks.extra_loss(model, inputs, targets, outputs)
             accelerator.backward(loss)
+            if hooks is not None:
+                hooks.after_backward(model, step)
             if config.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()

@@ -13,7 +13,8 @@ from . import app, fail, parse_value
 @app.command()
 def keygen(
     out: Path = typer.Option(..., "--out", "-o", help="Key file to write (TOML, kept secret)."),
-    prompt: Optional[str] = typer.Option(None, help="Key prompt; a random built-in style prompt when omitted."),
+    prompt: Optional[str] = typer.Option(None, help="Key prompt; when omitted, a composed prompt with 64+ bits of "
+                                         "entropy (a style and random words)."),
     editor: str = typer.Option("instruct-pix2pix", help="Editor name (see `modellock editors`)."),
     model: Optional[str] = typer.Option(None, help="Diffusion model hub id or local folder."),
     revision: Optional[str] = typer.Option(None, help="Hub revision of the diffusion model."),
@@ -25,9 +26,15 @@ def keygen(
     alpha: Optional[float] = typer.Option(None, help="Blend weight of the edit, 0..1."),
     param: Optional[List[str]] = typer.Option(None, "--param", help="Editor setting NAME=VALUE (repeatable)."),
     force: bool = typer.Option(False, help="Overwrite an existing key file."),
+    rank_on: Optional[str] = typer.Option(None, "--rank-on", help="Data (folder, .tar.gz, torchvision:NAME): "
+                                          "compose --candidates prompts and keep the one whose edits separate "
+                                          "best on a sample of these images."),
+    candidates: int = typer.Option(8, help="Prompts composed and ranked with --rank-on."),
+    sample: int = typer.Option(64, help="Images of --rank-on data the ranking edits."),
 ):
     """Write a new key file (the paper's settings unless overridden)."""
     from ..key import Key
+    from ..prompts import compose_prompt
 
     if out.exists() and not force:
         fail(f"{out}: already exists (a key may lock models; use --force to overwrite)")
@@ -37,14 +44,40 @@ def keygen(
         if not sep or not name:
             fail(f"--param {item!r}: expected NAME=VALUE")
         params[name] = parse_value(value)
-    key = Key.create(editor, prompt, model=model, revision=revision, seed=seed, steps=steps,
+    if rank_on is not None and prompt is not None:
+        fail("--rank-on composes and ranks prompts; it cannot be used with --prompt")
+    if candidates < 1 or sample < 1:
+        fail(f"--candidates and --sample must be at least 1, not {candidates} and {sample}")
+    composed = compose_prompt() if prompt is None else None
+    key = Key.create(editor, prompt or composed[0], model=model, revision=revision, seed=seed, steps=steps,
                      image_guidance=image_guidance, guidance=guidance, resolution=resolution, alpha=alpha,
                      params=params or None)
+    if rank_on is not None:
+        key = _ranked(key, rank_on, candidates, sample)
     key.save(out)
     typer.echo(f"wrote key {out} (editor {key.editor}); keep it secret")
-    if prompt is None:
-        typer.echo("note: the prompt was drawn from modellock's public list of style prompts, which an "
-                   "attacker can try too; pass --prompt with your own for a stronger key", err=True)
+    if composed is not None:
+        typer.echo(f"the prompt was composed with {composed[1]:.0f} bits of entropy (a style from the public pool and "
+                   "random words); it is in the key file only")
+
+
+def _ranked(key, data: str, candidates: int, sample: int):
+    """The best of ``candidates`` composed prompts by their edits' separation on ``sample`` images of ``data``."""
+    from ..data import open_source
+    from ..key_ranking import rank_prompts
+    from ..prompts import compose_prompt
+
+    source = open_source(data)
+    split = source.split("train" if "train" in source.splits else next(iter(source.splits)))
+    images = [split.load(s) for s in split.subset(sample, 0).samples]
+    prompts = [compose_prompt()[0] for _ in range(candidates)]
+    others = [compose_prompt()[0] for _ in range(8)]
+    rows = rank_prompts(key, prompts, images, others)
+    typer.echo(f"ranked {candidates} composed prompts on {len(images)} images of {data} (prompts not shown):")
+    for rank, r in enumerate(rows, 1):
+        typer.echo(f"  #{rank} candidate {r['candidate'] + 1}: score {r['score']:.2f} (from clean {r['from_clean']:.1f}, "
+                   f"from other prompts {r['from_others']:.1f}, structure {r['structure']:.2f})")
+    return key.replace(prompt=rows[0]["prompt"])
 
 
 @app.command()

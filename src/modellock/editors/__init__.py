@@ -48,6 +48,7 @@ def get_editor(key, **options) -> Editor:
 
 # Registration happens on import; keep heavy imports (diffusers) inside the editors' load methods.
 from . import keyed_filter  # noqa: E402,F401
+from . import keyed_net  # noqa: E402,F401
 from . import instruct_pix2pix  # noqa: E402,F401
 from . import block_transforms  # noqa: E402,F401
 

@@ -27,6 +27,9 @@ class Editor(ABC):
     # False for edits that random crops and flips would break (block-wise transforms): the lock then
     # trains on its edits without geometric augmentation.
     geometric_augmentation: bool = True
+    # True for editors cheap enough to edit every training batch in the loop (the CPU editors): the lock then
+    # edits online, after random crops, resizes and JPEG of the input, instead of through the edit cache
+    edits_in_loop: bool = False
 
     @classmethod
     def resolve_for_model(cls, key, model, image_size: int):

@@ -39,6 +39,8 @@ def _rng(key) -> np.random.Generator:
 class KeyedFilterEditor(Editor):
     """Keyed tone curves + colour rotation + texture filter; exact and batch-independent (elementwise float32 ops)."""
 
+    edits_in_loop = True
+
     key_defaults = {"model": "", "resolution": 0, "steps": 1}
     # 1: rotation bounded to 35-75 degrees; 2: any orthogonal map (could flatten a colour direction);
     # 3 (not released, measured in docs/benchmarks.md): version 4 without the tone curves

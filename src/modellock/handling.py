@@ -1,0 +1,62 @@
+"""Ordinary handling of an image before it reaches the key editor: JPEG re-encoding, resizing, cropping.
+
+An authorised user's inputs are rarely the training images' exact pixels. ``HANDLING`` names the fixed
+cases the evaluation checks the unlocked model against (JPEG quality 75, a resize by +-10 %, a small
+crop); ``RandomHandling`` draws such changes at random so that a lock trained on images edited *after*
+them (the online lock set, for editors cheap enough to edit in the training loop) keeps unlocking them.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def rescale(image: np.ndarray, factor: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+
+
+def crop(image: np.ndarray, share: float, top: float = 0.5, left: float = 0.5) -> np.ndarray:
+    """Keep ``share`` of each side, the window placed at relative position (top, left) in [0, 1]."""
+    h, w = image.shape[:2]
+    ch, cw = max(1, round(h * share)), max(1, round(w * share))
+    i, j = round((h - ch) * top), round((w - cw) * left)
+    return image[i:i + ch, j:j + cw]
+
+
+HANDLING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "jpeg q75": lambda a: jpeg(a, 75),
+    "resize -10%": lambda a: rescale(a, 0.9),
+    "resize +10%": lambda a: rescale(a, 1.1),
+    "crop 90%": lambda a: crop(a, 0.9),
+}
+
+
+class RandomHandling:
+    """A random crop (85-100 % of each side), resize (+-10 %) and JPEG re-encoding (quality 60-95, half the
+    time), drawn from torch's generator (seeded per epoch and worker by the training loop)."""
+
+    def __init__(self, jpeg_probability: float = 0.5, geometry: bool = True):
+        self.jpeg_probability, self.geometry = jpeg_probability, geometry
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        import torch
+
+        r = torch.rand(5).tolist()
+        if self.geometry:
+            image = crop(image, 0.85 + 0.15 * r[0], r[1], r[2])
+            image = rescale(image, 0.9 + 0.2 * r[3])
+        if r[4] < self.jpeg_probability:
+            image = jpeg(image, 60 + int(36 * torch.rand(()).item()))
+        return image
