@@ -57,6 +57,7 @@ def attack(
 ):
     """Attack a locked model without its key: guessed/similar prompts, wrong machinery, fine-tuning, adapters..."""
     from ..data import open_source
+    from ..data.checks import check_data
     from ..key import Key
     from ..model_folder import LockedModel
     from ..paths import cache_root
@@ -76,6 +77,7 @@ def attack(
     base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
     limits = {name: v for name, v in (("train", train_limit), ("test", test_limit)) if v is not None}
     source = open_source(data, limits, task=m.task, ignore_index=m.ignore_index)
+    check_data(source, "test", m.image_size, m.classes, training=False)  # before any attack trains or edits
     work = work_dir or cache_root() / "attacks" / str(m.config.get("weights_sha256", "model"))[:16]
     run = run_suite(m, k, source, names, base, attacker_settings, log=typer.echo,
                     grid_images=6 if report else 0, fractions=_fractions(fractions), limit_prompts=limit_prompts,

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from . import app, fail
+from . import app
 
 
 @app.command()
@@ -22,7 +22,6 @@ def predict(
     device: Optional[str] = typer.Option(None),
 ):
     """Predict classes of images (segmentation: a colour-coded mask per image), unlocking the model with KEY."""
-    from ..images import load_image
     from ..key import Key
     from ..model_folder import LockedModel
 
@@ -33,16 +32,10 @@ def predict(
         predictor = m.predictor()
     else:
         predictor = m.unlock(Key.load(key), device=device)
-    arrays = []
-    for p in images:
-        try:
-            arrays.append(load_image(p))
-        except (OSError, ValueError) as e:
-            fail(f"{p}: cannot read image ({type(e).__name__})")
     if m.task == "segmentation":
-        _write_masks(images, predictor.segment(arrays), m, masks, as_json, top_k)
+        _write_masks(images, predictor.segment(list(images)), m, masks, as_json, top_k)
         return
-    for p, r in zip(images, predictor.predict(arrays, top_k=top_k)):
+    for p, r in zip(images, predictor.predict(list(images), top_k=top_k)):
         if as_json:
             typer.echo(json.dumps({"image": str(p), **r}))
         else:
