@@ -120,7 +120,9 @@ class LockedModel:
         """Record an evaluation in config.json and the model card (the weights are untouched)."""
         from .model_card import render_card
 
-        self.config["evaluation"] = result
+        from .results_json import rounded
+
+        self.config["evaluation"] = rounded(result)
         write_bytes_atomic(json.dumps(self.config, indent=2).encode(), self.path / CONFIG)
         write_bytes_atomic(render_card(self.config).encode(), self.path / CARD)
 

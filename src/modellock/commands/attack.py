@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -84,10 +83,10 @@ def attack(
                     screen=screen, top_k=top_k, budget=budget, samples=samples, lr=lr, seed=seed, random_keys=random_keys,
                     diffusion_models=tuple(diffusion_model or ()), device=device, work_dir=work)
     typer.echo(format_table(run.result))
-    from ..images import write_bytes_atomic
-
     if json_out:
-        write_bytes_atomic(json.dumps(run.result, indent=2).encode(), json_out)
+        from ..results_json import write_json
+
+        write_json(json_out, run.result)
         typer.echo(f"wrote {json_out}")
     if update_card and m.path is not None and Path(model).is_dir():
         m.save_attack_summary(run.result["summary"], run.result["settings"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -43,8 +42,8 @@ def eval_cmd(
     result = evaluate(m, k, source, split, base, wrong, batch_size=batch_size, device=device)
     typer.echo(format_table(result))
     if json_out:
-        from ..images import write_bytes_atomic
+        from ..results_json import write_json
 
-        write_bytes_atomic(json.dumps(result, indent=2).encode(), json_out)
+        write_json(json_out, result)
     if update_card and m.path is not None and Path(model).is_dir():
         m.save_evaluation(result)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -24,6 +23,7 @@ def predict(
     """Predict classes of images (segmentation: a colour-coded mask per image), unlocking the model with KEY."""
     from ..key import Key
     from ..model_folder import LockedModel
+    from ..results_json import dumps
 
     m = LockedModel.from_pretrained(model, device=device)
     if key is None:
@@ -37,7 +37,7 @@ def predict(
         return
     for p, r in zip(images, predictor.predict(list(images), top_k=top_k)):
         if as_json:
-            typer.echo(json.dumps({"image": str(p), **r}))
+            typer.echo(dumps({"image": str(p), **r}))
         else:
             typer.echo(f"{p}\t{r['class']}\t{r['probability']:.3f}")
 
@@ -45,6 +45,7 @@ def predict(
 def _write_masks(images: List[Path], results: list, m, folder: Path, as_json: bool, top_k: int) -> None:
     """One colour PNG per input (``<stem>.png``, numbered when stems repeat), then a line per image."""
     from ..images import colour_mask, save_png_atomic
+    from ..results_json import dumps
 
     stems = [p.stem for p in images]
     for i, (p, r) in enumerate(zip(images, results)):
@@ -53,7 +54,7 @@ def _write_masks(images: List[Path], results: list, m, folder: Path, as_json: bo
         save_png_atomic(colour_mask(r["mask"], len(m.classes)), out)
         areas = dict(list(r["class_areas"].items())[:top_k]) if not as_json else r["class_areas"]
         if as_json:
-            typer.echo(json.dumps({"image": str(p), "mask": str(out), "class_areas": areas}))
+            typer.echo(dumps({"image": str(p), "mask": str(out), "class_areas": areas}))
         else:
             shares = ", ".join(f"{c} {a:.1%}" for c, a in areas.items())
             typer.echo(f"{p}\t{out}\t{shares}")
