@@ -165,3 +165,21 @@ def test_data_warning_is_one_line(tmp_path, capsys, one_thread):
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: {data}: split 'test' has no images of class 'star': its score will not cover them"]
     assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+def test_first_contact_mistakes(tmp_path):
+    """Wrong values and paths found by trying the CLI as a new user: one line each, no traceback."""
+    Key.create("keyed-filter", "with oil pastel").save(tmp_path / "k.toml")
+    (tmp_path / "file.txt").write_text("x")
+    _assert_one_line_error(run("train", "--data", tmp_path, "--out", tmp_path / "m", "--image-size", "0"),
+                           "--image-size", "greater than or equal to 8")
+    _assert_one_line_error(run("predict", "--model", tmp_path, "--top-k", "0", tmp_path / "file.txt"), "--top-k")
+    (tmp_path / "ds" / "a").mkdir(parents=True)
+    (tmp_path / "ds" / "b").mkdir()
+    _assert_one_line_error(run("train", "--data", tmp_path / "ds", "--out", tmp_path / "m"), "no images found")
+    for c in "ab":
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "ds" / c / "1.png")
+    _assert_one_line_error(run("train", "--data", tmp_path / "ds", "--out", tmp_path / "file.txt"),
+                           "file.txt: exists and is not a folder")
+    p = run("edit", "--key", tmp_path / "k.toml", "--data", tmp_path / "ds", "--out", tmp_path / "file.txt")
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [f"error: {tmp_path / 'file.txt'}: File exists"]

@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(e))
     except USAGE_ERRORS as e:
         _fail(_usage_message(e, sys.argv[1:] if argv is None else list(argv)))
+    except OSError as e:  # the file system refused (not a folder, no permission, disk full): not a bug to trace
+        _fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else f"{type(e).__name__}: {e}", code=1)
     except (KeyboardInterrupt, *ABORTS):
         _interrupted()
     except typer.Exit as e:

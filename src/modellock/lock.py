@@ -35,6 +35,8 @@ def default_image_size(model_name: str, task: str = "classification") -> int:
 def check_output(out, overwrite: bool) -> Path:
     """Refuse to replace a finished model folder unless ``overwrite``."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ModelLockError(f"{out}: exists and is not a folder (--out names the model folder to write)")
     if (out / "model.safetensors").exists() and not overwrite:
         raise ModelLockError(f"{out}: already holds a model (use --force to replace it)")
     return out

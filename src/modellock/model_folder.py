@@ -167,7 +167,11 @@ class LockedModel:
             raise ModelLockError(f"{folder / WEIGHTS}: weights do not fit the architecture in config.json "
                                  f"({str(e).splitlines()[0]})") from None
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(model.to(device), config, folder)
+        try:
+            model = model.to(device)
+        except (RuntimeError, AssertionError) as e:  # no such device, no driver, torch built without CUDA
+            raise ModelLockError(f"device {device!r}: {str(e).splitlines()[0]}") from None
+        return cls(model, config, folder)
 
     # ------------------------------------------------------------------ predictors
     def unlock(self, key, device: str | None = None, batch_size: int | None = None) -> "Predictor":

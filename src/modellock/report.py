@@ -127,7 +127,7 @@ def bar_chart(result: dict, path: Path) -> Path:
     handles.append(plt.Line2D([0], [0], color="black", linestyle="--", label=f"chance {result['chance']:.3f}"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 

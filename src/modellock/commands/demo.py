@@ -15,7 +15,7 @@ def demo(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the demo's outputs (default: "
                                        "demo-output, or demo-output-segmentation)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the evaluation JSON here."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the demo's)."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: the demo's)."),
     task: str = typer.Option("classification", help="classification or segmentation."),
 ):
     """Run the whole flow on built-in data, no downloads: keygen, edit, train, lock, evaluate, report."""

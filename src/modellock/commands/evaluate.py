@@ -19,10 +19,10 @@ def eval_cmd(
     baseline: Optional[str] = typer.Option(None, help="Baseline (original) model folder."),
     wrong_key: Optional[List[Path]] = typer.Option(None, "--wrong-key", help="Wrong key file(s); default: "
                                                    "the next seed and two other prompts."),
-    test_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N test images."),
+    test_limit: Optional[int] = typer.Option(None, min=1, help="Use a class-balanced subset of N test images."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
     update_card: bool = typer.Option(True, help="Store the result in the model folder's config and card."),
-    batch_size: int = typer.Option(256),
+    batch_size: int = typer.Option(256, min=1),
     device: Optional[str] = typer.Option(None),
 ):
     """Evaluate a locked model: original, locked, unlocked and wrong-key accuracy (segmentation: mIoU)."""

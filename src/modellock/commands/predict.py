@@ -16,7 +16,7 @@ def predict(
     model: str = typer.Option(..., "--model", "-m", help="Model folder or hub repo id."),
     key: Optional[Path] = typer.Option(None, "--key", "-k", help="Key file; without it the model stays locked."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-    top_k: int = typer.Option(3, help="Classes listed per image in --json output."),
+    top_k: int = typer.Option(3, min=1, help="Classes listed per image in --json output."),
     masks: Path = typer.Option(Path("masks"), "--masks", help="Segmentation: folder for the colour-coded mask PNGs."),
     device: Optional[str] = typer.Option(None),
 ):

@@ -39,12 +39,12 @@ _opt = dict(
                        "torchvision:NAME. Segmentation: small-segnet (default), torchvision:fcn_resnet50, "
                        "torchvision:deeplabv3_resnet50, torchvision:lraspp_mobilenet_v3_large, segformer:mit-b0, ..."),
     pretrained=typer.Option(None, help="Pretrained weights: hub id (hf-hub:...), .safetensors file or folder."),
-    image_size=typer.Option(None, help="Model input size (default: the backbone's own)."),
-    epochs=typer.Option(None), batch_size=typer.Option(None), lr=typer.Option(None),
+    image_size=typer.Option(None, min=8, help="Model input size (default: the backbone's own)."),
+    epochs=typer.Option(None, min=1), batch_size=typer.Option(None, min=1), lr=typer.Option(None, min=0.0),
     seed=typer.Option(None, help="Seed of the lock set and of training."),
-    num_workers=typer.Option(None, help="Data loader workers."),
+    num_workers=typer.Option(None, min=0, help="Data loader workers."),
     mixed_precision=typer.Option(None, help="no, bf16 or fp16 (GPU)."),
-    train_limit=typer.Option(None, help="Use a class-balanced subset of N training images."),
+    train_limit=typer.Option(None, min=1, help="Use a class-balanced subset of N training images."),
     split=typer.Option(None, "--split", help="Split to train on (default: train, or the data's only split, "
                        "e.g. 'all' for a plain <class>/<image> folder)."),
     force=typer.Option(False, "--force", help="Replace a model already in --out."),
