@@ -44,7 +44,7 @@ def test_every_kind_of_input_alone_or_in_a_list(predictor, test_image, one_threa
 
 @pytest.mark.parametrize("bad", [{"image": 1}, 42, None, np.zeros(5), [Path("a.png"), 3.5]])
 def test_anything_else_is_one_clear_error(predictor, bad):
-    with pytest.raises(ImageInputError, match="expected a file path") as e:
+    with pytest.raises(ImageInputError, match="is not an image.*expected a file path") as e:
         predictor.predict(bad)
     assert isinstance(e.value, TypeError) and isinstance(e.value, ModelLockError)
 
@@ -84,3 +84,16 @@ def test_segmentation_mask_at_the_input_size(tmp_path, one_thread):
     photo = Image.new("RGB", (640, 480), (40, 90, 160))
     out = model.predictor().segment(photo)
     assert out["mask"].shape == (480, 640) and abs(sum(out["class_areas"].values()) - 1) < 1e-6
+
+
+def test_model_card_snippet_runs(tiny_locked, test_image, tmp_path, monkeypatch, one_thread):
+    """The card's Python block (the issue: its import line failed) runs with its placeholders filled in."""
+    root = tiny_locked[0]
+    card = (root / "locked" / "README.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace("THIS_FOLDER", str(root / "locked")).replace("KEY.toml", str(root / "key.toml"))
+    Image.open(test_image).save(tmp_path / "image.jpg")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "model card", "exec"), namespace)
+    assert isinstance(namespace["predictor"].predict("image.jpg")["class"], str)

@@ -5,7 +5,6 @@ import json
 import re
 
 import numpy as np
-import pytest
 import torch
 
 from modellock.report import COUNTED, IGNORED, ROLE_COLOURS, format_table, markdown_table, matrix_rows

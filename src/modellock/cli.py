@@ -58,15 +58,15 @@ def app_commands() -> set[str]:
     return {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
 
 
+_python_show_warning = warnings.showwarning
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     """Data warnings as one ``warning: ...`` line; other warnings as Python shows them."""
     if issubclass(category, DataWarning):
         print(f"warning: {message}", file=sys.stderr)
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
-
-
-_python_show_warning = warnings.showwarning
 
 
 def _fail(message: str, code: int = 2) -> None:

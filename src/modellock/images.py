@@ -61,6 +61,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         return to_uint8_rgb(im)
 
 
+_EXPECTED = "expected a file path (str or pathlib.Path), a PIL image or an HxWxC array, or a list of them"
+
+
 def as_image_list(images) -> list:
     """``images`` as a list: one image (a file path, PIL image or HxW[xC] array) or a sequence of them
     (a list, a tuple, or an NxHxWxC array); ImageInputError for anything else."""
@@ -76,16 +79,13 @@ def as_image_list(images) -> list:
     raise ImageInputError(f"{_describe(images)} is not an image or a list of images; {_EXPECTED}")
 
 
-_EXPECTED = ("expected a file path (str or pathlib.Path), a PIL image or an HxWxC array, or a list of them")
-
-
 def is_single_image(x) -> bool:
     """Whether ``x`` is one image (a path, a PIL image, an HxW or HxWxC array), not a collection."""
     return isinstance(x, (str, os.PathLike, Image.Image)) or (isinstance(x, np.ndarray) and x.ndim in (2, 3))
 
 
 def _describe(x) -> str:
-    return f"an array of shape {x.shape}" if isinstance(x, np.ndarray) else f"a {type(x).__name__}"
+    return f"an array of shape {x.shape}" if isinstance(x, np.ndarray) else f"an object of type {type(x).__name__}"
 
 
 def shrunk_size(size: tuple[int, int], short_side: int | None) -> tuple[int, int]:
@@ -119,15 +119,12 @@ def read_input_image(image: ImageInput, short_side: int | None = None) -> tuple[
     if isinstance(image, Image.Image):
         return _shrink(image, image.size, short_side), (image.height, image.width)
     a = np.asarray(image)
-    if a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] in (3, 4) and short_side:
-        pil = Image.fromarray(np.ascontiguousarray(a[:, :, :3]))
-        return _shrink(pil, pil.size, short_side), a.shape[:2]
-    try:
-        a = to_uint8_rgb(a)
-    except ValueError as e:
-        raise ImageInputError(f"{_describe(image)}: {e}") from None
-    target = shrunk_size((a.shape[1], a.shape[0]), short_side)
-    return resize_bilinear(a, (target[1], target[0])), a.shape[:2]
+    if not (a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3):
+        try:
+            a = to_uint8_rgb(a)  # grey, RGBA or float pixels: converted at full size first
+        except ValueError as e:
+            raise ImageInputError(f"{_describe(image)}: {e}") from None
+    return _shrink(Image.fromarray(np.ascontiguousarray(a)), (a.shape[1], a.shape[0]), short_side), a.shape[:2]
 
 
 def _shrink(im: Image.Image, size: tuple[int, int], short_side: int | None) -> np.ndarray:
@@ -137,14 +134,6 @@ def _shrink(im: Image.Image, size: tuple[int, int], short_side: int | None) -> n
     if im.size != target:
         im = im.resize(target, Image.BILINEAR)
     return np.asarray(im, dtype=np.uint8).copy()
-
-
-def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an HxWx3 uint8 array to (height, width), bilinear (antialiased when shrinking); no-op when equal."""
-    h, w = size
-    if image.shape[:2] == (h, w):
-        return image
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
 
 
 def save_png_atomic(image: np.ndarray, path: str | os.PathLike, fsync: bool = False) -> None:

@@ -33,7 +33,7 @@ def render_card(config: dict) -> str:
             "```", "", "```python",
             "from modellock import Key, LockedModel",
             "predictor = LockedModel.from_pretrained('THIS_FOLDER').unlock(Key.load('KEY.toml'))",
-            "predictor.predict([image])", "```", "",
+            "predictor.predict('image.jpg')   # a path, PIL image or array; or a list of them", "```", "",
             "A key that does not match the fingerprint is refused.", "",
         ]
     else:

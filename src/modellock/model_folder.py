@@ -119,7 +119,6 @@ class LockedModel:
     def save_evaluation(self, result: dict) -> None:
         """Record an evaluation in config.json and the model card (the weights are untouched)."""
         from .model_card import render_card
-
         from .results_json import rounded
 
         self.config["evaluation"] = rounded(result)

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from . import app, limits
+from . import app
 
 
 @app.command("eval")
@@ -27,6 +27,7 @@ def eval_cmd(
 ):
     """Evaluate a locked model: original, locked, unlocked and wrong-key accuracy (segmentation: mIoU)."""
     from ..data import open_source
+    from ..data.checks import pick_split
     from ..evaluate import evaluate
     from ..key import Key
     from ..model_folder import LockedModel
@@ -37,8 +38,8 @@ def eval_cmd(
     m.unlock(k)  # refuse a key that does not match, before any work
     base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
     wrong = {f"key {p.name}": Key.load(p) for p in wrong_key} if wrong_key else None
-    wanted = limits(None, test_limit) if split == "test" else {split: test_limit} if test_limit else {}
-    source = open_source(data, wanted, task=m.task, ignore_index=m.ignore_index)
+    source = open_source(data, task=m.task, ignore_index=m.ignore_index)
+    source.limit(pick_split(source, split), test_limit)
     result = evaluate(m, k, source, split, base, wrong, batch_size=batch_size, device=device)
     typer.echo(format_table(result))
     if json_out:

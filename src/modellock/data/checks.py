@@ -35,8 +35,11 @@ def pick_split(source: ImageSource, name: str | None, default: str = "train") ->
     """The split to use: ``name`` when given; else ``default`` when the source has it, or its only split."""
     if name is None and default not in source.splits and len(source.splits) == 1:
         return next(iter(source.splits))
-    source.split(name or default)  # DataError listing the splits there are
-    return name or default
+    name = name or default
+    if name not in source.splits:
+        raise DataError(f"{source.spec}: no split {name!r} (splits: {', '.join(source.splits)}; "
+                        "choose one with --split)")
+    return name
 
 
 def check_data(source: ImageSource, split: str, image_size: int | None = None, classes: list[str] | None = None,

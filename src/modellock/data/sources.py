@@ -177,8 +177,7 @@ class ImageSource:
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
-            raise DataError(f"{self.spec}: no split {name!r} (splits: {', '.join(self.splits) or 'none'}; "
-                            "choose one with --split)")
+            raise DataError(f"{self.spec}: no split {name!r} (splits: {', '.join(self.splits) or 'none'})")
         return self.splits[name]
 
     def limit(self, name: str, limit: int | None, seed: int = 0) -> None:
