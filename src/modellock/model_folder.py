@@ -194,6 +194,8 @@ class LockedModel:
 
 
 def _download(repo_id: str) -> Path:
+    if "/" not in repo_id:  # a mistyped folder, not a hub id (``user/name``): say so without asking the hub
+        raise ModelLockError(f"{repo_id}: no such model folder (a hub repo id has the form user/name)")
     try:
         from huggingface_hub import snapshot_download
 
