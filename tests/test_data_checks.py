@@ -25,8 +25,9 @@ def _folder(root, spec: dict) -> str:
     return str(root)
 
 
-def test_single_class_refused_before_any_edit(tmp_path):
+def test_single_class_refused_before_any_edit(tmp_path, monkeypatch):
     """The issue's case: one class ran a minute and wrote a '1 classes' model answering 'circle' at 1.000."""
+    monkeypatch.setenv("MODELLOCK_CACHE", str(tmp_path / "cache"))
     source = open_source(_folder(tmp_path / "d", {"train/circle": 4, "test/circle": 2}))
     key = Key.create("keyed-filter", "with oil pastel")
     with pytest.raises(DataError, match=r"split 'train' has images of 1 class only \('circle'\); a model needs "
