@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 def evaluation_table(result: dict) -> str:
     """A markdown table of an evaluation result (see ``modellock.evaluate``)."""
     from .report import markdown_table

@@ -128,8 +128,9 @@ class LockedModel:
     def save_attack_summary(self, summary: dict, settings: dict | None = None) -> None:
         """Record an attack suite's summary (worst case undone, fine-tune gain) in config.json and the card."""
         from .model_card import render_card
+        from .results_json import rounded
 
-        self.config["attack_summary"] = {**summary, **({"settings": settings} if settings else {})}
+        self.config["attack_summary"] = {**rounded(summary), **({"settings": settings} if settings else {})}
         write_bytes_atomic(json.dumps(self.config, indent=2).encode(), self.path / CONFIG)
         write_bytes_atomic(render_card(self.config).encode(), self.path / CARD)
 
