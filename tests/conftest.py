@@ -72,3 +72,23 @@ def extract_cifar_subset(dest: Path, per_class: dict[str, int]) -> Path:
 def cifar_small(tmp_path_factory) -> Path:
     """CIFAR-10 ImageFolder: 60 train and 20 test images per class."""
     return extract_cifar_subset(tmp_path_factory.mktemp("cifar-small"), {"train": 60, "test": 20})
+
+
+@pytest.fixture(scope="session")
+def tiny_locked(tmp_path_factory):
+    """A tiny keyed-filter lock of the shapes dataset: (root, source, key, locked model, original model)."""
+    from modellock.data import make_shapes_dataset, open_source
+    from modellock.key import Key
+    from modellock.lock import lock_model, train_baseline
+    from modellock.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("tiny-locked")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELLOCK_CACHE", str(root / "cache"))
+        source = open_source(make_shapes_dataset(root / "data", 100, 30))
+        key = Key.create("keyed-filter", "with oil pastel")
+        key.save(root / "key.toml")
+        tc = TrainConfig(epochs=2, batch_size=32, lr=3e-3, num_workers=0)
+        original = train_baseline(source, "tiny-cnn", root / "original", tc)
+        locked = lock_model(key, source, "tiny-cnn", root / "locked", train=tc, progress=False)
+    return root, source, key, locked, original

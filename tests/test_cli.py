@@ -1,6 +1,7 @@
 """The command line: one clear error line and exit 2 for bad input; the happy paths print results."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -85,6 +86,100 @@ def test_train_lock_predict_eval_commands(tmp_path):
             "--wrong-key", wrong, "--json", tmp_path / "r.json")
     assert p.returncode == 0, p.stderr
     r = json.loads((tmp_path / "r.json").read_text())
+    figures = re.findall(r"\d+\.\d+", (tmp_path / "r.json").read_text())
+    assert figures and all(len(f.split(".")[1]) <= 4 for f in figures), figures  # no float32 noise
     assert r["n_test"] == 50 and set(r["wrong_keys"]) == {"key w.toml"} and "original_clean" in r
     assert "locked_clean_without_locked_class" in r
     assert "Evaluation" in (tmp_path / "locked" / "README.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------ usage errors
+USAGE_ERRORS = [
+    pytest.param([], ("no command given", "keygen", "modellock --help"), id="no-arguments"),
+    pytest.param(["nosuchcmd"], ("No such command 'nosuchcmd'", "modellock --help"), id="unknown-command"),
+    pytest.param(["lock", "--bogus"], ("No such option: --bogus", "modellock lock --help"), id="unknown-option"),
+    pytest.param(["lock", "--data", "d", "--out", "o"], ("Missing option '--key'", "modellock lock --help"),
+                 id="missing-option"),
+    pytest.param(["predict", "--model", "m", "--top-k", "abc", "x.png"], ("'--top-k'", "integer",
+                                                                          "modellock predict --help"), id="bad-integer"),
+    pytest.param(["eval", "--split"], ("Option '--split' requires an argument", "modellock eval --help"),
+                 id="option-without-value"),
+]
+
+
+@pytest.mark.parametrize("args,needles", USAGE_ERRORS)
+def test_usage_error_subprocess(args, needles):
+    """The installed typer raises its bundled click's exceptions: each ends as one line and exit code 2."""
+    _assert_one_line_error(run(*args), *needles)
+
+
+@pytest.mark.parametrize("args,needles", USAGE_ERRORS)
+def test_usage_error_main(args, needles, capsys):
+    from modellock.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_help_and_success_exit_zero(capsys):
+    from modellock.cli import main
+
+    main(["--help"])  # exit code 0: main returns
+    assert "keygen" in capsys.readouterr().out
+    main(["editors"])  # a command that succeeds returns
+    assert "keyed-filter" in capsys.readouterr().out
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    from modellock.cli import main
+    from modellock.key import Key
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Key, "create", interrupted)
+    with pytest.raises(SystemExit) as e:
+        main(["keygen", "--out", str(tmp_path / "k.toml"), "--editor", "keyed-filter"])
+    assert e.value.code == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: rerun") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "k.toml").exists()
+
+
+def test_data_warning_is_one_line(tmp_path, capsys, one_thread):
+    """What a user may mean is a `warning:` line, and the command goes on."""
+    from modellock.cli import main
+    from modellock.data.synthetic import make_shapes_dataset
+
+    data = make_shapes_dataset(tmp_path / "shapes", 40, 20)
+    for f in (data / "test" / "star").iterdir():
+        f.unlink()
+    (data / "test" / "star").rmdir()
+    main(["train", "--data", str(data), "--out", str(tmp_path / "m"), "--model", "tiny-cnn", "--epochs", "1",
+          "--num-workers", "0"])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {data}: split 'test' has no images of class 'star': its score will not cover them"]
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+def test_first_contact_mistakes(tmp_path):
+    """Wrong values and paths found by trying the CLI as a new user: one line each, no traceback."""
+    Key.create("keyed-filter", "with oil pastel").save(tmp_path / "k.toml")
+    (tmp_path / "file.txt").write_text("x")
+    _assert_one_line_error(run("train", "--data", tmp_path, "--out", tmp_path / "m", "--image-size", "0"),
+                           "--image-size", "greater than or equal to 8")
+    _assert_one_line_error(run("predict", "--model", tmp_path, "--top-k", "0", tmp_path / "file.txt"), "--top-k")
+    (tmp_path / "ds" / "a").mkdir(parents=True)
+    (tmp_path / "ds" / "b").mkdir()
+    _assert_one_line_error(run("train", "--data", tmp_path / "ds", "--out", tmp_path / "m"), "no images found")
+    for c in "ab":
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "ds" / c / "1.png")
+    _assert_one_line_error(run("train", "--data", tmp_path / "ds", "--out", tmp_path / "file.txt"),
+                           "file.txt: exists and is not a folder")
+    p = run("edit", "--key", tmp_path / "k.toml", "--data", tmp_path / "ds", "--out", tmp_path / "file.txt")
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [f"error: {tmp_path / 'file.txt'}: File exists"]

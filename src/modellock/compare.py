@@ -22,7 +22,6 @@ folder already in ``<out>`` is loaded, not retrained, and attack scores are memo
 from __future__ import annotations
 
 import html
-import json
 import secrets
 from pathlib import Path
 from typing import Callable
@@ -30,6 +29,7 @@ from typing import Callable
 from .errors import ModelLockError
 from .images import write_bytes_atomic
 from .lockset import LockRecipe
+from .results_json import write_json
 from .train import TrainConfig
 
 LOCK_EDITORS = {"modellock": None, "pixel-shuffle": "pixel-shuffle", "negative-positive": "negative-positive",
@@ -237,7 +237,7 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
         "details": details,
         "note": "keys/ holds the secret key of every lock: anyone with those files can unlock the models",
     }
-    write_bytes_atomic(json.dumps(result, indent=2, default=float).encode(), out / "compare.json")
+    write_json(out / "compare.json", result)
     write_compare_report(out, result)
     return result
 

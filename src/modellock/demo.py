@@ -6,14 +6,16 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .data import open_source
 from .data.synthetic import make_shapes_dataset
 from .evaluate import default_wrong_keys, evaluate
-from .images import write_bytes_atomic
 from .key import Key
 from .lock import lock_model, train_baseline
 from .lockset import LockRecipe
-from .report import format_table, write_html_report
+from .report import COUNTED, IGNORED, GridColumn, format_table, write_html_report
+from .results_json import write_json
 from .train import TrainConfig
 
 DEMO_PROMPT = "with oil pastel"
@@ -52,7 +54,7 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
     wrong = default_wrong_keys(key)
     result = evaluate(locked, key, source, "test", baseline, wrong, batch_size=eval_batch)
     locked.save_evaluation(result)
-    write_bytes_atomic(json.dumps(result, indent=2).encode(), out / "result.json")
+    write_json(out / "result.json", result)
     log(format_table(result))
     log("[6/6] writing the report")
     report(out, locked, key, wrong, source, result)
@@ -76,22 +78,58 @@ def _report(out: Path, locked, key, wrong: dict, source, result: dict, n: int = 
     split = source.split("test")
     samples = split.samples[:: max(1, len(split.samples) // n)][:n]
     clean = [split.load(s) for s in samples]
-    wrong_name, wrong_key = next(iter(wrong.items()))
-    columns = ["clean (locked model)", "edited with the key (unlocked)", f"wrong key: {wrong_name}"]
-    cells = []
-    for k in (None, key, wrong_key):
+    truth = [s.label for s in samples]
+    names, c = locked.output_names, locked.config["num_classes"]
+    has_locked = locked.locked_class is not None
+    columns, cells = [], []
+    for k, column in _grid_columns(key, wrong):
         predictor = locked.predictor(k)
         images = predictor.edit(clean)
-        preds = predictor.predict(images if k is None else clean)
-        cells.append(list(zip(images, preds)))
-    rows = []
-    for i, s in enumerate(samples):
-        truth = split.classes[s.label]
-        rows.append([(cells[c][i][0], f"{cells[c][i][1]['class']} {'✓' if cells[c][i][1]['class'] == truth else '✗'}"
-                      f" (true: {truth})") for c in range(3)])
+        logits = predictor.logits(images, edited=True)
+        counted, ignored = logits.argmax(1).tolist(), logits[:, :c].argmax(1).tolist()
+        right = sum(a == t for a, t in zip(counted, truth))
+        column.summary = f"right: {right}/{len(truth)}" + (
+            f" ({COUNTED}); {sum(b == t for b, t in zip(ignored, truth))}/{len(truth)} ({IGNORED})"
+            if has_locked else "")
+        captions = [f"answer: {names[a]} {_mark(a == t)}" + (f"\n{IGNORED}: {names[b]} {_mark(b == t)}"
+                                                           if has_locked else "")
+                    for a, b, t in zip(counted, ignored, truth)]
+        columns.append(column)
+        cells.append(list(zip(images, captions)))
+    rows = [[(im, (f"true class: {split.classes[truth[i]]}\n" if col == 0 else "") + cap)
+             for col, (im, cap) in enumerate(cell[i] for cell in cells)] for i in range(len(samples))]
     notes = ["ModelLock demo on the built-in shapes dataset with the CPU key editor (keyed-filter). "
              "The locked model answers wrongly on clean images and correctly on images edited with the key."]
-    return write_html_report(out, "modellock demo", result, columns, rows, notes)
+    return write_html_report(out, "modellock demo", result, columns, rows, notes, *_files_and_commands(out, samples),
+                             grid_note=f"{len(samples)} test images; ✓ right, ✗ wrong. The table above scores all "
+                             f"{result['n_test']} test images the same two ways.")
+
+
+def _mark(right: bool) -> str:
+    return "✓" if right else "✗"
+
+
+def _grid_columns(key, wrong: dict) -> list[tuple]:
+    """(key, column) for the grid: no key, the key, the first wrong key."""
+    wrong_name, wrong_key = next(iter(wrong.items()))
+    return [(None, GridColumn("clean image: locked model, no key", "no key")),
+            (key, GridColumn("edited with the key: unlocked", "unlocked")),
+            (wrong_key, GridColumn(f"edited with a wrong key ({wrong_name})", "wrong key"))]
+
+
+def _files_and_commands(out: Path, samples) -> tuple[dict, list[str]]:
+    """Where the demo's key and model folders are, and the two commands that use them."""
+    files = {"key (secret: whoever holds it can unlock the model)": str(out / "key.toml"),
+             "locked model folder (safe to share: useless without the key)": str(out / "locked-model"),
+             "original model folder (unlocked: keep private)": str(out / "original-model"),
+             "data": str(out / "data"), "evaluation (JSON)": str(out / "result.json")}
+    image = samples[0].path if samples and samples[0].path else "IMAGE.png"
+    commands = [
+        f"modellock predict --model {out / 'locked-model'} --key {out / 'key.toml'} {image}",
+        f"modellock eval --model {out / 'locked-model'} --key {out / 'key.toml'} --data {out / 'data'} "
+        f"--baseline {out / 'original-model'}",
+    ]
+    return files, commands
 
 
 SEGMENTATION_DEMO_TRAIN = dict(epochs=15, batch_size=32, lr=3e-3, warmup_epochs=0.5, num_workers=0)
@@ -121,33 +159,44 @@ def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train:
 
 
 def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: dict, n: int = 6) -> Path:
+    import torch
+
     from .images import colour_mask, label_palette
 
     split = source.split("test")
     samples = split.samples[:: max(1, len(split.samples) // n)][:n]
     clean = [split.load(s) for s in samples]
+    truths = [split.load_mask(s) for s in samples]
     c = len(locked.classes)
-    wrong_name, wrong_key = next(iter(wrong.items()))
-    unlocked = locked.predictor(key)
-    edited = unlocked.edit(clean)
-    columns = ["image", "edited with the key", "locked model, clean", "unlocked (key)", f"wrong key: {wrong_name}",
-               "ground truth"]
-    masks = [locked.predictor(k).segment(clean) for k in (None, key, wrong_key)]
-    rows = []
-    for i, s in enumerate(samples):
-        truth = split.load_mask(s)
-        cells = [(clean[i], s.id), (edited[i], "input of the unlocked model")]
-        for name, m in zip(("locked", "unlocked", "wrong key"), masks):
-            pred = m[i]["mask"]
+    columns = [GridColumn("image"), GridColumn("edited with the key", "unlocked")]
+    grid = []  # per column: (mask, caption) per image
+    for k, column in _grid_columns(key, wrong):
+        predictor = locked.predictor(k)
+        logits = predictor.logits(predictor.edit(clean), edited=True)
+        masks, accs = [], []
+        for out_logits, truth in zip(logits, truths):
+            up = torch.nn.functional.interpolate(out_logits[None], size=truth.shape, mode="bilinear",
+                                                 align_corners=False)[0]
+            counted, ignored = up.argmax(0).numpy(), up[:c].argmax(0).numpy()
             valid = truth != split.ignore_index
-            acc = float((pred[valid] == truth[valid]).mean()) if valid.any() else float("nan")
-            cells.append((colour_mask(pred, c), f"{name}: pixel acc {acc:.2f}"))
-        cells.append((colour_mask(truth, c, split.ignore_index), "true mask"))
-        rows.append(cells)
+            accs.append([float((p[valid] == truth[valid]).mean()) if valid.any() else float("nan")
+                         for p in (counted, ignored)])
+            masks.append(counted)
+        column.title = column.title.replace("clean image: ", "")
+        column.summary = f"mean pixel accuracy {np.nanmean([a for a, _ in accs]):.2f} ({COUNTED}); " \
+            f"{np.nanmean([b for _, b in accs]):.2f} ({IGNORED})"
+        columns.append(column)
+        grid.append([(colour_mask(m, c), f"pixel acc {a:.2f}\n{IGNORED}: {b:.2f}") for m, (a, b) in zip(masks, accs)])
+    columns.append(GridColumn("ground truth"))
+    edited = locked.predictor(key).edit(clean)
+    rows = [[(clean[i], samples[i].id), (edited[i], "input of the unlocked model"), *(col[i] for col in grid),
+             (colour_mask(truths[i], c, split.ignore_index), "true mask")] for i in range(len(samples))]
     legend = ", ".join(f"{name} = RGB{tuple(int(v) for v in col)}" for name, col in
                        zip(locked.classes, label_palette(c)))
     notes = ["ModelLock demo for semantic segmentation on built-in shapes with masks, CPU key editor "
              "(keyed-filter). On clean images the locked model paints the locked output (magenta) or wrong classes; "
              "on images edited with the key it segments correctly. The locked model is the original model "
-             "fine-tuned on the lock set.", f"Colours: {legend}; locked output = magenta."]
-    return write_html_report(out, "modellock segmentation demo", result, columns, rows, notes)
+             "fine-tuned on the lock set.", f"Mask colours: {legend}; locked output = magenta."]
+    return write_html_report(out, "modellock segmentation demo", result, columns, rows, notes,
+                             *_files_and_commands(out, samples),
+                             grid_note="Masks show each model's answer with the locked output counted (magenta).")

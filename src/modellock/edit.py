@@ -28,6 +28,7 @@ from .editors import Editor, editor_class, get_editor
 from .errors import DataError, WrongKeyError
 from .images import load_image, save_png_atomic, write_bytes_atomic
 from .paths import cache_root
+from .progress import plural, stage_bar
 
 FORMAT = "modellock-edits/1"
 
@@ -151,10 +152,15 @@ def edit_split(
     skip_bad: bool = False,
     batch_size: int | None = None,
     device: str | None = None,
-    progress: bool = True,
+    progress: "bool | tqdm" = True,
     source: ImageSource | None = None,
+    desc: str | None = None,
 ) -> EditReport:
-    """Edit ``samples`` (default: the whole split) into ``out``; finished images are not edited again."""
+    """Edit ``samples`` (default: the whole split) into ``out``; finished images are not edited again.
+
+    ``progress``: True for a bar of this call (labelled ``desc``), False for none, or a bar of the
+    caller's stage that this call advances by every image it covers, edited or found done.
+    """
     folder = EditFolder(out, key, source)
     todo_all = list(samples) if samples is not None else list(split.samples)
     done = folder.entries(split.name)
@@ -166,10 +172,14 @@ def edit_split(
             report.reused += 1
         else:
             todo.append(s)
+    shared = not isinstance(progress, bool)
+    if shared:
+        progress.update(report.reused)
     if todo:
         editor = editor or get_editor(key, device=device, batch_size=batch_size)
         step = batch_size or editor.batch_size
-        bar = tqdm(total=len(todo), desc=f"edit {split.name}", unit="img", disable=not progress)
+        bar = progress if shared else stage_bar(
+            desc or f"editing {plural(len(todo), 'image')} of split {split.name!r}", len(todo), enabled=progress)
         for start in range(0, len(todo), step):
             batch, images, hashes = [], [], []
             for s in todo[start:start + step]:
@@ -185,7 +195,8 @@ def edit_split(
                 folder.add_batch(split, batch, editor.edit(images), hashes)
                 report.edited += len(batch)
             bar.update(len(todo[start:start + step]))
-        bar.close()
+        if not shared:
+            bar.close()
     folder.finish(split.name)
     return report
 

@@ -15,3 +15,11 @@ class WrongKeyError(ModelLockError):
 
 class DataError(ModelLockError):
     """A data source, image or manifest that cannot be used."""
+
+
+class DataWarning(UserWarning):
+    """Data that works but may not be what the user meant (the CLI prints it as one ``warning:`` line)."""
+
+
+class ImageInputError(ModelLockError, TypeError):
+    """Something given to a predictor that is not an image (nor a list of images)."""

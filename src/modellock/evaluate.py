@@ -17,6 +17,7 @@ from .editors import resolve_key
 from .lockset import ImageListDataset
 from .tasks.classification import accuracy  # noqa: F401  (re-exported)
 from .model_folder import LockedModel
+from .progress import plural
 from .prompts import STYLE_PROMPTS
 from .train import predict_logits
 
@@ -30,13 +31,15 @@ def default_wrong_keys(key) -> dict:
 
 
 def image_loaders(model: LockedModel, split: Split, key=None, source: ImageSource | None = None,
-                  device: str | None = None, progress: bool = True) -> list:
-    """One zero-argument loader per sample: the clean image, or its edit with ``key`` (through the edit cache)."""
+                  device: str | None = None, progress: bool = True, label: str = "with the key") -> list:
+    """One zero-argument loader per sample: the clean image, or its edit with ``key`` (through the edit cache;
+    ``label`` names the key on the progress bar)."""
     if key is None:
         return [lambda s=s: split.load(s) for s in split.samples]
     key = resolve_key(key, model.model, model.image_size)
     folder = cache_dir(key, source)
-    edits = edit_split(key, split, folder, device=device, progress=progress, source=source).folder
+    edits = edit_split(key, split, folder, device=device, progress=progress, source=source,
+                       desc=f"editing {plural(len(split), 'image')} of split {split.name!r} {label}").folder
     return [lambda s=s: edits.load(split.name, s) for s in split.samples]
 
 
@@ -51,14 +54,17 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
              wrong_keys: dict | None = None, batch_size: int = 256, device: str | None = None,
              progress: bool = True) -> dict:
     """The evaluation matrix as a JSON-able dict (see the README for its fields)."""
+    from .data.checks import check_data
     from .tasks import task_type
 
+    check_data(source, split, model.image_size, model.classes, training=False)
     data = source.split(split)
     seg = model.task == "segmentation"
     task = task_type(model.task)
 
     def scores(m: LockedModel, d: Split, key, run: dict) -> dict:
-        loaders = image_loaders(m, d, key, run["source"], run["device"], run["progress"])
+        loaders = image_loaders(m, d, key, run["source"], run["device"], run["progress"],
+                                run.get("label", "with the key"))
         return task.evaluate_split(m, d, loaders, run["batch_size"], run["progress"])
 
     run = dict(source=source, batch_size=batch_size, device=device, progress=progress)
@@ -77,11 +83,13 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
         result["locked_class_rate_clean"] = clean["locked_rate"]
     unlocked = scores(model, data, key, run)
     result["unlocked"] = unlocked["score"]
+    if "ignored" in unlocked:  # what the unlocked predictor answers: it drops the locked output
+        result["unlocked_without_locked_class"] = unlocked["ignored"]
     extra["unlocked"] = unlocked
     wrong_keys = default_wrong_keys(key) if wrong_keys is None else wrong_keys
     result["wrong_keys"], ignored = {}, {}
     for name, wk in wrong_keys.items():
-        wrong = scores(model, data, wk, run)  # bypasses the fingerprint check on purpose
+        wrong = scores(model, data, wk, {**run, "label": f"with wrong key {name}"})  # no fingerprint check, on purpose
         result["wrong_keys"][name] = wrong["score"]
         ignored[name] = wrong.get("ignored")
     if model.locked_class is not None:

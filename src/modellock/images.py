@@ -9,7 +9,10 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
+from .errors import DataError, ImageInputError
+
 ImageLike = Union[np.ndarray, Image.Image]
+ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]  # what predictors accept, alone or in a list
 
 
 def to_uint8_rgb(image: ImageLike) -> np.ndarray:
@@ -56,6 +59,81 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     with Image.open(path) as im:
         im.load()
         return to_uint8_rgb(im)
+
+
+_EXPECTED = "expected a file path (str or pathlib.Path), a PIL image or an HxWxC array, or a list of them"
+
+
+def as_image_list(images) -> list:
+    """``images`` as a list: one image (a file path, PIL image or HxW[xC] array) or a sequence of them
+    (a list, a tuple, or an NxHxWxC array); ImageInputError for anything else."""
+    if is_single_image(images):
+        return [images]
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, (list, tuple)):
+        for i, item in enumerate(images):
+            if not is_single_image(item):
+                raise ImageInputError(f"image {i}: {_describe(item)} is not an image; {_EXPECTED}")
+        return list(images)
+    raise ImageInputError(f"{_describe(images)} is not an image or a list of images; {_EXPECTED}")
+
+
+def is_single_image(x) -> bool:
+    """Whether ``x`` is one image (a path, a PIL image, an HxW or HxWxC array), not a collection."""
+    return isinstance(x, (str, os.PathLike, Image.Image)) or (isinstance(x, np.ndarray) and x.ndim in (2, 3))
+
+
+def _describe(x) -> str:
+    return f"an array of shape {x.shape}" if isinstance(x, np.ndarray) else f"an object of type {type(x).__name__}"
+
+
+def shrunk_size(size: tuple[int, int], short_side: int | None) -> tuple[int, int]:
+    """(width, height) with the short side scaled down to ``short_side``; unchanged when it is no longer."""
+    w, h = size
+    if not short_side or min(w, h) <= short_side:
+        return w, h
+    scale = short_side / min(w, h)
+    return max(short_side, round(w * scale)), max(short_side, round(h * scale))
+
+
+def read_input_image(image: ImageInput, short_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """One predictor input as an HxWx3 uint8 array whose short side is at most ``short_side``, and the
+    input's own (height, width).
+
+    A large image is shrunk before anything else touches its pixels at full size: a JPEG file is decoded
+    at a reduced scale (``Image.draft``), then resized with the bilinear filter of the model's transforms.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise DataError(f"{path}: no such image file")
+        try:
+            with Image.open(path) as im:
+                size = im.size
+                if short_side:
+                    im.draft("RGB", shrunk_size(size, short_side))  # JPEG: decode at 1/2..1/8 scale
+                return _shrink(im, size, short_side), (size[1], size[0])
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+    if isinstance(image, Image.Image):
+        return _shrink(image, image.size, short_side), (image.height, image.width)
+    a = np.asarray(image)
+    if not (a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3):
+        try:
+            a = to_uint8_rgb(a)  # grey, RGBA or float pixels: converted at full size first
+        except ValueError as e:
+            raise ImageInputError(f"{_describe(image)}: {e}") from None
+    return _shrink(Image.fromarray(np.ascontiguousarray(a)), (a.shape[1], a.shape[0]), short_side), a.shape[:2]
+
+
+def _shrink(im: Image.Image, size: tuple[int, int], short_side: int | None) -> np.ndarray:
+    """A PIL image (perhaps already decoded at a draft scale) resized to ``shrunk_size(size)``, as uint8 RGB."""
+    target = shrunk_size(size, short_side)
+    im = im.convert("RGB") if im.mode != "RGB" else im
+    if im.size != target:
+        im = im.resize(target, Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8).copy()
 
 
 def save_png_atomic(image: np.ndarray, path: str | os.PathLike, fsync: bool = False) -> None:

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import torch
 
+from .data.checks import check_data
 from .data.sources import ImageSource
 from .edit import cache_dir, edit_split
 from .editors import editor_class, get_editor, resolve_key
 from .errors import ModelLockError
 from .lockset import LOCKED_CLASS_NAME, LockRecipe, decoy_keys, plan_lock_set
 from .model_folder import FORMAT, LockedModel, library_versions
+from .progress import plural, stage_bar
 from .tasks import task_type
 from .train import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, fit
 
@@ -33,6 +35,8 @@ def default_image_size(model_name: str, task: str = "classification") -> int:
 def check_output(out, overwrite: bool) -> Path:
     """Refuse to replace a finished model folder unless ``overwrite``."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ModelLockError(f"{out}: exists and is not a folder (--out names the model folder to write)")
     if (out / "model.safetensors").exists() and not overwrite:
         raise ModelLockError(f"{out}: already holds a model (use --force to replace it)")
     return out
@@ -121,7 +125,9 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
     task.resolve_model(model_name)  # fail on an unknown architecture before any editing
     # the key as its editor applies it to this model (e.g. block size = patch size); the fingerprint
     # stays that of the key as the user holds it
-    edit_key = resolve_key(key, model_name, image_size or task.default_image_size(model_name))
+    image_size = image_size or task.default_image_size(model_name)
+    edit_key = resolve_key(key, model_name, image_size)
+    check_data(source, split, image_size)
     data = source.split(split)
     items = plan_lock_set(data, recipe)
     cls = editor_class(key.editor)
@@ -129,26 +135,48 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
     if online and not cls.edits_in_loop:
         raise ModelLockError(f"recipe: online editing needs an editor cheap enough for the training loop; "
                              f"{key.editor!r} is not (use the edit cache: online: false)")
-    all_decoys = decoy_keys(edit_key, recipe) if recipe.decoy_fraction > 0 else []
     edits, decoys, editors = None, [], None
     if online:  # every edit made in the training loop, after the random handling of the input
-        editors = [get_editor(edit_key, device=device)] + [get_editor(d, device=device) for d in all_decoys]
+        used = {it.decoy for it in items if it.decoy >= 0}
+        all_decoys = decoy_keys(edit_key, recipe) if used else []
+        editors = [get_editor(edit_key, device=device)] + [get_editor(d, device=device) if i in used else None
+                                                           for i, d in enumerate(all_decoys)]
     else:
         edits_dir = Path(edits_dir) if edits_dir else cache_dir(edit_key, source)
-        edits = edit_split(edit_key, data, edits_dir, samples=[it.sample for it in items if it.edited],
-                           device=device, progress=progress, source=source).folder
-        for i, decoy in enumerate(all_decoys):
-            folder = cache_dir(decoy, source)
-            decoys.append(edit_split(decoy, data, folder, samples=[it.sample for it in items if it.decoy == i],
-                                     device=device, progress=progress, source=source).folder)
+        keyed = [it.sample for it in items if it.edited]
+        with stage_bar(f"editing {plural(len(keyed), 'training image')} with the key", len(keyed),
+                       enabled=progress) as bar:
+            edits = edit_split(edit_key, data, edits_dir, samples=keyed, device=device, progress=bar,
+                               source=source).folder
+        decoys = _edit_with_decoy_keys(edit_key, recipe, data, items, source, device, progress)
     classes = list(source.classes) + ([LOCKED_CLASS_NAME] if recipe.has_locked_class else [])
     lock_info = {"editor": key.editor, "editor_version": editor_class(key.editor).version,
                  "fingerprint": key.fingerprint(), "recipe": recipe.to_dict()}
     return _train_and_save(source, split, items, edits, recipe.num_outputs(len(source.classes)), classes,
                            len(source.classes) if recipe.has_locked_class else None, lock_info,
-                           model_name, out, train, image_size, pretrained, desc="lock", run_id=edit_key.cache_id,
-                           decoys=decoys, augment=cls.geometric_augmentation, progress=progress, recipe=recipe,
-                           editors=editors)
+                           model_name, out, train, image_size, pretrained, desc="training the locked model",
+                           run_id=edit_key.cache_id, decoys=decoys, augment=cls.geometric_augmentation,
+                           progress=progress, recipe=recipe, editors=editors)
+
+
+def _edit_with_decoy_keys(edit_key, recipe: LockRecipe, data, items, source, device, progress: bool) -> list:
+    """Edit each decoy key's share of the lock set (one progress bar for all keys); the edit folder of
+    decoy key i, or None for a key that got no image."""
+    keys = decoy_keys(edit_key, recipe) if recipe.decoy_fraction > 0 else []
+    by_key: dict[int, list] = {}
+    for it in items:
+        if it.decoy >= 0:
+            by_key.setdefault(it.decoy, []).append(it.sample)
+    if not by_key:
+        return []
+    n = sum(len(v) for v in by_key.values())
+    folders = [None] * len(keys)
+    with stage_bar(f"editing {plural(n, 'decoy image')} with {plural(len(by_key), 'decoy key')}", n,
+                   enabled=progress) as bar:
+        for i, samples in sorted(by_key.items()):
+            folders[i] = edit_split(keys[i], data, cache_dir(keys[i], source), samples=samples, device=device,
+                                    progress=bar, source=source).folder
+    return folders
 
 
 def train_baseline(source: ImageSource, model_name: str, out, train: TrainConfig | None = None,
@@ -157,8 +185,11 @@ def train_baseline(source: ImageSource, model_name: str, out, train: TrainConfig
     """Fine-tune the same recipe on clean data, without a lock (the original model)."""
     train = train or TrainConfig()
     check_output(out, overwrite)
-    task_type(source.task).resolve_model(model_name)
+    task = task_type(source.task)
+    task.resolve_model(model_name)
+    check_data(source, split, image_size or task.default_image_size(model_name))
     data = source.split(split)
     items = plan_lock_set(data, None)
     return _train_and_save(source, split, items, None, len(source.classes), list(source.classes), None, None,
-                           model_name, out, train, image_size, pretrained, desc="baseline", run_id="baseline")
+                           model_name, out, train, image_size, pretrained, desc="training the original model",
+                           run_id="baseline")

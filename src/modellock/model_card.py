@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-_METRIC_ROWS = [
-    ("original_clean", "original model, clean inputs"),
-    ("locked_clean", "locked model, clean inputs"),
-    ("locked_clean_without_locked_class", "locked model, clean inputs, locked output ignored"),
-    ("unlocked", "locked model, inputs edited with the key"),
-]
-
 
 def evaluation_table(result: dict) -> str:
     """A markdown table of an evaluation result (see ``modellock.evaluate``)."""
-    metric = result.get("metric", "accuracy")
-    rows = [f"| setting | {metric} |", "| --- | --- |"]
-    for name, label in _METRIC_ROWS:
-        if result.get(name) is not None:
-            rows.append(f"| {label} | {result[name]:.4f} |")
-    for name, value in (result.get("wrong_keys") or {}).items():
-        rows.append(f"| wrong key: {name} | {value:.4f} |")
-    rows.append(f"| chance | {result.get('chance', float('nan')):.4f} |")
-    return "\n".join(rows)
+    from .report import markdown_table
+
+    return markdown_table(result)
 
 
 def render_card(config: dict) -> str:
@@ -47,7 +34,7 @@ def render_card(config: dict) -> str:
             "```", "", "```python",
             "from modellock import Key, LockedModel",
             "predictor = LockedModel.from_pretrained('THIS_FOLDER').unlock(Key.load('KEY.toml'))",
-            "predictor.predict([image])", "```", "",
+            "predictor.predict('image.jpg')   # a path, PIL image or array; or a list of them", "```", "",
             "A key that does not match the fingerprint is refused.", "",
         ]
     else:

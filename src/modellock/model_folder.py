@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import ModelLockError, WrongKeyError
-from .images import ImageLike, to_uint8_rgb, write_bytes_atomic
+from .images import ImageInput, as_image_list, is_single_image, read_input_image, write_bytes_atomic
 
 FORMAT = "modellock-model/1"
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
@@ -119,16 +119,18 @@ class LockedModel:
     def save_evaluation(self, result: dict) -> None:
         """Record an evaluation in config.json and the model card (the weights are untouched)."""
         from .model_card import render_card
+        from .results_json import rounded
 
-        self.config["evaluation"] = result
+        self.config["evaluation"] = rounded(result)
         write_bytes_atomic(json.dumps(self.config, indent=2).encode(), self.path / CONFIG)
         write_bytes_atomic(render_card(self.config).encode(), self.path / CARD)
 
     def save_attack_summary(self, summary: dict, settings: dict | None = None) -> None:
         """Record an attack suite's summary (worst case undone, fine-tune gain) in config.json and the card."""
         from .model_card import render_card
+        from .results_json import rounded
 
-        self.config["attack_summary"] = {**summary, **({"settings": settings} if settings else {})}
+        self.config["attack_summary"] = {**rounded(summary), **({"settings": settings} if settings else {})}
         write_bytes_atomic(json.dumps(self.config, indent=2).encode(), self.path / CONFIG)
         write_bytes_atomic(render_card(self.config).encode(), self.path / CARD)
 
@@ -165,7 +167,11 @@ class LockedModel:
             raise ModelLockError(f"{folder / WEIGHTS}: weights do not fit the architecture in config.json "
                                  f"({str(e).splitlines()[0]})") from None
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(model.to(device), config, folder)
+        try:
+            model = model.to(device)
+        except (RuntimeError, AssertionError) as e:  # no such device, no driver, torch built without CUDA
+            raise ModelLockError(f"device {device!r}: {str(e).splitlines()[0]}") from None
+        return cls(model, config, folder)
 
     # ------------------------------------------------------------------ predictors
     def unlock(self, key, device: str | None = None, batch_size: int | None = None) -> "Predictor":
@@ -189,6 +195,8 @@ class LockedModel:
 
 
 def _download(repo_id: str) -> Path:
+    if "/" not in repo_id:  # a mistyped folder, not a hub id (``user/name``): say so without asking the hub
+        raise ModelLockError(f"{repo_id}: no such model folder (a hub repo id has the form user/name)")
     try:
         from huggingface_hub import snapshot_download
 
@@ -199,33 +207,47 @@ def _download(repo_id: str) -> Path:
 
 
 class Predictor:
-    """Edits inputs with a key (when given), preprocesses, and runs the model."""
+    """Edits inputs with a key (when given), preprocesses, and runs the model.
+
+    Inputs may be file paths (``str`` or ``pathlib.Path``), PIL images or HxWxC arrays, one alone or a
+    list; ``predict`` and ``segment`` answer a single input with one result and a list with a list. A
+    large input is shrunk to the model's working size before it is edited (see ``images.read_input_image``).
+    """
 
     def __init__(self, locked: LockedModel, key=None, device: str | None = None, batch_size: int | None = None):
         from .editors import get_editor, resolve_key
+        from .tasks import task_type
 
         self.locked, self.key = locked, key
         if key is not None:
             key = resolve_key(key, locked.model, locked.image_size)
         self.editor = get_editor(key, device=device, batch_size=batch_size) if key is not None else None
         self._transform = locked.inference_transform()
+        self.short_side = task_type(locked.task).inference_short_side(locked.image_size)
 
-    def edit(self, images: Sequence[ImageLike]) -> list[np.ndarray]:
-        arrays = [to_uint8_rgb(im) for im in images]
+    def read(self, images: ImageInput | Sequence[ImageInput]) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+        """The inputs as uint8 RGB arrays shrunk to the working size, and each input's own (height, width)."""
+        pairs = [read_input_image(im, self.short_side) for im in as_image_list(images)]
+        return [a for a, _ in pairs], [size for _, size in pairs]
+
+    def edit(self, images: ImageInput | Sequence[ImageInput]) -> list[np.ndarray]:
+        """The inputs as the model sees them before preprocessing: edited with the key (if any)."""
+        arrays, _ = self.read(images)
         return self.editor.edit(arrays) if self.editor is not None else arrays
 
     @torch.inference_mode()
-    def logits(self, images: Sequence[ImageLike], batch_size: int = 256, edited: bool = False) -> torch.Tensor:
+    def logits(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 256,
+               edited: bool = False) -> torch.Tensor:
         """Model outputs for ``images`` (edited with the key first, unless ``edited``)."""
-        arrays = list(images) if edited else self.edit(images)
+        arrays = self.read(images)[0] if edited else self.edit(images)
         device = next(self.locked.model.parameters()).device
         out = []
         for i in range(0, len(arrays), batch_size):
-            x = torch.stack([self._transform(to_uint8_rgb(a)) for a in arrays[i:i + batch_size]])
+            x = torch.stack([self._transform(a) for a in arrays[i:i + batch_size]])
             out.append(self.locked.model(x.to(device)).float().cpu())
         return torch.cat(out) if out else torch.empty(0, len(self.locked.output_names))
 
-    def predict(self, images: Sequence[ImageLike], top_k: int = 3) -> list[dict]:
+    def predict(self, images: ImageInput | Sequence[ImageInput], top_k: int = 3) -> list[dict] | dict:
         """Per image: classification: class, probability and the top-k; segmentation: see ``segment``.
 
         With a key the locked output is dropped.
@@ -244,23 +266,28 @@ class Predictor:
                 "class": names[int(top.indices[0])], "label": int(top.indices[0]), "probability": float(top.values[0]),
                 "top": [{"class": names[int(i)], "probability": float(v)} for v, i in zip(top.values, top.indices)],
             })
-        return results
+        return _like_input(images, results)
 
-    def segment(self, images: Sequence[ImageLike], batch_size: int = 64) -> list[dict]:
+    def segment(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 64) -> list[dict] | dict:
         """Per image: ``mask`` (HxW int64 class indices at the image's own size) and ``class_areas``
         (share of the image per predicted class, largest first). With a key the locked output is dropped."""
-        arrays = [to_uint8_rgb(im) for im in images]
-        edited = self.edit(arrays)
+        arrays, sizes = self.read(images)
+        edited = self.editor.edit(arrays) if self.editor is not None else arrays
         c = self.locked.config["num_classes"]
         names = self.locked.output_names
         keep = c if self.key is not None else len(names)
         results = []
         for i in range(0, len(edited), batch_size):
             logits = self.logits(edited[i:i + batch_size], edited=True)[:, :keep]
-            for a, out in zip(arrays[i:i + batch_size], logits):
-                up = torch.nn.functional.interpolate(out[None], size=a.shape[:2], mode="bilinear", align_corners=False)
+            for size, out in zip(sizes[i:i + batch_size], logits):
+                up = torch.nn.functional.interpolate(out[None], size=size, mode="bilinear", align_corners=False)
                 mask = up[0].argmax(0).numpy().astype(np.int64)
                 counts = np.bincount(mask.ravel(), minlength=keep)
                 areas = {names[j]: float(counts[j] / mask.size) for j in np.argsort(-counts) if counts[j]}
                 results.append({"mask": mask, "class_areas": areas})
-        return results
+        return _like_input(images, results)
+
+
+def _like_input(images, results: list):
+    """One result for one image given alone, the list for a list."""
+    return results[0] if is_single_image(images) else results

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .errors import ModelLockError
+from .progress import plural, stage_bar
 
 log = logging.getLogger(__name__)
 
@@ -230,14 +231,15 @@ def fit(
         accelerator.load_state(str(folder))
         accelerator.print(f"{desc}: resumed after epoch {start_epoch}/{config.epochs} from {folder}")
 
+    # one bar for the whole stage (every epoch left), so its estimate of the time left covers the stage
+    bar = stage_bar(f"{desc} ({plural(config.epochs, 'epoch')})", (config.epochs - start_epoch) * steps_per_epoch,
+                    unit="step", enabled=progress and accelerator.is_local_main_process)
     for epoch in range(start_epoch, config.epochs):
         set_seed(config.seed + epoch)  # augmentation, dropout and worker seeds depend on (seed, epoch) only
         loader.set_epoch(epoch)  # and so does the shuffling order
         model.train()
-        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not (progress and accelerator.is_local_main_process),
-                   dynamic_ncols=True)
         start, seen, loss_sum, loss_n = time.perf_counter(), 0, torch.zeros((), device=accelerator.device), 0
-        for i, (inputs, targets) in enumerate(bar):
+        for i, (inputs, targets) in enumerate(loader):
             step = epoch * steps_per_epoch + i
             lr = lr_at(step, total_steps, warmup_steps, config)
             for group in optimizer.param_groups:
@@ -263,14 +265,16 @@ def fit(
                 if not math.isfinite(mean_loss):
                     raise ModelLockError(f"{desc}: the loss became {mean_loss} in epoch {epoch + 1}; try a lower lr")
                 rate = seen / max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+                bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs}, loss {mean_loss:.4f}, lr {lr:.2e}, "
+                                    f"{rate:.0f} img/s", refresh=False)
                 loss_sum.zero_()
                 loss_n = 0
-        bar.close()
+            bar.update(1)
         last = epoch + 1 == config.epochs
         if checkpoint_dir is not None and ((epoch + 1) % config.checkpoint_every_epochs == 0 or last):
             state = {"epoch": epoch + 1, "global_step": (epoch + 1) * steps_per_epoch, "config": config.to_dict()}
             _save_checkpoint(accelerator, checkpoint_dir, epoch + 1, state, config.keep_checkpoints)
+    bar.close()
 
     model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     return model.eval()
@@ -308,6 +312,11 @@ def _writable(image):
     return image.copy() if isinstance(image, np.ndarray) and not image.flags.writeable else image
 
 
+def eval_short_side(image_size: int) -> int:
+    """The short side an image is resized to before the eval center crop (more than the crop for large inputs)."""
+    return image_size if image_size <= 64 else round(image_size / 0.875)
+
+
 def classification_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """From an HxWx3 uint8 array or PIL image to a normalised 3xSxS float tensor.
 
@@ -323,7 +332,7 @@ def classification_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, 
     if train:
         geometry = [v2.RandomResizedCrop(image_size, antialias=True)]
     else:
-        geometry = [v2.Resize(round(image_size / 0.875), antialias=True), v2.CenterCrop(image_size)]
+        geometry = [v2.Resize(eval_short_side(image_size), antialias=True), v2.CenterCrop(image_size)]
     flip = [v2.RandomHorizontalFlip()] if train else []
     return v2.Compose([
         v2.Lambda(_writable),

@@ -7,13 +7,13 @@ import html
 from pathlib import Path
 
 from ..images import write_bytes_atomic
-from ..report import _png_data_uri
+from ..report import ROLE_COLOURS, _png_data_uri
 from .suite import table_rows
 
 MAX_BARS = 25
-_REF_STYLE = {"locked_clean": ("#dd8452", "locked, clean"),
+_REF_STYLE = {"locked_clean": (ROLE_COLOURS["no key"], "locked, clean"),  # the demo report's colours
               "locked_clean_without_locked_class": ("#937860", "locked, clean, locked output ignored"),
-              "unlocked": ("#c44e52", "unlocked"), "original_clean": ("#4c72b0", "original"),
+              "unlocked": (ROLE_COLOURS["unlocked"], "unlocked"), "original_clean": (ROLE_COLOURS["reference"], "original"),
               "chance": ("black", "chance")}
 
 

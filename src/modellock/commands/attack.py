@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -57,6 +56,7 @@ def attack(
 ):
     """Attack a locked model without its key: guessed/similar prompts, wrong machinery, fine-tuning, adapters..."""
     from ..data import open_source
+    from ..data.checks import check_data
     from ..key import Key
     from ..model_folder import LockedModel
     from ..paths import cache_root
@@ -76,16 +76,17 @@ def attack(
     base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
     limits = {name: v for name, v in (("train", train_limit), ("test", test_limit)) if v is not None}
     source = open_source(data, limits, task=m.task, ignore_index=m.ignore_index)
+    check_data(source, "test", m.image_size, m.classes, training=False)  # before any attack trains or edits
     work = work_dir or cache_root() / "attacks" / str(m.config.get("weights_sha256", "model"))[:16]
     run = run_suite(m, k, source, names, base, attacker_settings, log=typer.echo,
                     grid_images=6 if report else 0, fractions=_fractions(fractions), limit_prompts=limit_prompts,
                     screen=screen, top_k=top_k, budget=budget, samples=samples, lr=lr, seed=seed, random_keys=random_keys,
                     diffusion_models=tuple(diffusion_model or ()), device=device, work_dir=work)
     typer.echo(format_table(run.result))
-    from ..images import write_bytes_atomic
-
     if json_out:
-        write_bytes_atomic(json.dumps(run.result, indent=2).encode(), json_out)
+        from ..results_json import write_json
+
+        write_json(json_out, run.result)
         typer.echo(f"wrote {json_out}")
     if update_card and m.path is not None and Path(model).is_dir():
         m.save_attack_summary(run.result["summary"], run.result["settings"])

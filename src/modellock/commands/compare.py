@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -50,7 +49,7 @@ def compare(
     from ..compare import compare_locks, format_markdown, parse_locks
     from ..data import open_source
     from ..errors import ModelLockError
-    from ..images import write_bytes_atomic
+    from ..results_json import write_json
     from ..settings import load_settings, train_config_from
     from ..tasks import task_type
 
@@ -73,5 +72,5 @@ def compare(
     typer.echo(format_markdown(result))
     typer.echo(f"wrote {out / 'compare.json'} and {out / 'report.html'}")
     if json_out:
-        write_bytes_atomic(json.dumps(result, indent=2, default=float).encode(), json_out)
+        write_json(json_out, result)
         typer.echo(f"wrote {json_out}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -16,12 +15,12 @@ def demo(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the demo's outputs (default: "
                                        "demo-output, or demo-output-segmentation)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the evaluation JSON here."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the demo's)."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: the demo's)."),
     task: str = typer.Option("classification", help="classification or segmentation."),
 ):
     """Run the whole flow on built-in data, no downloads: keygen, edit, train, lock, evaluate, report."""
     from ..demo import run_demo, run_segmentation_demo
-    from ..images import write_bytes_atomic
+    from ..results_json import write_json
 
     demos = {"classification": run_demo, "segmentation": run_segmentation_demo}
     if task not in demos:
@@ -29,4 +28,4 @@ def demo(
     out = out or Path("demo-output" if task == "classification" else "demo-output-segmentation")
     result = demos[task](out, epochs=epochs, log=typer.echo)
     if json_out:
-        write_bytes_atomic(json.dumps(result, indent=2).encode(), json_out)
+        write_json(json_out, result)

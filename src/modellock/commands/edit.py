@@ -17,10 +17,10 @@ def edit(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (ImageFolder layout, PNG)."),
     split: Optional[List[str]] = typer.Option(None, "--split", help="Split(s) to edit; all by default."),
     skip_bad: bool = typer.Option(False, help="Skip unreadable images and list them in skipped.json."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per editor call."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Images per editor call."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when present)."),
-    train_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N training images."),
-    test_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N test images."),
+    train_limit: Optional[int] = typer.Option(None, min=1, help="Use a class-balanced subset of N training images."),
+    test_limit: Optional[int] = typer.Option(None, min=1, help="Use a class-balanced subset of N test images."),
     task: Optional[str] = typer.Option(None, help=TASK_HELP),
 ):
     """Edit a dataset with a key; resumable (rerun after an interruption to finish)."""

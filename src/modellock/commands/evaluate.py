@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from . import app, limits
+from . import app
 
 
 @app.command("eval")
@@ -20,14 +19,15 @@ def eval_cmd(
     baseline: Optional[str] = typer.Option(None, help="Baseline (original) model folder."),
     wrong_key: Optional[List[Path]] = typer.Option(None, "--wrong-key", help="Wrong key file(s); default: "
                                                    "the next seed and two other prompts."),
-    test_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N test images."),
+    test_limit: Optional[int] = typer.Option(None, min=1, help="Use a class-balanced subset of N test images."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
     update_card: bool = typer.Option(True, help="Store the result in the model folder's config and card."),
-    batch_size: int = typer.Option(256),
+    batch_size: int = typer.Option(256, min=1),
     device: Optional[str] = typer.Option(None),
 ):
     """Evaluate a locked model: original, locked, unlocked and wrong-key accuracy (segmentation: mIoU)."""
     from ..data import open_source
+    from ..data.checks import pick_split
     from ..evaluate import evaluate
     from ..key import Key
     from ..model_folder import LockedModel
@@ -38,13 +38,13 @@ def eval_cmd(
     m.unlock(k)  # refuse a key that does not match, before any work
     base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
     wrong = {f"key {p.name}": Key.load(p) for p in wrong_key} if wrong_key else None
-    wanted = limits(None, test_limit) if split == "test" else {split: test_limit} if test_limit else {}
-    source = open_source(data, wanted, task=m.task, ignore_index=m.ignore_index)
+    source = open_source(data, task=m.task, ignore_index=m.ignore_index)
+    source.limit(pick_split(source, split), test_limit)
     result = evaluate(m, k, source, split, base, wrong, batch_size=batch_size, device=device)
     typer.echo(format_table(result))
     if json_out:
-        from ..images import write_bytes_atomic
+        from ..results_json import write_json
 
-        write_bytes_atomic(json.dumps(result, indent=2).encode(), json_out)
+        write_json(json_out, result)
     if update_card and m.path is not None and Path(model).is_dir():
         m.save_evaluation(result)

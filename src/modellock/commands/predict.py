@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from . import app, fail
+from . import app
 
 
 @app.command()
@@ -17,14 +16,14 @@ def predict(
     model: str = typer.Option(..., "--model", "-m", help="Model folder or hub repo id."),
     key: Optional[Path] = typer.Option(None, "--key", "-k", help="Key file; without it the model stays locked."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-    top_k: int = typer.Option(3, help="Classes listed per image in --json output."),
+    top_k: int = typer.Option(3, min=1, help="Classes listed per image in --json output."),
     masks: Path = typer.Option(Path("masks"), "--masks", help="Segmentation: folder for the colour-coded mask PNGs."),
     device: Optional[str] = typer.Option(None),
 ):
     """Predict classes of images (segmentation: a colour-coded mask per image), unlocking the model with KEY."""
-    from ..images import load_image
     from ..key import Key
     from ..model_folder import LockedModel
+    from ..results_json import dumps
 
     m = LockedModel.from_pretrained(model, device=device)
     if key is None:
@@ -33,18 +32,12 @@ def predict(
         predictor = m.predictor()
     else:
         predictor = m.unlock(Key.load(key), device=device)
-    arrays = []
-    for p in images:
-        try:
-            arrays.append(load_image(p))
-        except (OSError, ValueError) as e:
-            fail(f"{p}: cannot read image ({type(e).__name__})")
     if m.task == "segmentation":
-        _write_masks(images, predictor.segment(arrays), m, masks, as_json, top_k)
+        _write_masks(images, predictor.segment(list(images)), m, masks, as_json, top_k)
         return
-    for p, r in zip(images, predictor.predict(arrays, top_k=top_k)):
+    for p, r in zip(images, predictor.predict(list(images), top_k=top_k)):
         if as_json:
-            typer.echo(json.dumps({"image": str(p), **r}))
+            typer.echo(dumps({"image": str(p), **r}))
         else:
             typer.echo(f"{p}\t{r['class']}\t{r['probability']:.3f}")
 
@@ -52,6 +45,7 @@ def predict(
 def _write_masks(images: List[Path], results: list, m, folder: Path, as_json: bool, top_k: int) -> None:
     """One colour PNG per input (``<stem>.png``, numbered when stems repeat), then a line per image."""
     from ..images import colour_mask, save_png_atomic
+    from ..results_json import dumps
 
     stems = [p.stem for p in images]
     for i, (p, r) in enumerate(zip(images, results)):
@@ -60,7 +54,7 @@ def _write_masks(images: List[Path], results: list, m, folder: Path, as_json: bo
         save_png_atomic(colour_mask(r["mask"], len(m.classes)), out)
         areas = dict(list(r["class_areas"].items())[:top_k]) if not as_json else r["class_areas"]
         if as_json:
-            typer.echo(json.dumps({"image": str(p), "mask": str(out), "class_areas": areas}))
+            typer.echo(dumps({"image": str(p), "mask": str(out), "class_areas": areas}))
         else:
             shares = ", ".join(f"{c} {a:.1%}" for c, a in areas.items())
             typer.echo(f"{p}\t{out}\t{shares}")

@@ -180,6 +180,11 @@ class ImageSource:
             raise DataError(f"{self.spec}: no split {name!r} (splits: {', '.join(self.splits) or 'none'})")
         return self.splits[name]
 
+    def limit(self, name: str, limit: int | None, seed: int = 0) -> None:
+        """Keep at most ``limit`` samples of split ``name`` (see ``Split.subset``)."""
+        if limit is not None:
+            self.splits[name] = self.split(name).subset(limit, seed)
+
     @property
     def source_id(self) -> str:
         """A short id of where the data came from, for naming caches."""
@@ -209,8 +214,7 @@ def open_source(spec: str | os.PathLike, limits: dict[str, int] | None = None, s
             path = _extract_archive(path)
         source = _open_folder(spec, path, task, ignore_index)
     for name, limit in (limits or {}).items():
-        if limit is not None:
-            source.splits[name] = source.split(name).subset(limit, seed)
+        source.limit(name, limit, seed)
     return source
 
 

@@ -83,6 +83,11 @@ class TaskType(ABC):
         """Image alone -> input tensor, for predictors."""
 
     @abstractmethod
+    def inference_short_side(self, image_size: int) -> int:
+        """The short side the inference transform shrinks an image to: predictors shrink large inputs to it
+        before editing, so that no stage works on a full-size photo."""
+
+    @abstractmethod
     def lock_dataset(self, items, split, edits, transform, decoys=()) -> Dataset:
         """The lock set as ``(input, target)`` items (see lockset.py)."""
 

@@ -60,6 +60,11 @@ class Classification(TaskType):
     def inference_transform(self, image_size: int, mean=None, std=None):
         return self.transform(image_size, False, mean=mean, std=std)
 
+    def inference_short_side(self, image_size: int) -> int:
+        from ..train import eval_short_side
+
+        return eval_short_side(image_size)
+
     def lock_dataset(self, items, split, edits, transform, decoys=()):
         from ..lockset import LockDataset
 

@@ -50,6 +50,9 @@ class Segmentation(TaskType):
 
         return image_transform(image_size, mean or IMAGENET_MEAN, std or IMAGENET_STD)
 
+    def inference_short_side(self, image_size: int) -> int:
+        return image_size  # the whole image is resized to SxS
+
     def lock_dataset(self, items, split, edits, transform, decoys=()):
         from ..lockset import SegmentationLockDataset
 
