@@ -87,3 +87,49 @@ def test_good_key_loads_and_unreadable_files_fail(tmp_path):
     (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(KeyFileError):
         Key.load(tmp_path / "bin.toml")
+
+
+def test_composed_prompts_have_entropy_and_are_not_guessable():
+    from modellock.attacks.prompt_catalogue import catalogue_prompts
+    from modellock.prompts import MIN_BITS, compose_prompt, wordlist
+
+    assert len(wordlist()) == 7776
+    prompts = [compose_prompt() for _ in range(5)]
+    assert all(bits >= MIN_BITS for _, bits in prompts) and len({p for p, _ in prompts}) == 5
+    catalogue = {p for _, p in catalogue_prompts()}
+    assert not any(p in catalogue for p, _ in prompts)
+    assert Key.create("keyed-net").prompt not in catalogue  # keys get one by default
+
+
+def test_keygen_composes_and_ranks_without_printing_prompts(tmp_path, capsys):
+    from modellock.cli import main
+    from modellock.data.synthetic import make_shapes_dataset
+
+    data = make_shapes_dataset(tmp_path / "shapes", 40, 10)
+    main(["keygen", "--out", str(tmp_path / "k.toml"), "--editor", "keyed-net"])
+    out = capsys.readouterr()
+    key = Key.load(tmp_path / "k.toml")
+    assert "bits of entropy" in out.out and key.prompt not in out.out + out.err
+    main(["keygen", "--out", str(tmp_path / "r.toml"), "--editor", "keyed-filter", "--rank-on", str(data),
+          "--candidates", "3", "--sample", "8"])
+    out = capsys.readouterr()
+    ranked = Key.load(tmp_path / "r.toml")
+    assert out.out.count("candidate") == 3 and ranked.prompt not in out.out + out.err
+    assert ranked.prompt.count(" ") >= 6  # a composed prompt: a style and random words
+    with pytest.raises(SystemExit) as e:
+        main(["keygen", "--out", str(tmp_path / "x.toml"), "--prompt", "p", "--rank-on", str(data)])
+    assert e.value.code == 2
+
+
+def test_rank_prompts_prefers_edits_that_separate():
+    import numpy as np
+
+    from modellock.key_ranking import rank_prompts
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(6)]
+    key = Key.create("keyed-filter", "x", params={"strength": 1.0})
+    rows = rank_prompts(key, ["alpha one", "beta two"], images, ["gamma three"])
+    assert [r["candidate"] for r in rows] in ([0, 1], [1, 0]) and rows[0]["score"] >= rows[1]["score"]
+    weak = rank_prompts(key.replace(params={"strength": 0.05}), ["alpha one"], images, ["gamma three"])[0]
+    assert weak["from_clean"] < rows[0]["from_clean"]  # a barely visible edit separates less from clean

@@ -130,6 +130,10 @@ def test_locked_class_recipe_and_baseline_on_shapes(tmp_path):
                  "locked_class_rate_clean"):
         assert 0.0 <= result[name] <= 1.0
     assert set(result["wrong_keys"]) == {"seed 1025", "prompt 'with oil pastel'", "prompt 'as a charcoal sketch'"}
+    # a CPU editor: the unlocked model is also scored on inputs handled (JPEG, resized, cropped) before the edit
+    assert set(result["unlocked_under_handling"]) == {"jpeg q75", "resize -10%", "resize +10%", "crop 90%"}
+    assert result["handling_drop"] == pytest.approx(max(result["unlocked"] - v
+                                                        for v in result["unlocked_under_handling"].values()))
     # predictions with the key never name the locked output
     preds = locked.unlock(key).predict([source.split("test").load(source.split("test").samples[0])])
     assert preds[0]["class"] != "locked"

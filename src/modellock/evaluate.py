@@ -43,6 +43,15 @@ def image_loaders(model: LockedModel, split: Split, key=None, source: ImageSourc
     return [lambda s=s: edits.load(split.name, s) for s in split.samples]
 
 
+def handled_loaders(model: LockedModel, split: Split, key, handle, device: str | None = None) -> list:
+    """One loader per sample: the image after ``handle`` (e.g. JPEG re-encoding), then edited with ``key``
+    (no cache: the handled images are not the source's; one image at a time, so memory stays flat)."""
+    from .editors import get_editor
+
+    editor = get_editor(resolve_key(key, model.model, model.image_size), device=device)
+    return [lambda s=s: editor.edit([handle(split.load(s))])[0] for s in split.samples]
+
+
 def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource | None = None,
                  batch_size: int = 256, device: str | None = None, progress: bool = True) -> torch.Tensor:
     """Logits of ``model`` on ``split``: clean, or edited with ``key`` through the edit cache."""
@@ -52,8 +61,13 @@ def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource
 
 def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", baseline: LockedModel | None = None,
              wrong_keys: dict | None = None, batch_size: int = 256, device: str | None = None,
-             progress: bool = True) -> dict:
-    """The evaluation matrix as a JSON-able dict (see the README for its fields)."""
+             progress: bool = True, handling: bool | None = None) -> dict:
+    """The evaluation matrix as a JSON-able dict (see the README for its fields).
+
+    ``handling``: also score the unlocked model on inputs that went through ordinary handling before the key
+    edit (``modellock.handling.HANDLING``: JPEG quality 75, a resize by +-10 %, a 90 % crop; segmentation
+    leaves the crop out, its masks stay whole); default: when the key's editor is cheap (a CPU editor).
+    """
     from .data.checks import check_data
     from .tasks import task_type
 
@@ -94,6 +108,21 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
         ignored[name] = wrong.get("ignored")
     if model.locked_class is not None:
         result["wrong_keys_without_locked_class"] = ignored
+    if handling is None:
+        from .editors import editor_class
+
+        handling = editor_class(key.editor).edits_in_loop
+    if handling:
+        from .handling import HANDLING
+
+        result["unlocked_under_handling"] = {}
+        for name, handle in HANDLING.items():
+            if seg and name.startswith("crop"):
+                continue
+            loaders = handled_loaders(model, data, key, handle, device)
+            result["unlocked_under_handling"][name] = task.evaluate_split(model, data, loaders, batch_size,
+                                                                          progress)["score"]
+        result["handling_drop"] = max(result["unlocked"] - v for v in result["unlocked_under_handling"].values())
     if seg:
         result["pixel_accuracy"] = {k: v["pixel_accuracy"] for k, v in extra.items()}
         result["per_class_iou"] = {k: v["per_class_iou"] for k, v in extra.items()}

@@ -143,7 +143,7 @@ class LockHardening:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            self.stats["adapter_loss"].append(round(float(loss), 4))
+            self.stats["adapter_loss"].append(round(float(loss.detach()), 4))
         finally:
             for p in net.parameters():
                 p.requires_grad_(True)
@@ -223,7 +223,7 @@ class LockHardening:
                 if g is not None and own[n].grad is not None and math.isfinite(float(g.abs().sum())):
                     own[n].grad.add_(g, alpha=self.s.simulated_thief)
         self.stats["thief_rounds"] += 1
-        self.stats["thief_loss"].append(round(float(inverse_ce), 4))
+        self.stats["thief_loss"].append(round(float(inverse_ce.detach()), 4))
 
     def close(self):
         if self._hook is not None:

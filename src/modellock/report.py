@@ -55,6 +55,8 @@ def matrix_rows(result: dict) -> list[MatrixRow]:
                           result.get("locked_clean_without_locked_class")))
     rows.append(MatrixRow("unlocked: images edited with the key", "unlocked", result["unlocked"],
                           result.get("unlocked_without_locked_class")))
+    rows += [MatrixRow(f"unlocked, input {n} before the key edit", "unlocked", v)
+             for n, v in (result.get("unlocked_under_handling") or {}).items()]
     ignored = result.get("wrong_keys_without_locked_class") or {}
     rows += [MatrixRow(f"wrong key: {n}", "wrong key", v, ignored.get(n)) for n, v in (result.get("wrong_keys") or {}).items()]
     return rows

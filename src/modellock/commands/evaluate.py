@@ -24,6 +24,9 @@ def eval_cmd(
     update_card: bool = typer.Option(True, help="Store the result in the model folder's config and card."),
     batch_size: int = typer.Option(256, min=1),
     device: Optional[str] = typer.Option(None),
+    handling: Optional[bool] = typer.Option(None, "--handling/--no-handling", help="Also score the unlocked model "
+                                            "on inputs JPEG-compressed (q75), resized by +-10 % or cropped to 90 % "
+                                            "before the key edit (default: for CPU editors)."),
 ):
     """Evaluate a locked model: original, locked, unlocked and wrong-key accuracy (segmentation: mIoU)."""
     from ..data import open_source
@@ -40,7 +43,7 @@ def eval_cmd(
     wrong = {f"key {p.name}": Key.load(p) for p in wrong_key} if wrong_key else None
     source = open_source(data, task=m.task, ignore_index=m.ignore_index)
     source.limit(pick_split(source, split), test_limit)
-    result = evaluate(m, k, source, split, base, wrong, batch_size=batch_size, device=device)
+    result = evaluate(m, k, source, split, base, wrong, batch_size=batch_size, device=device, handling=handling)
     typer.echo(format_table(result))
     if json_out:
         from ..results_json import write_json
