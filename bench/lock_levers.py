@@ -33,6 +33,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "keyed-net+thief": ("keyed-net", {"simulated_thief": 1.0}),
     "keyed-net+separation": ("keyed-net", {"separation": 0.1}),
     "keyed-net+all": ("keyed-net", {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1}),
+    "keyed-net+distractor": ("keyed-net", {"distractor": 0.5}),
+    "keyed-net+distractor+adversary": ("keyed-net", {"distractor": 0.5, "adversary": 0.25}),
     "keyed-filter+adversary": ("keyed-filter", {"adversary": 0.25}),
     "keyed-filter+all": ("keyed-filter", {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1}),
 }

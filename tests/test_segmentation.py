@@ -161,15 +161,15 @@ def test_segmentation_lock_end_to_end(seg_data, tmp_path, one_thread, capsys):
     # the attack suite goes through the same task seam: scored in mIoU; with all the training data the
     # fine-tuning thief can win (an easy case), and the summary lands in the model card
     main(["attack", "--model", str(tmp_path / "locked"), "--key", str(key), "--data", str(seg_data),
-          "--attack", "ignore-locked-class,fine-tune,distillation,unet-adapter,generic-transforms",
-          "--budget", "quick", "--samples", "2500", "--fractions", "1", "--screen", "30", "--random-keys", "1",
+          "--attack", "ignore-locked-class,fine-tune,distillation,input-adapter,generic-transforms",
+          "--budget", "quick", "--samples", "1200", "--fractions", "1", "--screen", "30", "--random-keys", "1",
           "--json", str(tmp_path / "attacks.json"), "--work-dir", str(tmp_path / "work")])
     out = capsys.readouterr().out
     a = json.loads((tmp_path / "attacks.json").read_text())
     assert a["task"] == "segmentation" and a["metric"] == "miou" and "mIoU" not in out.splitlines()[0]
-    assert a["attacks"]["fine-tune"]["best"] >= a["reference"]["unlocked"] - 0.15, a["attacks"]["fine-tune"]
+    assert a["attacks"]["fine-tune"]["best"] >= a["reference"]["unlocked"] - 0.2, a["attacks"]["fine-tune"]
     assert a["attacks"]["distillation"]["students"][0]["targets"] == "top-1"  # per-pixel classes
-    assert 0 <= a["attacks"]["unet-adapter"]["best"] <= 1 and 0 <= a["attacks"]["ignore-locked-class"]["best"] <= 1
+    assert 0 <= a["attacks"]["input-adapter"]["best"] <= 1 and 0 <= a["attacks"]["ignore-locked-class"]["best"] <= 1
     assert "worst_case_undone" in a["summary"] and "fine_tune_gain" in a["summary"]
     card = (tmp_path / "locked" / "README.md").read_text()
     assert "## Attacks" in card and "fine_tune_gain" in card

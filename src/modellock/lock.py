@@ -74,7 +74,8 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
 
         handling = RandomHandling(geometry=task.name == "classification") if recipe.handling else None
         dataset = OnlineLockDataset(dataset, handling)
-        collate = EditingCollate(dataset, editors)
+        raw = get_editor(editors[0].key.replace(alpha=1.0)) if recipe.distractor > 0 else None
+        collate = EditingCollate(dataset, editors, recipe.distractor, raw)
     if recipe is not None and recipe.harden_settings().active:
         from .harden import build_hardening
 

@@ -53,6 +53,8 @@ class LockRecipe:
     # i.e. the CPU editors); handling: online, random crops, resizes and JPEG before the key edit
     online: bool | None = None
     handling: bool = True
+    # online: share of key-edited images whose edit is blended with another image (see EditingCollate)
+    distractor: float = 0.0
     # hardening (modellock.harden): the simulated thief in the loop; weights, 0 = off
     adversary: float = 0.0
     adversary_every: int = 20
@@ -78,6 +80,8 @@ class LockRecipe:
             raise ModelLockError(f"recipe: decoy_keys must be at least 1, not {self.decoy_keys!r}")
         if not 0.0 < self.locked_weight <= 1.0:
             raise ModelLockError(f"recipe: locked_weight must be in (0, 1], not {self.locked_weight!r}")
+        if not 0.0 <= self.distractor <= 1.0:
+            raise ModelLockError(f"recipe: distractor must be between 0 and 1, not {self.distractor!r}")
         for name in ("adversary", "simulated_thief", "separation"):
             if not 0.0 <= getattr(self, name) <= 10.0:
                 raise ModelLockError(f"recipe: {name} must be between 0 and 10, not {getattr(self, name)!r}")
@@ -300,12 +304,19 @@ class OnlineLockDataset(Dataset):
 
 
 class EditingCollate:
-    """Edits a batch of :class:`OnlineLockDataset` items (one call per key), then collates ``(input, target)``."""
+    """Edits a batch of :class:`OnlineLockDataset` items (one call per key), then collates ``(input, target)``.
 
-    def __init__(self, dataset: OnlineLockDataset, editors: list):
+    ``distractor`` (a share of the key-edited images): the key's edit of the image is blended with *another*
+    image of the batch instead of its own, keeping its label, so the model must read the class from the
+    key's edit, not from the original showing through the blend (``raw_editor``: the key's editor with
+    ``alpha`` 1, the edit before the blend)."""
+
+    def __init__(self, dataset: OnlineLockDataset, editors: list, distractor: float = 0.0, raw_editor=None):
         self.dataset, self.editors = dataset, editors
+        self.distractor, self.raw_editor = distractor, raw_editor
 
     def __call__(self, batch):
+        import torch
         from torch.utils.data import default_collate
 
         images = [image for image, _, _ in batch]
@@ -313,9 +324,22 @@ class EditingCollate:
         for j, (_, k, _) in enumerate(batch):
             if k >= 0:
                 groups.setdefault(k, []).append(j)
+        distracted = []
+        if self.distractor > 0 and 0 in groups and len(batch) > 1:
+            draw = torch.rand(len(groups[0])).tolist()
+            distracted = [j for j, r in zip(groups[0], draw) if r < self.distractor]
+            groups[0] = [j for j in groups[0] if j not in set(distracted)]
+        originals = list(images)
         for k, rows in groups.items():
             for j, edited in zip(rows, self.editors[k].edit([images[j] for j in rows])):
                 images[j] = edited
+        if distracted:
+            from .images import blend, resize
+
+            alpha = self.raw_editor.key.alpha
+            for j, raw in zip(distracted, self.raw_editor.edit([originals[j] for j in distracted])):
+                other = originals[(j + 1 + int(torch.randint(0, len(batch) - 1, ()))) % len(batch)]
+                images[j] = blend(resize(other, raw.shape[:2]), raw, alpha)
         base = self.dataset.base
         return default_collate([base.finish(images[j], base.items[i]) for j, (_, _, i) in enumerate(batch)])
 

@@ -30,6 +30,8 @@ class Editor(ABC):
     # True for editors cheap enough to edit every training batch in the loop (the CPU editors): the lock then
     # edits online, after random crops, resizes and JPEG of the input, instead of through the edit cache
     edits_in_loop: bool = False
+    # CPU editors: at most this many pixels per edit_batch call (None: batch_size images whatever their size)
+    max_batch_pixels: int | None = None
 
     @classmethod
     def resolve_for_model(cls, key, model, image_size: int):
@@ -61,9 +63,12 @@ class Editor(ABC):
         for i, a in enumerate(work):
             groups[a.shape].append(i)
         edited: list[np.ndarray | None] = [None] * len(work)
-        for idx in groups.values():
-            for start in range(0, len(idx), self.batch_size):
-                chunk = idx[start:start + self.batch_size]
+        for shape, idx in groups.items():
+            step = self.batch_size
+            if self.max_batch_pixels:  # large images in smaller batches: memory stays bounded
+                step = max(1, min(step, self.max_batch_pixels // (shape[0] * shape[1])))
+            for start in range(0, len(idx), step):
+                chunk = idx[start:start + step]
                 for i, out in zip(chunk, self.edit_batch([work[i] for i in chunk])):
                     edited[i] = out
         return [

@@ -40,6 +40,7 @@ class KeyedFilterEditor(Editor):
     """Keyed tone curves + colour rotation + texture filter; exact and batch-independent (elementwise float32 ops)."""
 
     edits_in_loop = True
+    max_batch_pixels = 1 << 22  # 4096 images of 32x32, 64 of 256x256
 
     key_defaults = {"model": "", "resolution": 0, "steps": 1}
     # 1: rotation bounded to 35-75 degrees; 2: any orthogonal map (could flatten a colour direction);

@@ -103,6 +103,7 @@ class KeyedNetEditor(Editor):
     """A keyed multi-scale network (weights from the key through scrypt); exact and batch-independent (CPU)."""
 
     edits_in_loop = True
+    max_batch_pixels = 1 << 22  # 4096 images of 32x32, 64 of 256x256
 
     key_defaults = {"model": "", "resolution": 0, "steps": 1}
     version = 1
