@@ -111,7 +111,7 @@ def test_two_process_edit_equals_one_process_and_resumes(tmp_path):
 def test_two_process_lock_is_ddp_and_resumes(tmp_path):
     data = make_shapes_dataset(tmp_path / "shapes", 48, 16, size=16)
     Key.create("keyed-filter", "with oil pastel").save(tmp_path / "k.toml")
-    (tmp_path / "lock.yaml").write_text("decoy_keys: 2\n")
+    (tmp_path / "lock.yaml").write_text("decoy_keys: 2\nonline: false\n")  # through the edit cache
     lock = (f"lock --key k.toml --data {shlex.quote(str(data))} --out locked --model tiny-cnn --epochs 2 "
             "--batch-size 8 --num-workers 0 --lr 0.003 --decoy-fraction 0.1 --config lock.yaml")
 
@@ -120,6 +120,11 @@ def test_two_process_lock_is_ddp_and_resumes(tmp_path):
     checkpoints = tmp_path / "locked" / ".work" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch-0001"]  # one checkpoint for both processes
     assert not (tmp_path / "locked" / "model.safetensors").exists()
+    # the edit cache was filled by both processes: every image edited with the key once, half by each
+    headers = [json.loads(p.read_text()) for p in Path(os.environ["MODELLOCK_CACHE"]).rglob("edit.json")]
+    assert {"images": 48, "num_processes": 2, "processes": [{"rank": 0, "edited": 24, "reused": 0},
+                                                             {"rank": 1, "edited": 24, "reused": 0}]} in [
+        h.get("splits", {}).get("train") for h in headers]
     first = [json.loads((tmp_path / "probe" / f"rank-{r}.json").read_text()) for r in (0, 1)]
     # lock set: 48 images + 14 paired views = 62 items; global batches of 2 x 8 = 16: 3 per epoch, 14 dropped
     assert [len(r["reads"]) for r in first] == [24, 24]
