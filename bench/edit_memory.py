@@ -3,9 +3,10 @@
 Each measurement runs in a fresh process (so one peak does not hide another) on the same folder of
 32x32 JPEGs with the CPU key editor (``keyed-filter``):
 
-- ``edit``: ``edit_split`` of the first N images with the default pipeline (reader and writer processes);
+- ``edit``: ``edit_split`` of the first N images, pipelined (one reader and one writer process);
 - ``lock`` (``--lock``): ``lock_model`` of a ``tiny-cnn`` on the first N images, 1 epoch (edits through
-  the edit cache, then trains from the edited PNGs on disk); no decoy keys, to keep it short.
+  the edit cache, as the diffusion editor does, then trains from the edited PNGs on disk); no decoy keys,
+  to keep it short.
 
 Reported per run: the process's peak RSS (VmHWM), its RSS after the imports (the floor), the peak of
 its largest helper process, and peak minus floor. The ratio 10k / 1k says whether memory grows
@@ -54,9 +55,9 @@ def child(stage: str, data: str, n: int, out: str) -> dict:
     source = open_source(data, {"train": n})
     floor = rss_mib("VmRSS")
     if stage == "edit":
-        edit_split(key, source.split("train"), out, progress=False)
+        edit_split(key, source.split("train"), out, progress=False, num_workers=1, writers=1)
     else:
-        lock_model(key, source, "tiny-cnn", out, LockRecipe(decoy_fraction=0.0),
+        lock_model(key, source, "tiny-cnn", out, LockRecipe(decoy_fraction=0.0, online=False),
                    TrainConfig(epochs=1, batch_size=128, num_workers=1), edits_dir=Path(out) / "edits",
                    progress=False)
     helpers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
