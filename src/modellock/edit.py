@@ -10,19 +10,32 @@ Layout of an edit folder::
 Every image is written under a temporary name and renamed; a batch's manifest part is written after
 its images. Killed at any moment and rerun, the stage re-edits only what no part lists, overwriting
 any image orphaned by the kill, so it ends with exactly one file per source image.
+
+The hot path overlaps three things: data-loader worker processes read and hash the source images,
+the main process edits batch after batch, and writer processes encode and write the PNGs (each
+batch's manifest part follows once its images are on disk). Launched with several processes (``accelerate launch`` / ``torchrun``), every process edits its
+own block of the images not yet done and writes its own parts; the main process merges them into the
+manifest and records in ``edit.json`` how many images each process edited. The result is the same
+folder, byte for byte, as one process makes.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import threading
+import time
 import uuid
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data.sources import ImageSource, Sample, Split
 from .editors import Editor, editor_class, get_editor
 from .errors import DataError, WrongKeyError
@@ -31,6 +44,13 @@ from .paths import cache_root
 from .progress import plural, stage_bar
 
 FORMAT = "modellock-edits/1"
+
+
+class Done(NamedTuple):
+    """A finished image in an edit folder: its file (relative to the folder) and its source's sha256."""
+
+    file: str
+    source_sha256: str
 
 
 @dataclass
@@ -43,61 +63,77 @@ class EditReport:
     reused: int = 0
     skipped: list[dict] = field(default_factory=list)
     folder: "EditFolder | None" = field(default=None, repr=False)  # the edit folder, opened once
+    # per process of the run: {"rank", "edited", "reused", "skipped"} (one entry in a one-process run)
+    processes: list[dict] = field(default_factory=list)
 
 
 class EditFolder:
     """An edit folder for one key: read what is done, add edited images, finish manifests."""
 
     def __init__(self, root: str | os.PathLike, key, source: ImageSource | None = None):
+        """Open ``root`` for ``key``, creating its header if new; every process of a launched run calls this."""
         self.root = Path(root)
         self.key = key
-        header_path = self.root / "edit.json"
-        if header_path.exists():
-            try:
-                header = json.loads(header_path.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise DataError(f"{header_path}: unreadable edit header ({type(e).__name__})") from None
-            if not key.matches(header.get("fingerprint", "")):
-                raise WrongKeyError(f"{self.root}: holds edits made with another key; use another --out")
-            made_with, version = header.get("editor_version", 1), editor_class(key.editor).version
-            if made_with != version:
-                raise DataError(f"{self.root}: holds edits made with editor {key.editor!r} version {made_with}; "
-                                f"this modellock edits with version {version}: use another folder or delete it")
-            self.fingerprint = header["fingerprint"]
-        else:
-            self.fingerprint = key.fingerprint()
+        self.header_path = self.root / "edit.json"
+        if distributed.is_main() and not self.header_path.exists():  # one fingerprint (salted) for all processes
             header = {"format": FORMAT, "editor": key.editor, "editor_version": editor_class(key.editor).version,
-                      "fingerprint": self.fingerprint, "source": source.spec if source else None}
-            write_bytes_atomic(json.dumps(header, indent=2).encode(), header_path)
-        self._done: dict[str, dict[str, dict]] = {}
+                      "fingerprint": key.fingerprint(), "source": source.spec if source else None}
+            write_bytes_atomic(json.dumps(header, indent=2).encode(), self.header_path)
+        distributed.barrier()
+        header = self.header()
+        if not key.matches(header.get("fingerprint", "")):
+            raise WrongKeyError(f"{self.root}: holds edits made with another key; use another --out")
+        made_with, version = header.get("editor_version", 1), editor_class(key.editor).version
+        if made_with != version:
+            raise DataError(f"{self.root}: holds edits made with editor {key.editor!r} version {made_with}; "
+                            f"this modellock edits with version {version}: use another folder or delete it")
+        self.fingerprint = header["fingerprint"]
+        self._done: dict[str, dict[str, Done]] = {}
         self._collisions: dict[str, set] = {}
 
+    def header(self) -> dict:
+        """``edit.json``: editor, fingerprint, source, and per split the processes of its last run."""
+        try:
+            return json.loads(self.header_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(f"{self.header_path}: unreadable edit header ({type(e).__name__})") from None
+
     # ---------------------------------------------------------------- reading
-    def entries(self, split: str) -> dict[str, dict]:
-        """Finished entries of a split by source id (manifest plus parts of an unfinished run)."""
+    def entries(self, split: str) -> dict[str, Done]:
+        """Finished images of a split by source id (manifest plus parts of an unfinished run), kept small:
+        the index of an ImageNet-sized cache lives in every process."""
         if split not in self._done:
-            done: dict[str, dict] = {}
-            d = self.root / split
-            files = [d / "manifest.jsonl"] + sorted((d / ".parts").glob("*.jsonl")) if d.exists() else []
-            for f in files:
-                if f.exists():
-                    for line in f.read_text().splitlines():
+            self._done[split] = {e["source"]: Done(e["file"], e["source_sha256"]) for e, _ in self._listed(split)}
+        return self._done[split]
+
+    def _listed(self, split: str):
+        """``(entry, line)`` of the manifest, then of the parts, whose image file exists (a later line for a
+        source wins)."""
+        d = self.root / split
+        files = [d / "manifest.jsonl"] + sorted((d / ".parts").glob("*.jsonl")) if d.exists() else []
+        for f in files:
+            if f.exists():
+                with open(f, encoding="utf-8") as lines:
+                    for line in lines:
+                        line = line.rstrip("\n")
                         if line.strip():
                             e = json.loads(line)
                             if (self.root / e["file"]).exists():
-                                done[e["source"]] = e
-            self._done[split] = done
-        return self._done[split]
+                                yield e, line
+
+    def reload(self, split: str) -> None:
+        """Forget what was read of ``split``: the next use reads the manifest and parts again."""
+        self._done.pop(split, None)
 
     def path_of(self, split: str, sample: Sample) -> Path | None:
         e = self.entries(split).get(sample.id)
-        return self.root / e["file"] if e else None
+        return self.root / e.file if e else None
 
     def load(self, split: str, sample: Sample):
         return load_image(self.path_of(split, sample))
 
     # ---------------------------------------------------------------- writing
-    def _out_name(self, split: Split, sample: Sample) -> str:
+    def name_of(self, split: Split, sample: Sample) -> str:
         """``<split>/<class>/<stem>.png`` (segmentation: ``<split>/images/<path>.png``); the source suffix
         joins the stem only when stems collide."""
         if split.name not in self._collisions:
@@ -116,23 +152,29 @@ class EditFolder:
 
     def add_batch(self, split: Split, samples: list[Sample], images, hashes: list[str]) -> None:
         """Write edited images atomically, then one manifest part naming them."""
+        names = [self.name_of(split, s) for s in samples]
+        write_pngs(self.root, names, images)
+        self.add_part(split, samples, names, hashes)
+
+    def add_part(self, split: Split, samples: list[Sample], names: list[str], hashes: list[str]) -> None:
+        """Record images already written under ``names``: one manifest part of this process."""
         lines = []
-        for s, img, h in zip(samples, images, hashes):
-            rel = self._out_name(split, s)
-            save_png_atomic(img, self.root / rel)
+        for s, rel, h in zip(samples, names, hashes):
             entry = {"source": s.id, "source_sha256": h, "label": s.label,
                      "class": split.classes[s.label] if s.label >= 0 else None, "file": rel,
                      "fingerprint": self.fingerprint}
             lines.append(json.dumps(entry))
-            self.entries(split.name)[s.id] = entry
-        part = self.root / split.name / ".parts" / f"{uuid.uuid4().hex}.jsonl"
+            self.entries(split.name)[s.id] = Done(rel, h)
+        part = self.root / split.name / ".parts" / f"rank{distributed.rank()}-{uuid.uuid4().hex}.jsonl"
         write_bytes_atomic(("\n".join(lines) + "\n").encode(), part)
 
-    def finish(self, split: str) -> Path:
-        """Merge parts into ``manifest.jsonl`` (atomic), then drop the parts and stray temp files."""
-        entries = sorted(self.entries(split).values(), key=lambda e: e["source"])
+    def finish(self, split: str, processes: list[dict] | None = None) -> Path:
+        """Merge the parts of every process into ``manifest.jsonl`` (atomic), drop the parts and stray temp
+        files, and record ``processes`` (what each process of the run did) in ``edit.json``. Main process only."""
+        self.reload(split)  # read back from disk: the parts of the other processes too
+        lines = {e["source"]: line for e, line in self._listed(split)}  # the lines as written: no re-encoding
         manifest = self.root / split / "manifest.jsonl"
-        write_bytes_atomic("".join(json.dumps(e) + "\n" for e in entries).encode(), manifest)
+        write_bytes_atomic("".join(lines[source] + "\n" for source in sorted(lines)).encode(), manifest)
         parts = self.root / split / ".parts"
         for p in parts.glob("*"):
             p.unlink(missing_ok=True)
@@ -140,7 +182,23 @@ class EditFolder:
             parts.rmdir()
         for tmp in (self.root / split).rglob(".*.tmp"):
             tmp.unlink(missing_ok=True)
+        if processes is not None:
+            self._record_run(split, len(lines), processes)
         return manifest
+
+    def _record_run(self, split: str, images: int, processes: list[dict]) -> None:
+        """``edit.json``: ``splits.<split>`` = images in the manifest and the processes of this run;
+        ``processes`` = images each rank edited, summed over the last run of every split."""
+        header = self.header()
+        header.setdefault("splits", {})[split] = {"images": images, "num_processes": len(processes),
+                                                  "processes": processes}
+        totals: dict[int, int] = {}
+        for record in header["splits"].values():
+            for p in record["processes"]:
+                totals[p["rank"]] = totals.get(p["rank"], 0) + p["edited"]
+        header["num_processes"] = len(processes)
+        header["processes"] = [{"rank": r, "edited": n} for r, n in sorted(totals.items())]
+        write_bytes_atomic(json.dumps(header, indent=2).encode(), self.header_path)
 
 
 def edit_split(
@@ -155,50 +213,187 @@ def edit_split(
     progress: "bool | tqdm" = True,
     source: ImageSource | None = None,
     desc: str | None = None,
+    num_workers: int | None = None,
+    writers: int | None = None,
 ) -> EditReport:
     """Edit ``samples`` (default: the whole split) into ``out``; finished images are not edited again.
 
     ``progress``: True for a bar of this call (labelled ``desc``), False for none, or a bar of the
     caller's stage that this call advances by every image it covers, edited or found done.
+    ``num_workers`` data-loader processes read the sources and ``writers`` processes write the PNGs (each
+    default: see ``default_workers``; 0 does that work in this process). Launched with several processes,
+    each edits its own block of the images not yet done (only the main process shows progress); every
+    process returns the totals of the run (``processes`` has each one's share).
     """
+    device = device or distributed.device()
     folder = EditFolder(out, key, source)
-    todo_all = list(samples) if samples is not None else list(split.samples)
+    wanted = list(samples) if samples is not None else list(split.samples)
     done = folder.entries(split.name)
-    report = EditReport(split.name, len(todo_all), folder=folder)
-    todo = []
-    for s in todo_all:
-        e = done.get(s.id)
-        if e is not None and (s.path is None or e["source_sha256"] == split.source_hash(s)):
-            report.reused += 1
-        else:
-            todo.append(s)
+    distributed.barrier()  # every process has read the same progress before any of them writes
+    pending = distributed.shard([s for s in wanted if s.id not in done])
+    listed = distributed.shard([s for s in wanted if s.id in done])
+    # an image listed as done is edited again when its source changed since
+    changed = [s for s in listed if s.path is not None and done[s.id].source_sha256 != split.source_hash(s)]
+    todo = pending + changed
+    mine = {"rank": distributed.rank(), "edited": 0, "reused": len(listed) - len(changed), "skipped": []}
     shared = not isinstance(progress, bool)
     if shared:
-        progress.update(report.reused)
+        progress.update(mine["reused"])
     if todo:
         editor = editor or get_editor(key, device=device, batch_size=batch_size)
-        step = batch_size or editor.batch_size
+        step = batch_size or min(editor.batch_size, MAX_READ_BATCH)
+        workers = default_workers() if num_workers is None else num_workers
+        writers = default_workers() if writers is None else writers
+        if len(todo) < 2 * step:  # one batch: nothing to overlap, and no process start-up to pay
+            workers = writers = 0
         bar = progress if shared else stage_bar(
-            desc or f"editing {plural(len(todo), 'image')} of split {split.name!r}", len(todo), enabled=progress)
-        for start in range(0, len(todo), step):
-            batch, images, hashes = [], [], []
-            for s in todo[start:start + step]:
+            desc or f"editing {plural(len(todo), 'image')} of split {split.name!r}", len(todo),
+            enabled=progress and distributed.is_main())
+        try:
+            _edit_pipeline(folder, split, todo, editor, step, workers, writers, skip_bad, mine, bar)
+        finally:
+            if not shared:
+                bar.close()
+    everyone = distributed.gather(mine)
+    if shared:  # the other processes' shares, on the main process's bar
+        progress.update(sum(p["edited"] + p["reused"] + len(p["skipped"]) for p in everyone
+                            if p["rank"] != mine["rank"]))
+    if distributed.is_main():
+        folder.finish(split.name, [{k: p[k] for k in ("rank", "edited", "reused")} for p in everyone])
+    distributed.barrier()
+    folder.reload(split.name)
+    folder.entries(split.name)  # the merged manifest, read now so that forked data-loader workers share it
+    return EditReport(split.name, len(wanted), edited=sum(p["edited"] for p in everyone),
+                      reused=sum(p["reused"] for p in everyone),
+                      skipped=[s for p in everyone for s in p["skipped"]], folder=folder,
+                      processes=[{**p, "skipped": len(p["skipped"])} for p in everyone])
+
+
+MAX_READ_BATCH = 256  # images read, edited and written together when no batch size is given
+# helper processes are forked where possible: they only read or write files (no CUDA), and a forked
+# process needs nothing pickled (torchvision sources read through closures)
+_CAN_FORK = "fork" in multiprocessing.get_all_start_methods()
+
+
+def default_workers() -> int:
+    """Reader processes, and as many writer processes, per editing process: the cores it has beside its own,
+    half to each, at most 4 (0 on two cores: there the helpers would only take turns with the editor)."""
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) or 1
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    return max(0, min(4, (per_process - 1) // 2))
+
+
+class _SourceReads:
+    """A map-style dataset over the images to edit: ``(index, image, sha256, error)``, read in a worker."""
+
+    def __init__(self, split: Split, samples: list[Sample]):
+        self.split, self.samples = split, samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        try:
+            image, digest = self.split.load_and_hash(self.samples[i])
+            return i, image, digest, None
+        except DataError as err:
+            return i, None, None, str(err)
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+def write_pngs(root: Path, names: list[str], images) -> None:
+    """Save each image as ``root / name`` (PNG, atomically); runs in the writer processes."""
+    for name, image in zip(names, images):
+        save_png_atomic(image, root / name)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Writer-process start: end when the editing process is gone (killed), as torch's loader workers do."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+class _Writer:
+    """Drains edited batches: ``processes`` background processes encode and write the PNGs (PIL's PNG
+    encoder holds the GIL, so threads would not overlap it with editing), and each batch's manifest part
+    is written here once its images are on disk. At most ``2 * processes`` batches are in flight."""
+
+    def __init__(self, folder: EditFolder, split: Split, processes: int):
+        self.folder, self.split, self.max_pending = folder, split, 2 * processes
+        context = multiprocessing.get_context("fork" if _CAN_FORK else None)
+        self.pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_exit_with_parent,
+                                        initargs=(os.getpid(),)) if processes > 0 else None
+        self.pending: deque = deque()  # (future, samples, names, hashes), oldest first
+
+    def submit(self, samples: list[Sample], images, hashes: list[str]) -> None:
+        if self.pool is None:
+            self.folder.add_batch(self.split, samples, images, hashes)
+            return
+        names = [self.folder.name_of(self.split, s) for s in samples]
+        self.pending.append((self.pool.submit(write_pngs, self.folder.root, names, images), samples, names, hashes))
+        while len(self.pending) > self.max_pending or (self.pending and self.pending[0][0].done()):
+            self._record_oldest()
+
+    def _record_oldest(self) -> None:
+        future, samples, names, hashes = self.pending.popleft()
+        future.result()  # raises the writer's error
+        self.folder.add_part(self.split, samples, names, hashes)
+
+    def close(self, raise_errors: bool = True) -> None:
+        """Wait for every batch handed over and record it: what was edited is kept, also when the run
+        stops on an error (then ``raise_errors=False``: the first error wins)."""
+        if self.pool is None:
+            return
+        try:
+            while self.pending:
                 try:
-                    images.append(split.load(s))
-                    hashes.append(split.source_hash(s))
-                    batch.append(s)
-                except DataError as err:
-                    if not skip_bad:
+                    self._record_oldest()
+                except Exception:
+                    if raise_errors:
                         raise
-                    report.skipped.append({"source": s.id, "error": str(err)})
-            if batch:
-                folder.add_batch(split, batch, editor.edit(images), hashes)
-                report.edited += len(batch)
-            bar.update(len(todo[start:start + step]))
-        if not shared:
-            bar.close()
-    folder.finish(split.name)
-    return report
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _edit_pipeline(folder: EditFolder, split: Split, todo: list[Sample], editor: Editor, step: int,
+                   workers: int, writers: int, skip_bad: bool, mine: dict, bar: tqdm) -> None:
+    """Read (worker processes) -> edit (this process) -> write (writer processes), batch by batch;
+    counts go into ``mine``, progress onto ``bar``."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_SourceReads(split, todo), batch_size=step, num_workers=workers, collate_fn=_as_list,
+                        multiprocessing_context="fork" if workers and _CAN_FORK else None)
+    batches = iter(loader)  # workers start here
+    writer = _Writer(folder, split, writers)
+    failed = True
+    try:
+        for batch in batches:
+            samples, images, hashes = [], [], []
+            for i, image, digest, error in batch:
+                if error is None:
+                    samples.append(todo[i])
+                    images.append(image)
+                    hashes.append(digest)
+                elif skip_bad:
+                    mine["skipped"].append({"source": todo[i].id, "error": error})
+                else:
+                    raise DataError(error)
+            if samples:
+                writer.submit(samples, editor.edit(images), hashes)
+                mine["edited"] += len(samples)
+            bar.update(len(batch))
+        failed = False
+    finally:
+        del batches  # stops the workers
+        writer.close(raise_errors=not failed)
 
 
 def edit_dataset(key, source: ImageSource, out, splits: list[str] | None = None, **options) -> list[EditReport]:

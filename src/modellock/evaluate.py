@@ -4,7 +4,8 @@ original model on clean data | locked model on clean data | locked model on key-
 locked model under wrong keys. Predictions of the locked output count as wrong; for models with a
 locked output the score with that output ignored (the thief's first move) is reported as well.
 Classification scores accuracy; segmentation scores mean IoU (with pixel accuracy and per-class IoU
-alongside), at each mask's own resolution.
+alongside), at each mask's own resolution. Launched with several processes, the edits and the
+classification predictions are shared among them (segmentation is scored by each process whole).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .tasks.classification import accuracy  # noqa: F401  (re-exported)
 from .model_folder import LockedModel
 from .progress import plural
 from .prompts import STYLE_PROMPTS
-from .train import predict_logits
+from .train import predict_logits_shared
 
 
 def default_wrong_keys(key) -> dict:
@@ -54,9 +55,10 @@ def handled_loaders(model: LockedModel, split: Split, key, handle, device: str |
 
 def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource | None = None,
                  batch_size: int = 256, device: str | None = None, progress: bool = True) -> torch.Tensor:
-    """Logits of ``model`` on ``split``: clean, or edited with ``key`` through the edit cache."""
+    """Logits of ``model`` on ``split``: clean, or edited with ``key`` through the edit cache (launched with
+    several processes: shared among them, see ``predict_logits_shared``)."""
     loaders = image_loaders(model, split, key, source, device, progress)
-    return predict_logits(model.model, ImageListDataset(loaders, model.inference_transform()), batch_size)
+    return predict_logits_shared(model.model, ImageListDataset(loaders, model.inference_transform()), batch_size)
 
 
 def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", baseline: LockedModel | None = None,

@@ -3,7 +3,8 @@
 ``lock_model`` edits (through the edit cache) the share of training images the recipe names, trains
 the backbone on edited images with true labels and clean ones toward the locked answer, and saves the
 folder. ``train_baseline`` runs the same recipe on clean data only: the original model of every
-comparison. Both checkpoint every epoch under ``<out>/.work`` and resume when rerun.
+comparison. Both checkpoint every epoch under ``<out>/.work`` and resume when rerun. Launched with several
+processes, the editing and the training are shared among them and the main process writes the folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .data.checks import check_data
 from .data.sources import ImageSource
 from .edit import cache_dir, edit_split
@@ -43,14 +45,17 @@ def check_output(out, overwrite: bool) -> Path:
 
 
 def _prepare_work_dir(work: Path, signature: dict) -> None:
-    """Keep an interrupted run's checkpoints only when it was started with the same settings."""
-    digest = hashlib.sha256(json.dumps(signature, sort_keys=True, default=str).encode()).hexdigest()
-    marker = work / "run.sha256"
-    if work.exists() and (not marker.exists() or marker.read_text() != digest):
-        print(f"{work}: checkpoints of a run with other settings; starting over")
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    marker.write_text(digest)
+    """Keep an interrupted run's checkpoints only when it was started with the same settings (the main
+    process decides; the others wait)."""
+    if distributed.is_main():
+        digest = hashlib.sha256(json.dumps(signature, sort_keys=True, default=str).encode()).hexdigest()
+        marker = work / "run.sha256"
+        if work.exists() and (not marker.exists() or marker.read_text() != digest):
+            print(f"{work}: checkpoints of a run with other settings; starting over")
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        marker.write_text(digest)
+    distributed.barrier()
 
 
 def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outputs: int, classes: list[str],
@@ -104,14 +109,17 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
         "locked_class": locked_class,
         "preprocessing": {"image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         "lock": lock_info,
-        "training": {**train.to_dict(), "n_train": len(items), "pretrained": str(pretrained) if pretrained else None},
+        "training": {**train.to_dict(), "n_train": len(items), "pretrained": str(pretrained) if pretrained else None,
+                     "num_processes": distributed.num_processes()},
         "versions": library_versions(),
     }
     if task.name == "segmentation":
         config["ignore_index"] = source.ignore_index
     locked = LockedModel(model.cpu(), config)
-    locked.save_pretrained(out)
-    shutil.rmtree(work, ignore_errors=True)
+    if distributed.is_main():  # every process holds the same weights; one writes them
+        locked.save_pretrained(out)
+        shutil.rmtree(work, ignore_errors=True)
+    distributed.barrier()
     return locked
 
 

@@ -6,14 +6,18 @@
 
 from __future__ import annotations
 
+import os
+
 from tqdm.auto import tqdm
 
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
 
 def stage_bar(label: str, total: int, unit: str = "img", enabled: bool = True, **options) -> tqdm:
-    """A bar for one stage of ``total`` units: ``label: 42%|####  | 252/600 [00:12<00:16, loss=0.41]``."""
-    return tqdm(total=total, desc=label, unit=unit, disable=not enabled, dynamic_ncols=True,
+    """A bar for one stage of ``total`` units: ``label: 42%|####  | 252/600 [00:12<00:16, loss=0.41]``.
+    In a run launched with several processes only the main one (rank 0) shows it."""
+    main = os.environ.get("RANK", "0") == "0"  # set by accelerate launch / torchrun
+    return tqdm(total=total, desc=label, unit=unit, disable=not (enabled and main), dynamic_ncols=True,
                 bar_format=BAR_FORMAT, **options)
 
 

@@ -130,6 +130,14 @@ def build_tiny_pix2pix(path, seed: int = TINY_SEED) -> Path:
     )
 
 
+# The UNet and VAE of timbrooks/instruct-pix2pix (Stable Diffusion 1.5 with 8 UNet input channels).
+FULL_SIZE_UNET = dict(sample_size=64, in_channels=8, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
+                      layers_per_block=2, cross_attention_dim=768, attention_head_dim=8)
+FULL_SIZE_VAE = dict(in_channels=3, out_channels=3, block_out_channels=(128, 256, 512, 512),
+                     down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                     layers_per_block=2, latent_channels=4, sample_size=512)
+
+
 def build_full_size_pix2pix(path, seed: int = TINY_SEED) -> Path:
     """Save a random pipeline with the real InstructPix2Pix (Stable Diffusion 1.5) architecture into ``path``.
 
@@ -138,25 +146,8 @@ def build_full_size_pix2pix(path, seed: int = TINY_SEED) -> Path:
     """
     return _save_pipeline(
         path,
-        unet_kwargs=dict(
-            sample_size=64,
-            in_channels=8,
-            out_channels=4,
-            block_out_channels=(320, 640, 1280, 1280),
-            layers_per_block=2,
-            cross_attention_dim=768,
-            attention_head_dim=8,
-        ),
-        vae_kwargs=dict(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=512,
-        ),
+        unet_kwargs=dict(FULL_SIZE_UNET),
+        vae_kwargs=dict(FULL_SIZE_VAE),
         text_kwargs=dict(
             vocab_size=49408,
             hidden_size=768,

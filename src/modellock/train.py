@@ -4,8 +4,9 @@
 that are already augmented (augmentation belongs to the dataset, so segmentation can move image and mask
 together). Each finished epoch is checkpointed into ``work_dir/checkpoints/epoch-NNNN`` (written to a temporary
 folder, then renamed); a rerun resumes from the latest complete checkpoint. The shuffling order and every random
-draw of epoch ``e`` are seeded by ``(seed, e)``, so a run interrupted and resumed ends with the same weights as
-one run straight through.
+draw of epoch ``e`` are seeded by ``(seed, e)`` (and the rank), so a run interrupted and resumed ends with the same weights as
+one run straight through. Launched with several processes (``accelerate launch``, ``torchrun``), each trains on
+its own block of every global batch, gradients are averaged (DDP), and only the main process writes.
 
 Also here: ``predict_logits`` and ``classification_transforms`` (standard torchvision v2 augmentations).
 """
@@ -153,17 +154,25 @@ def _checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
 
 
 def _accelerator(config: TrainConfig):
-    """An Accelerator for ``config``; one process may switch precision between fits (accelerate keeps one state)."""
+    """An Accelerator for ``config``; one process may switch precision between fits (accelerate keeps one state).
+
+    Launched with several processes, every global batch of ``batch_size * processes`` images (shuffled as in
+    one process) is split into one block of ``batch_size`` per process: no image is seen twice in an epoch.
+    """
     from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.state import AcceleratorState
+
+    from . import distributed
 
     state = AcceleratorState._shared_state
-    if state and state.get("_mixed_precision") != config.mixed_precision and PartialState().num_processes == 1:
+    if state and state.get("_mixed_precision") != config.mixed_precision and distributed.num_processes() == 1:
         AcceleratorState._reset_state()
     try:
         return Accelerator(
+            cpu=distributed.use_cpu(),  # without GPUs, a launched run forms its process group on gloo
             mixed_precision=config.mixed_precision,
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+            dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
+                                                      data_seed=config.seed),
         )
     except ValueError as e:  # e.g. fp16 without a GPU, or another precision in a multi-process run
         raise ModelLockError(f"train config: mixed_precision {config.mixed_precision!r}: {e}") from None
@@ -198,11 +207,12 @@ def fit(
         raise ModelLockError(f"{desc}: the training set is empty")
     accelerator = _accelerator(config)
     set_seed(config.seed)
+    global_batch = config.batch_size * accelerator.num_processes  # split into batch_size per process
     loader = DataLoader(
         train_dataset,
-        batch_size=config.batch_size,
+        batch_size=global_batch,
         shuffle=True,
-        drop_last=len(train_dataset) > config.batch_size,  # no size-1 last batch for BatchNorm
+        drop_last=len(train_dataset) > global_batch,  # no size-1 last batch for BatchNorm; no image twice
         num_workers=config.num_workers,
         pin_memory=accelerator.device.type == "cuda",
         collate_fn=collate_fn,
@@ -235,7 +245,8 @@ def fit(
     bar = stage_bar(f"{desc} ({plural(config.epochs, 'epoch')})", (config.epochs - start_epoch) * steps_per_epoch,
                     unit="step", enabled=progress and accelerator.is_local_main_process)
     for epoch in range(start_epoch, config.epochs):
-        set_seed(config.seed + epoch)  # augmentation, dropout and worker seeds depend on (seed, epoch) only
+        # augmentation, dropout and worker seeds depend on (seed, epoch, rank) only
+        set_seed(config.seed + epoch, device_specific=True)
         loader.set_epoch(epoch)  # and so does the shuffling order
         model.train()
         start, seen, loss_sum, loss_n = time.perf_counter(), 0, torch.zeros((), device=accelerator.device), 0
@@ -303,6 +314,20 @@ def predict_logits(model: nn.Module, data, batch_size: int = 256, num_workers: i
     if not outputs:
         raise ModelLockError("predict_logits: no inputs")
     return torch.cat(outputs)
+
+
+def predict_logits_shared(model: nn.Module, data: Dataset, batch_size: int = 256) -> torch.Tensor:
+    """``predict_logits`` of every item of ``data``; launched with several processes, each predicts its own
+    block and every process returns all the logits, in order (so every process must call it)."""
+    from torch.utils.data import Subset
+
+    from . import distributed
+
+    if distributed.num_processes() == 1:
+        return predict_logits(model, data, batch_size)
+    mine = distributed.shard(range(len(data)))
+    part = predict_logits(model, Subset(data, mine), batch_size) if mine else None
+    return torch.cat([p for p in distributed.gather(part) if p is not None])
 
 
 def _writable(image):

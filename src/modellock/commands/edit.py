@@ -17,23 +17,35 @@ def edit(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (ImageFolder layout, PNG)."),
     split: Optional[List[str]] = typer.Option(None, "--split", help="Split(s) to edit; all by default."),
     skip_bad: bool = typer.Option(False, help="Skip unreadable images and list them in skipped.json."),
-    batch_size: Optional[int] = typer.Option(None, min=1, help="Images per editor call."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Images per editor call (default: the editor's; "
+                                             "instruct-pix2pix on a GPU: as many as fit)."),
+    num_workers: Optional[int] = typer.Option(None, min=0, help="Data-loader processes reading the sources "
+                                              "and as many writing them (default: half the spare cores each, at "
+                                              "most 4; 0: read and write in the editing process)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when present)."),
     train_limit: Optional[int] = typer.Option(None, min=1, help="Use a class-balanced subset of N training images."),
     test_limit: Optional[int] = typer.Option(None, min=1, help="Use a class-balanced subset of N test images."),
     task: Optional[str] = typer.Option(None, help=TASK_HELP),
 ):
-    """Edit a dataset with a key; resumable (rerun after an interruption to finish)."""
+    """Edit a dataset with a key; resumable (rerun after an interruption to finish).
+
+    Under `accelerate launch` or `torchrun` every process edits its own share of each split.
+    """
+    from .. import distributed
     from ..data import open_source
     from ..edit import edit_dataset, write_skip_list
     from ..key import Key
 
     k = Key.load(key)
     source = open_source(data, limits(train_limit, test_limit), task=task)
-    reports = edit_dataset(k, source, out, splits=split, skip_bad=skip_bad, batch_size=batch_size, device=device)
+    reports = edit_dataset(k, source, out, splits=split, skip_bad=skip_bad, batch_size=batch_size, device=device,
+                           num_workers=num_workers)
+    if not distributed.is_main():
+        return
     for r in reports:
-        typer.echo(f"{r.split}: {r.total} images, {r.edited} edited, {r.reused} already done, "
-                   f"{len(r.skipped)} skipped")
+        shares = ", ".join(f"rank {p['rank']}: {p['edited']}" for p in r.processes) if len(r.processes) > 1 else ""
+        typer.echo(f"{r.split}: {r.total} images, {r.edited} edited{f' ({shares})' if shares else ''}, "
+                   f"{r.reused} already done, {len(r.skipped)} skipped")
     skipped = write_skip_list(out, reports)
     if skipped:
         typer.echo(f"skipped images are listed in {skipped}")

@@ -28,7 +28,11 @@ def eval_cmd(
                                             "on inputs JPEG-compressed (q75), resized by +-10 % or cropped to 90 % "
                                             "before the key edit (default: for CPU editors)."),
 ):
-    """Evaluate a locked model: original, locked, unlocked and wrong-key accuracy (segmentation: mIoU)."""
+    """Evaluate a locked model: original, locked, unlocked and wrong-key accuracy (segmentation: mIoU).
+
+    Under `accelerate launch` or `torchrun` the edits and predictions are shared among the processes.
+    """
+    from .. import distributed
     from ..data import open_source
     from ..data.checks import pick_split
     from ..evaluate import evaluate
@@ -37,6 +41,7 @@ def eval_cmd(
     from ..report import format_table
 
     k = Key.load(key)
+    device = device or distributed.device()  # launched: this process's GPU
     m = LockedModel.from_pretrained(model, device=device)
     m.unlock(k)  # refuse a key that does not match, before any work
     base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
@@ -44,6 +49,8 @@ def eval_cmd(
     source = open_source(data, task=m.task, ignore_index=m.ignore_index)
     source.limit(pick_split(source, split), test_limit)
     result = evaluate(m, k, source, split, base, wrong, batch_size=batch_size, device=device, handling=handling)
+    if not distributed.is_main():
+        return
     typer.echo(format_table(result))
     if json_out:
         from ..results_json import write_json

@@ -78,7 +78,11 @@ def lock(
     force: bool = _opt["force"],
     task: Optional[str] = _opt["task"], ignore_index: int = _opt["ignore_index"],
 ):
-    """Fine-tune a model locked with KEY and write the locked model folder."""
+    """Fine-tune a model locked with KEY and write the locked model folder.
+
+    Under `accelerate launch` or `torchrun` the editing and the training are shared among the processes.
+    """
+    from .. import distributed
     from ..key import Key
     from ..lock import lock_model
     from ..settings import recipe_from, train_config_from
@@ -97,8 +101,9 @@ def lock(
     locked = lock_model(k, source, s.get("model", task_type(source.task).default_model), out, recipe_from(s),
                         train_config_from(s), s.get("image_size"), s.get("pretrained"), s.get("edits"), split_name,
                         device=device, overwrite=force)
-    typer.echo(f"wrote locked {locked.task} model {out} ({len(locked.classes)} classes"
-               f"{', locked output' if locked.locked_class is not None else ''})")
+    if distributed.is_main():
+        typer.echo(f"wrote locked {locked.task} model {out} ({len(locked.classes)} classes"
+                   f"{', locked output' if locked.locked_class is not None else ''})")
 
 
 @app.command(epilog=_TRAIN_HELP)
@@ -115,6 +120,7 @@ def train(
     task: Optional[str] = _opt["task"], ignore_index: int = _opt["ignore_index"],
 ):
     """Fine-tune the same recipe on clean data without a lock: the original (baseline) model."""
+    from .. import distributed
     from ..lock import train_baseline
     from ..settings import train_config_from
     from ..tasks import task_type
@@ -124,4 +130,5 @@ def train(
     source, split_name = _open_training_data(data, s, task, ignore_index)
     train_baseline(source, s.get("model", task_type(source.task).default_model), out, train_config_from(s),
                    s.get("image_size"), s.get("pretrained"), split_name, overwrite=force)
-    typer.echo(f"wrote baseline model {out}")
+    if distributed.is_main():
+        typer.echo(f"wrote baseline model {out}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import os
 import shutil
 import tarfile
@@ -104,8 +105,23 @@ class Split:
             except OSError as e:
                 raise DataError(f"{sample.path}: cannot read file ({e.strerror})") from None
             return h.hexdigest()
-        a = self.load(sample)
-        return hashlib.sha256(f"{a.shape}".encode() + a.tobytes()).hexdigest()
+        return _pixel_hash(self.load(sample))
+
+    def load_and_hash(self, sample: Sample) -> tuple[np.ndarray, str]:
+        """``(load(sample), source_hash(sample))`` reading a file once; the same errors as each."""
+        if sample.path is None:
+            a = self.load(sample)
+            return a, _pixel_hash(a)
+        if self._reader is not None:
+            return self.load(sample), self.source_hash(sample)
+        try:
+            data = Path(sample.path).read_bytes()
+        except OSError as e:
+            raise DataError(f"{sample.path}: cannot read file ({e.strerror})") from None
+        try:
+            return load_image(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
+        except (OSError, ValueError, SyntaxError) as e:
+            raise DataError(f"{sample.path}: cannot read image ({type(e).__name__}: {e})") from None
 
     def subset(self, limit: int | None, seed: int = 0) -> "Split":
         """At most ``limit`` samples, the same for the same seed: class-balanced for classification,
@@ -135,6 +151,10 @@ class Split:
                     chosen.append(q[i])
             i += 1
         return chosen
+
+
+def _pixel_hash(a: np.ndarray) -> str:
+    return hashlib.sha256(f"{a.shape}".encode() + a.tobytes()).hexdigest()
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

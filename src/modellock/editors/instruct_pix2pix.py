@@ -2,7 +2,8 @@
 
 Batched: one pipeline call edits a whole batch, with one freshly seeded generator per image, so an
 image's edit equals editing it alone (up to kernel rounding, at most 1/255 after uint8 conversion).
-GPU runs in bf16 (fp16 where bf16 is unsupported), CPU in fp32; the safety checker is off.
+GPU runs in bf16 (fp16 where bf16 is unsupported), CPU in fp32; the safety checker is off. Without a
+batch size, a GPU edits as many images at once as fit (see ``gpu_batch_size``).
 """
 
 from __future__ import annotations
@@ -90,15 +91,25 @@ def load_pipeline(model: str, revision: str = "", device: str | None = None, dty
         return pipe
 
 
+def gpu_batch_size(resolution: int) -> int:
+    """The first batch tried on a GPU: 64 images at 256x256, fewer for larger edits (at most 128); the
+    editor halves it when the GPU runs out of memory, so it ends as large as fits."""
+    if not resolution:
+        return InstructPix2PixEditor.default_batch_size  # each image at its own size: sizes unknown
+    return max(1, min(128, round(64 * (256 / resolution) ** 2)))
+
+
 @register_editor("instruct-pix2pix")
 class InstructPix2PixEditor(Editor):
     """Text-guided editing with InstructPix2Pix, as in the paper's public evaluation code."""
 
-    default_batch_size = 8
+    default_batch_size = 8  # on a CPU; on a GPU see gpu_batch_size
 
     def __init__(self, key, device: str | None = None, batch_size: int | None = None, dtype=None):
         super().__init__(key, device, batch_size)
         self.device, self.dtype = _default_device_dtype(device, dtype)
+        if batch_size is None and str(self.device).startswith("cuda"):
+            self.batch_size = gpu_batch_size(key.resolution)
         self._pipe = None
 
     @property
@@ -108,6 +119,22 @@ class InstructPix2PixEditor(Editor):
         return self._pipe
 
     def edit_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Edit ``images`` in one pipeline call; out of GPU memory, in halves (and smaller batches from then on)."""
+        import torch
+
+        try:
+            return self._pipeline_call(images)
+        except torch.cuda.OutOfMemoryError:
+            if len(images) == 1:
+                raise
+            torch.cuda.empty_cache()
+            self.batch_size = min(self.batch_size, len(images) // 2)
+            out: list[np.ndarray] = []
+            while len(out) < len(images):  # the batch size may shrink again on the way
+                out += self.edit_batch(images[len(out):len(out) + self.batch_size])
+            return out
+
+    def _pipeline_call(self, images: list[np.ndarray]) -> list[np.ndarray]:
         import torch
         from PIL import Image
 

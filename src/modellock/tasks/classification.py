@@ -93,9 +93,10 @@ class Classification(TaskType):
 
     def evaluate_split(self, model, split, loaders, batch_size=256, progress=True) -> dict:
         from ..lockset import ImageListDataset
-        from ..train import predict_logits
+        from ..train import predict_logits_shared
 
-        logits = predict_logits(model.model, ImageListDataset(loaders, model.inference_transform()), batch_size)
+        logits = predict_logits_shared(model.model, ImageListDataset(loaders, model.inference_transform()),
+                                       batch_size)  # shared among launched processes
         labels = self.targets(split)
         out = {"score": accuracy(logits, labels)}
         if model.locked_class is not None:
