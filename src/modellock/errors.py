@@ -23,3 +23,14 @@ class DataWarning(UserWarning):
 
 class ImageInputError(ModelLockError, TypeError):
     """Something given to a predictor that is not an image (nor a list of images)."""
+
+
+class ImageError(DataError, ValueError):
+    """An image that cannot be used: not an image, truncated or corrupt, too large, or of an unusable shape.
+
+    Also a ``ValueError``, so code that caught the ``ValueError`` of image reading keeps working.
+    """
+
+
+class ImageTooLargeError(ImageError):
+    """An image whose header gives more pixels than allowed (a decompression bomb is refused unread)."""
