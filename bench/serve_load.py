@@ -8,8 +8,9 @@ first and the last 10 s, the server's CPU time per request (which other jobs on 
 inflate, unlike the wall-clock figures) and its exit code; and the ratios of batching over no batching.
 Traffic goes to 127.0.0.1 only, and every loop is bounded by time and by ``--max-requests``.
 
-The model is an untrained locked ``small-cnn`` (or ``--model DIR --key FILE``) with the CPU key editor
-``keyed-filter``; requests carry ``--image-size`` square PNG images.
+The model is an untrained locked ``small-cnn`` with ``--model-size`` inputs (or ``--model DIR --key FILE``)
+with the CPU key editor ``keyed-filter``; requests carry ``--image-size`` square PNG images, which the
+predictor shrinks to the model's working size before editing.
 
     OMP_NUM_THREADS=1 python bench/serve_load.py                       # 32 clients, 60 s per setting
     OMP_NUM_THREADS=1 python bench/serve_load.py --clients 8 --seconds 10
@@ -43,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
     p.add_argument("--seconds", type=float, default=60.0, help="load time per setting (default 60)")
     p.add_argument("--image-size", type=int, default=128, help="side of the square test images (default 128)")
+    p.add_argument("--model-size", type=int, default=64,
+                   help="input size of the bench's model (default 64: the predictor shrinks inputs to 64 first)")
     p.add_argument("--max-batch", type=int, default=32, help="--max-batch of the batching run (default 32)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="--max-wait-ms of the batching run (default 5)")
     p.add_argument("--max-requests", type=int, default=200_000, help="stop a setting after this many requests")
@@ -167,7 +170,8 @@ def run_setting(label: str, model: str, key: str, args, max_batch: int, bodies: 
     return {
         "setting": label, "max_batch": max_batch, "requests": len(results), "errors": errors,
         "throughput_rps": len(ok) / elapsed, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
-        "mean_batch": _metric(metrics, "modellock_batch_size_sum") / max(_metric(metrics, "modellock_batch_size_count"), 1),
+        "mean_batch": (_metric(metrics, "modellock_batch_size_sum")
+                       / max(_metric(metrics, "modellock_batch_size_count"), 1)),
         "rss_first10_mib": statistics.mean(first) if first else float("nan"),
         "rss_last10_mib": statistics.mean(last) if last else float("nan"),
         "server_cpu_ms_per_request": 1000 * cpu / max(len(ok), 1), "exit_code": code, "seconds": elapsed,
@@ -187,7 +191,8 @@ def main(argv=None) -> None:
             k = Key.create("keyed-filter", PROMPT)
             key = str(k.save(Path(tmp) / "key.toml"))
             model = str(Path(tmp) / "model")
-            build_tiny_locked_model(model, k, classes=[f"class{i}" for i in range(10)], model="small-cnn")
+            build_tiny_locked_model(model, k, classes=[f"class{i}" for i in range(10)], model="small-cnn",
+                                    image_size=args.model_size)
         import base64
 
         bodies = [json.dumps({"images": [base64.b64encode(png).decode()]}).encode()
@@ -196,9 +201,10 @@ def main(argv=None) -> None:
                             key, args, args.max_batch, bodies),
                 run_setting("no batching (--max-batch 1)", model, key, args, 1, bodies)]
     ratio = rows[0]["throughput_rps"] / rows[1]["throughput_rps"] if rows[1]["throughput_rps"] else float("nan")
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
     print(f"{args.clients} clients, {args.seconds:g} s per setting, one {args.image_size}x{args.image_size} PNG per "
-          f"request, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs\n")
+          f"request, small-cnn at {args.model_size}x{args.model_size}, OMP_NUM_THREADS={threads}, "
+          f"{platform.machine()}, {os.cpu_count()} CPUs\n")
     print("| setting | requests | errors | req/s | p50 ms | p99 ms | mean batch | server CPU ms/request | "
           "RSS first 10 s MiB | RSS last 10 s MiB | exit |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -184,7 +184,8 @@ def requests(draw):
                                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c,
                                                                                               max_size=3),
                                           max_leaves=6))}
-    ctype = draw(st.sampled_from(["text/plain", "image/png", "multipart/form-data", "application/x-www-form-urlencoded"]))
+    ctype = draw(st.sampled_from(["text/plain", "image/png", "multipart/form-data",
+                                  "application/x-www-form-urlencoded"]))
     return {"content": images[0] if images else b"", "headers": {"content-type": ctype}}
 
 

@@ -34,3 +34,9 @@ class ImageError(DataError, ValueError):
 
 class ImageTooLargeError(ImageError):
     """An image whose header gives more pixels than allowed (a decompression bomb is refused unread)."""
+
+
+def one_line(message: str) -> str:
+    """``message`` with control characters (line breaks, terminal escape sequences) written as Python escapes:
+    an error line stays one line, and a file name or value in it cannot move the cursor or recolour a terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)

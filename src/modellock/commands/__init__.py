@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from ..errors import one_line
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Lock vision models with a secret diffusion-edit key, and unlock them.")
 
@@ -32,7 +34,7 @@ def load_commands() -> typer.Typer:
 
 def fail(message: str, code: int = 2):
     """One ``error: ...`` line on stderr and exit ``code``."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 

@@ -101,7 +101,8 @@ class Batcher:
             raise ShuttingDown("the service is shutting down")
         pixels = sum(int(a.shape[0] * a.shape[1]) for a in images)
         too_many = len(self._queue) + len(images) > self.max_queue
-        too_big = self.max_queue_pixels is not None and self._queue and self._queued_pixels + pixels > self.max_queue_pixels
+        too_big = (self.max_queue_pixels is not None and bool(self._queue)
+                   and self._queued_pixels + pixels > self.max_queue_pixels)
         if too_many or too_big:
             raise QueueFull(self._retry_after())
         loop = asyncio.get_running_loop()
