@@ -404,7 +404,7 @@ def test_edit_manifests_with_traversal_or_junk_raise_data_error(edit_folder, lin
         except ModelLockError:
             return
         for e in entries.values():
-            assert (root / e["file"]).resolve().is_relative_to(root.resolve())
+            assert (root / e.file).resolve().is_relative_to(root.resolve())
 
 
 # ------------------------------------------------------------------------------------------- CLI

@@ -305,7 +305,8 @@ def edit_split(
     return EditReport(split.name, len(wanted), edited=sum(p["edited"] for p in everyone),
                       reused=sum(p["reused"] for p in everyone), repaired=sum(p["repaired"] for p in everyone),
                       skipped=[s for p in everyone for s in p["skipped"]], folder=folder,
-                      processes=[{**p, "skipped": len(p["skipped"])} for p in everyone])
+                      processes=[{"rank": p["rank"], "edited": p["edited"], "reused": p["reused"],
+                                  "skipped": len(p["skipped"])} for p in everyone])
 
 
 def _manifest_entry(line: str, where: str) -> dict:
