@@ -13,7 +13,7 @@ import warnings
 import typer
 
 from .commands import load_commands
-from .errors import DataWarning, ModelLockError
+from .errors import DataWarning, ModelLockError, one_line
 
 app = load_commands()
 PROG = "modellock"
@@ -70,7 +70,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     sys.exit(code)
 
 

@@ -4,12 +4,16 @@ Layout of an edit folder::
 
     edit.json                       editor name and version, key fingerprint, source (never the prompt)
     <split>/<class>/<name>.png      edited images, lossless
-    <split>/manifest.jsonl          one line per edited image (source id, sha256, label, file, fingerprint)
+    <split>/manifest.jsonl          one line per edited image (source id and sha256, label, file, the
+                                    file's sha256, fingerprint)
     <split>/.parts/*.jsonl          progress of an unfinished run, merged into the manifest at the end
 
 Every image is written under a temporary name and renamed; a batch's manifest part is written after
 its images. Killed at any moment and rerun, the stage re-edits only what no part lists, overwriting
-any image orphaned by the kill, so it ends with exactly one file per source image.
+any image orphaned by the kill, so it ends with exactly one file per source image. A write that fails
+(a full disk) removes its temporary file and stops with one error; what the manifest lists stays intact.
+Every edited image is checked against the sha256 its manifest entry records: a rerun edits an image
+whose file was changed or damaged again, and reading one raises DataError.
 
 The hot path overlaps three things: data-loader worker processes read and hash the source images,
 the main process edits batch after batch, and writer processes encode and write the PNGs (each
@@ -21,6 +25,9 @@ folder, byte for byte, as one process makes.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import multiprocessing
 import os
@@ -39,7 +46,7 @@ from . import distributed
 from .data.sources import ImageSource, Sample, Split
 from .editors import Editor, editor_class, get_editor
 from .errors import DataError, WrongKeyError
-from .images import load_image, save_png_atomic, write_bytes_atomic
+from .images import decode_image, save_png_atomic, write_bytes_atomic
 from .paths import cache_root
 from .progress import plural, stage_bar
 
@@ -47,10 +54,12 @@ FORMAT = "modellock-edits/1"
 
 
 class Done(NamedTuple):
-    """A finished image in an edit folder: its file (relative to the folder) and its source's sha256."""
+    """A finished image in an edit folder: its file (relative to the folder), its source's sha256, and the
+    sha256 of the file (None in folders written before it was recorded)."""
 
     file: str
     source_sha256: str
+    sha256: str | None = None
 
 
 @dataclass
@@ -61,6 +70,7 @@ class EditReport:
     total: int
     edited: int = 0
     reused: int = 0
+    repaired: int = 0  # images listed as done whose file no longer matched its sha256: edited again
     skipped: list[dict] = field(default_factory=list)
     folder: "EditFolder | None" = field(default=None, repr=False)  # the edit folder, opened once
     # per process of the run: {"rank", "edited", "reused", "skipped"} (one entry in a one-process run)
@@ -94,16 +104,20 @@ class EditFolder:
     def header(self) -> dict:
         """``edit.json``: editor, fingerprint, source, and per split the processes of its last run."""
         try:
-            return json.loads(self.header_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            header = json.loads(self.header_path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DataError(f"{self.header_path}: unreadable edit header ({type(e).__name__})") from None
+        if not isinstance(header, dict) or not isinstance(header.get("fingerprint"), str):
+            raise DataError(f"{self.header_path}: malformed edit header (no fingerprint)")
+        return header
 
     # ---------------------------------------------------------------- reading
     def entries(self, split: str) -> dict[str, Done]:
         """Finished images of a split by source id (manifest plus parts of an unfinished run), kept small:
         the index of an ImageNet-sized cache lives in every process."""
         if split not in self._done:
-            self._done[split] = {e["source"]: Done(e["file"], e["source_sha256"]) for e, _ in self._listed(split)}
+            self._done[split] = {e["source"]: Done(e["file"], e.get("source_sha256"), e.get("sha256"))
+                                 for e, _ in self._listed(split)}
         return self._done[split]
 
     def _listed(self, split: str):
@@ -113,11 +127,11 @@ class EditFolder:
         files = [d / "manifest.jsonl"] + sorted((d / ".parts").glob("*.jsonl")) if d.exists() else []
         for f in files:
             if f.exists():
-                with open(f, encoding="utf-8") as lines:
-                    for line in lines:
+                with open(f, encoding="utf-8", errors="replace") as lines:
+                    for number, line in enumerate(lines, 1):
                         line = line.rstrip("\n")
                         if line.strip():
-                            e = json.loads(line)
+                            e = _manifest_entry(line, f"{f}, line {number}")
                             if (self.root / e["file"]).exists():
                                 yield e, line
 
@@ -129,8 +143,26 @@ class EditFolder:
         e = self.entries(split).get(sample.id)
         return self.root / e.file if e else None
 
+    def intact(self, done: Done) -> bool:
+        """True when the file of ``done`` still has the sha256 recorded for it (or none was recorded)."""
+        if done.sha256 is None:
+            return True
+        try:
+            return hashlib.sha256((self.root / done.file).read_bytes()).hexdigest() == done.sha256
+        except OSError:
+            return False
+
     def load(self, split: str, sample: Sample):
-        return load_image(self.path_of(split, sample))
+        """The edited image of ``sample``; DataError when its file does not match the manifest's sha256."""
+        done = self.entries(split).get(sample.id)
+        if done is None:
+            raise DataError(f"{self.root}: no edited image of {split}/{sample.id}; run `modellock edit` first")
+        path = self.root / done.file
+        data = path.read_bytes()
+        if done.sha256 is not None and hashlib.sha256(data).hexdigest() != done.sha256:
+            raise DataError(f"{path}: does not match the sha256 its manifest records (changed or damaged); "
+                            "rerun the edit or lock command to edit it again")
+        return decode_image(data, name=str(path))
 
     # ---------------------------------------------------------------- writing
     def name_of(self, split: Split, sample: Sample) -> str:
@@ -153,18 +185,20 @@ class EditFolder:
     def add_batch(self, split: Split, samples: list[Sample], images, hashes: list[str]) -> None:
         """Write edited images atomically, then one manifest part naming them."""
         names = [self.name_of(split, s) for s in samples]
-        write_pngs(self.root, names, images)
-        self.add_part(split, samples, names, hashes)
+        digests = write_pngs(self.root, names, images)
+        self.add_part(split, samples, names, hashes, digests)
 
-    def add_part(self, split: Split, samples: list[Sample], names: list[str], hashes: list[str]) -> None:
-        """Record images already written under ``names``: one manifest part of this process."""
+    def add_part(self, split: Split, samples: list[Sample], names: list[str], hashes: list[str],
+                 digests: list[str]) -> None:
+        """Record images already written under ``names`` (the files' sha256 ``digests``): one manifest part
+        of this process."""
         lines = []
-        for s, rel, h in zip(samples, names, hashes):
+        for s, rel, h, d in zip(samples, names, hashes, digests):
             entry = {"source": s.id, "source_sha256": h, "label": s.label,
-                     "class": split.classes[s.label] if s.label >= 0 else None, "file": rel,
+                     "class": split.classes[s.label] if s.label >= 0 else None, "file": rel, "sha256": d,
                      "fingerprint": self.fingerprint}
             lines.append(json.dumps(entry))
-            self.entries(split.name)[s.id] = Done(rel, h)
+            self.entries(split.name)[s.id] = Done(rel, h, d)
         part = self.root / split.name / ".parts" / f"rank{distributed.rank()}-{uuid.uuid4().hex}.jsonl"
         write_bytes_atomic(("\n".join(lines) + "\n").encode(), part)
 
@@ -232,10 +266,13 @@ def edit_split(
     distributed.barrier()  # every process has read the same progress before any of them writes
     pending = distributed.shard([s for s in wanted if s.id not in done])
     listed = distributed.shard([s for s in wanted if s.id in done])
-    # an image listed as done is edited again when its source changed since
+    # an image listed as done is edited again when its source changed since, or its file was damaged
     changed = [s for s in listed if s.path is not None and done[s.id].source_sha256 != split.source_hash(s)]
-    todo = pending + changed
-    mine = {"rank": distributed.rank(), "edited": 0, "reused": len(listed) - len(changed), "skipped": []}
+    changed_ids = {s.id for s in changed}
+    damaged = [s for s in listed if s.id not in changed_ids and not folder.intact(done[s.id])]
+    todo = pending + changed + damaged
+    mine = {"rank": distributed.rank(), "edited": 0, "reused": len(listed) - len(changed) - len(damaged),
+            "repaired": len(damaged), "skipped": []}
     shared = not isinstance(progress, bool)
     if shared:
         progress.update(mine["reused"])
@@ -250,23 +287,52 @@ def edit_split(
             desc or f"editing {plural(len(todo), 'image')} of split {split.name!r}", len(todo),
             enabled=progress and distributed.is_main())
         try:
-            _edit_pipeline(folder, split, todo, editor, step, workers, writers, skip_bad, mine, bar)
+            with _write_errors(folder.root):
+                _edit_pipeline(folder, split, todo, editor, step, workers, writers, skip_bad, mine, bar)
         finally:
             if not shared:
-                bar.close()
+                bar.close()  # before an error too: the error line then starts a line of its own
     everyone = distributed.gather(mine)
     if shared:  # the other processes' shares, on the main process's bar
         progress.update(sum(p["edited"] + p["reused"] + len(p["skipped"]) for p in everyone
                             if p["rank"] != mine["rank"]))
     if distributed.is_main():
-        folder.finish(split.name, [{k: p[k] for k in ("rank", "edited", "reused")} for p in everyone])
+        with _write_errors(folder.root):
+            folder.finish(split.name, [{k: p[k] for k in ("rank", "edited", "reused")} for p in everyone])
     distributed.barrier()
     folder.reload(split.name)
     folder.entries(split.name)  # the merged manifest, read now so that forked data-loader workers share it
     return EditReport(split.name, len(wanted), edited=sum(p["edited"] for p in everyone),
-                      reused=sum(p["reused"] for p in everyone),
+                      reused=sum(p["reused"] for p in everyone), repaired=sum(p["repaired"] for p in everyone),
                       skipped=[s for p in everyone for s in p["skipped"]], folder=folder,
-                      processes=[{**p, "skipped": len(p["skipped"])} for p in everyone])
+                      processes=[{"rank": p["rank"], "edited": p["edited"], "reused": p["reused"],
+                                  "skipped": len(p["skipped"])} for p in everyone])
+
+
+def _manifest_entry(line: str, where: str) -> dict:
+    """One manifest line, checked: DataError for a malformed line or a file outside the edit folder."""
+    try:
+        e = json.loads(line)
+        source, file = e["source"], e["file"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise DataError(f"{where}: malformed manifest entry ({type(err).__name__}); delete the edit folder "
+                        "to edit again") from None
+    rel = Path(file) if isinstance(file, str) else None
+    if not isinstance(source, str) or rel is None or rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise DataError(f"{where}: manifest entry names a file outside the edit folder ({file!r})")
+    return e
+
+
+@contextlib.contextmanager
+def _write_errors(root: Path):
+    """OSError while writing edits (a full disk, no permission) -> one DataError; finished work stays listed."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DataError(f"{root}: no space left on the device; the images written so far are kept: "
+                            "free some space and rerun to resume") from None
+        raise DataError(f"{root}: cannot write edited images ({err.strerror or err})") from None
 
 
 MAX_READ_BATCH = 256  # images read, edited and written together when no batch size is given
@@ -304,10 +370,9 @@ def _as_list(batch: list) -> list:
     return batch
 
 
-def write_pngs(root: Path, names: list[str], images) -> None:
-    """Save each image as ``root / name`` (PNG, atomically); runs in the writer processes."""
-    for name, image in zip(names, images):
-        save_png_atomic(image, root / name)
+def write_pngs(root: Path, names: list[str], images) -> list[str]:
+    """Save each image as ``root / name`` (PNG, atomically); the files' sha256. Runs in the writer processes."""
+    return [save_png_atomic(image, root / name) for name, image in zip(names, images)]
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -344,8 +409,8 @@ class _Writer:
 
     def _record_oldest(self) -> None:
         future, samples, names, hashes = self.pending.popleft()
-        future.result()  # raises the writer's error
-        self.folder.add_part(self.split, samples, names, hashes)
+        digests = future.result()  # raises the writer's error
+        self.folder.add_part(self.split, samples, names, hashes, digests)
 
     def close(self, raise_errors: bool = True) -> None:
         """Wait for every batch handed over and record it: what was edited is kept, also when the run

@@ -23,3 +23,20 @@ class DataWarning(UserWarning):
 
 class ImageInputError(ModelLockError, TypeError):
     """Something given to a predictor that is not an image (nor a list of images)."""
+
+
+class ImageError(DataError, ValueError):
+    """An image that cannot be used: not an image, truncated or corrupt, too large, or of an unusable shape.
+
+    Also a ``ValueError``, so code that caught the ``ValueError`` of image reading keeps working.
+    """
+
+
+class ImageTooLargeError(ImageError):
+    """An image whose header gives more pixels than allowed (a decompression bomb is refused unread)."""
+
+
+def one_line(message: str) -> str:
+    """``message`` with control characters (line breaks, terminal escape sequences) written as Python escapes:
+    an error line stays one line, and a file name or value in it cannot move the cursor or recolour a terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)

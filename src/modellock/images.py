@@ -2,39 +2,61 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
+import re
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image
 
-from .errors import DataError, ImageInputError
+from .errors import DataError, ImageError, ImageInputError, ImageTooLargeError
 
 ImageLike = Union[np.ndarray, Image.Image]
 ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]  # what predictors accept, alone or in a list
 
 
 def to_uint8_rgb(image: ImageLike) -> np.ndarray:
-    """An HxWx3 uint8 array from a PIL image or an array (HxW, HxWx1/3/4, uint8 or float in [0, 1])."""
+    """An HxWx3 uint8 array from a PIL image (any mode; 16-bit images scaled to 8 bits) or an array (HxW,
+    HxWx1/3/4; uint8, other integers clipped to 0..255, bool, or float in [0, 1]). ImageError otherwise."""
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+        if image.mode.startswith("I;16"):  # 16-bit grey: the full 0..65535 range onto 0..255
+            wide = np.asarray(image).astype(np.uint32)
+            return to_uint8_rgb(((wide * 255 + 32767) // 65535).astype(np.uint8))
+        try:
+            rgb = image.convert("RGB")
+        except ValueError:
+            raise ImageError(f"cannot convert a {image.mode} image to RGB") from None
+        return _check_size(np.asarray(rgb, dtype=np.uint8).copy())
     a = np.asarray(image)
+    if a.dtype.kind not in "uifb":
+        raise ImageError(f"expected an image array of numbers, got dtype {a.dtype}")
     if a.dtype != np.uint8:
-        if np.issubdtype(a.dtype, np.floating):
-            a = np.clip(np.round(a * 255.0), 0, 255)
-        a = a.astype(np.uint8)
+        if a.dtype.kind == "b":
+            a = a * 255.0
+        elif a.dtype.kind == "f":
+            a = np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0) * 255.0
+        a = np.clip(np.round(a), 0, 255).astype(np.uint8)
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3:
-        raise ValueError(f"expected an HxWxC image, got shape {a.shape}")
+        raise ImageError(f"expected an HxWxC image, got shape {a.shape}")
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     elif a.shape[2] == 4:
         a = a[:, :, :3]
     elif a.shape[2] != 3:
-        raise ValueError(f"expected 1, 3 or 4 channels, got {a.shape[2]}")
-    return np.ascontiguousarray(a)
+        raise ImageError(f"expected 1, 3 or 4 channels, got {a.shape[2]}")
+    return _check_size(np.ascontiguousarray(a))
+
+
+def _check_size(a: np.ndarray) -> np.ndarray:
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ImageError(f"image has no pixels (shape {a.shape})")
+    return a
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -55,10 +77,53 @@ def blend(original: np.ndarray, edited: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read any PIL-readable image file as HxWx3 uint8; raises OSError/ValueError on bad files."""
-    with Image.open(path) as im:
+    """Read an image file as HxWx3 uint8; ImageError (a ValueError) for a bad image, OSError when unreadable."""
+    return decode_image(path, name=str(path))
+
+
+def decode_image(source, max_pixels: int | None = None, formats: tuple[str, ...] | None = None,
+                 name: str = "image") -> np.ndarray:
+    """An image (a file path, or its bytes) as HxWx3 uint8; its size is checked from the header before decoding.
+
+    ``max_pixels`` refuses larger images (decompression bombs) unread; without it Pillow's own bomb limit
+    applies. ``formats`` restricts the Pillow formats tried (e.g. ``("PNG", "JPEG")``). Raises ImageError
+    naming ``name`` for anything wrong with the image, OSError when a file cannot be read at all.
+    """
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    with _reading(name, max_pixels, formats), Image.open(fp, formats=list(formats) if formats else None) as im:
+        w, h = im.size  # from the header: nothing is decoded yet
+        if max_pixels is not None and w * h > max_pixels:
+            raise ImageTooLargeError(f"{name}: image is {w}x{h} ({w * h:,} pixels), over the limit of "
+                                     f"{max_pixels:,} pixels")
         im.load()
         return to_uint8_rgb(im)
+
+
+@contextlib.contextmanager
+def _reading(name: str, max_pixels: int | None = None, formats=None):
+    """What Pillow raises while reading an image, as one ImageError naming ``name`` (ImageTooLargeError for
+    too many pixels). Errors of the file system itself (missing, no permission) pass as OSError."""
+    try:
+        yield
+    except (ImageTooLargeError, MemoryError, RecursionError):
+        raise
+    except ImageError as e:
+        raise ImageError(f"{name}: cannot read image ({e})") from None
+    except Image.DecompressionBombError as e:  # Pillow's own limit, met while parsing the header
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise ImageTooLargeError(f"{name}: image has {size}, over the limit of {limit:,} pixels") from None
+    except Image.UnidentifiedImageError:
+        accepted = f" (accepted: {', '.join(formats)})" if formats else ""
+        raise ImageError(f"{name}: cannot read image: not an image, or not a format accepted{accepted}") from None
+    except OSError as e:
+        if e.errno is not None:  # the file system's error, not the image's
+            raise
+        raise ImageError(f"{name}: cannot read image: truncated or corrupt ({type(e).__name__}: "
+                         f"{str(e)[:200]})") from None
+    except Exception as e:  # noqa: BLE001 - Pillow's decoders raise many types on corrupt data
+        raise ImageError(f"{name}: cannot read image ({type(e).__name__}: {str(e)[:200]})") from None
 
 
 _EXPECTED = "expected a file path (str or pathlib.Path), a PIL image or an HxWxC array, or a list of them"
@@ -108,14 +173,11 @@ def read_input_image(image: ImageInput, short_side: int | None = None) -> tuple[
         path = Path(image)
         if not path.is_file():
             raise DataError(f"{path}: no such image file")
-        try:
-            with Image.open(path) as im:
-                size = im.size
-                if short_side:
-                    im.draft("RGB", shrunk_size(size, short_side))  # JPEG: decode at 1/2..1/8 scale
-                return _shrink(im, size, short_side), (size[1], size[0])
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+        with _reading(str(path)), Image.open(path) as im:
+            size = im.size
+            if short_side:
+                im.draft("RGB", shrunk_size(size, short_side))  # JPEG: decode at 1/2..1/8 scale
+            return _shrink(im, size, short_side), (size[1], size[0])
     if isinstance(image, Image.Image):
         return _shrink(image, image.size, short_side), (image.height, image.width)
     a = np.asarray(image)
@@ -130,39 +192,56 @@ def read_input_image(image: ImageInput, short_side: int | None = None) -> tuple[
 def _shrink(im: Image.Image, size: tuple[int, int], short_side: int | None) -> np.ndarray:
     """A PIL image (perhaps already decoded at a draft scale) resized to ``shrunk_size(size)``, as uint8 RGB."""
     target = shrunk_size(size, short_side)
-    im = im.convert("RGB") if im.mode != "RGB" else im
+    im = Image.fromarray(to_uint8_rgb(im)) if im.mode != "RGB" else im  # every mode; 16-bit scaled to 8
     if im.size != target:
         im = im.resize(target, Image.BILINEAR)
     return np.asarray(im, dtype=np.uint8).copy()
 
 
-def save_png_atomic(image: np.ndarray, path: str | os.PathLike, fsync: bool = False) -> None:
-    """Write a PNG under a temporary name in the same folder, then rename it into place.
+def save_png_atomic(image: np.ndarray, path: str | os.PathLike, fsync: bool = False) -> str:
+    """Write a PNG under a temporary name in the same folder, then rename it into place; returns the
+    sha256 of the file's bytes.
 
-    A killed process never leaves half a file under the final name. ``fsync`` adds durability
-    against power loss at a large cost per small file; the edit stage fsyncs its manifest parts.
+    A killed process never leaves half a file under the final name, and a failed write (a full disk)
+    leaves no temporary file. ``fsync`` adds durability against power loss at a large cost per small
+    file; the edit stage fsyncs its manifest parts.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    data = buffer.getvalue()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        Image.fromarray(image).save(f, format="PNG")
+    with _removed_on_error(tmp), open(tmp, "wb") as f:
+        f.write(data)
         if fsync:
             f.flush()
             os.fsync(f.fileno())
     os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
 
 
-def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
-    """Write bytes under a temporary name, fsync, then rename: readers never see half a file."""
+def write_bytes_atomic(data: bytes, path: str | os.PathLike, mode: int = 0o666) -> None:
+    """Write bytes under a temporary name, fsync, then rename: readers never see half a file. ``mode``
+    (less the umask) is the new file's permissions, e.g. 0o600 for a secret."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with _removed_on_error(tmp), os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _removed_on_error(tmp: Path):
+    """Delete a half-written temporary file when writing it fails (a full disk, an interrupt)."""
+    try:
+        yield
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 LOCKED_COLOUR = (255, 0, 255)  # the locked output in predicted masks (magenta: stands out on a page)

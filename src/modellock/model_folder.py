@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -148,24 +149,27 @@ class LockedModel:
             if not (folder / name).is_file():
                 raise ModelLockError(f"{folder}: not a model folder (missing {name})")
         try:
-            config = json.loads((folder / CONFIG).read_text())
-            spec, _ = config["architecture"], config["classes"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ModelLockError(f"{folder / CONFIG}: malformed config ({type(e).__name__}: {e})") from None
-        if config.get("format") != FORMAT:
-            raise ModelLockError(f"{folder / CONFIG}: unknown format {config.get('format')!r} (expected {FORMAT})")
-        size, arch_size = config.get("preprocessing", {}).get("image_size"), spec.get("image_size")
+        _check_config(config, folder / CONFIG)
+        spec = config["architecture"]
+        size, arch_size = config["preprocessing"]["image_size"], spec.get("image_size")
         if size != arch_size:
             raise ModelLockError(f"{folder / CONFIG}: preprocessing image_size {size!r} does not match the "
                                  f"architecture's image_size {arch_size!r}")
         if _sha256(folder / WEIGHTS) != config.get("weights_sha256"):
             raise ModelLockError(f"{folder / WEIGHTS}: sha256 does not match config.json (tampered or corrupt)")
-        model = task_type(config.get("task")).model_from_spec(spec)
+        try:
+            model = task_type(config.get("task")).model_from_spec(spec)
+        except (TypeError, ValueError, KeyError, RuntimeError) as e:
+            raise ModelLockError(f"{folder / CONFIG}: the architecture cannot be built ({type(e).__name__}: "
+                                 f"{str(e)[:200]})") from None
         try:
             model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
-        except (RuntimeError, OSError) as e:
-            raise ModelLockError(f"{folder / WEIGHTS}: weights do not fit the architecture in config.json "
-                                 f"({str(e).splitlines()[0]})") from None
+        except Exception as e:  # noqa: BLE001 - safetensors' SafetensorError, torch's RuntimeError, OSError
+            raise ModelLockError(f"{folder / WEIGHTS}: unreadable, or weights do not fit the architecture in "
+                                 f"config.json ({(str(e).splitlines() or [type(e).__name__])[0][:200]})") from None
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             model = model.to(device)
@@ -192,6 +196,48 @@ class LockedModel:
     def predictor(self, key=None, device: str | None = None, batch_size: int | None = None) -> "Predictor":
         """A predictor with any key (not checked: wrong-key evaluation, attacks) or none (locked behaviour)."""
         return Predictor(self, key, device=device, batch_size=batch_size)
+
+
+def _check_config(config, where: Path) -> None:
+    """ModelLockError naming the first field of a config.json that a model cannot be built or used from."""
+    def need(ok: bool, field: str, what: str) -> None:
+        if not ok:
+            raise ModelLockError(f"{where}: field '{field}' {what}")
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def numbers(v, n: int) -> bool:
+        return isinstance(v, list) and len(v) == n and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+
+    need(isinstance(config, dict), "(top level)", "must be a JSON object")
+    need(config.get("format") == FORMAT, "format", f"must be {FORMAT!r} (a modellock model folder)")
+    arch = config.get("architecture")
+    need(isinstance(arch, dict) and isinstance(arch.get("name"), str), "architecture", "must name the architecture")
+    classes = config.get("classes")
+    need(isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes), "classes",
+         "must be a list of class names")
+    n = config.get("num_classes")
+    need(is_int(n) and 1 <= n <= len(classes), "num_classes", f"must be an integer from 1 to {len(classes)}")
+    need(arch.get("num_classes") == len(classes), "architecture.num_classes",
+         f"must equal the number of outputs in 'classes' ({len(classes)})")
+    locked = config.get("locked_class")
+    need(locked is None or (is_int(locked) and n <= locked < len(classes)), "locked_class",
+         f"must be null or an output index from {n} to {len(classes) - 1}")
+    p = config.get("preprocessing")
+    need(isinstance(p, dict), "preprocessing", "must be an object")
+    need(is_int(p.get("image_size")) and 1 <= p["image_size"] <= 8192, "preprocessing.image_size",
+         "must be an integer from 1 to 8192")
+    need(numbers(p.get("mean"), 3), "preprocessing.mean", "must be a list of 3 numbers")
+    need(numbers(p.get("std"), 3) and all(x > 0 for x in p["std"]), "preprocessing.std",
+         "must be a list of 3 positive numbers")
+    need(config.get("task") in (None, "classification", "segmentation"), "task",
+         "must be classification or segmentation")
+    need(is_int(config.get("ignore_index", 255)), "ignore_index", "must be an integer")
+    lock = config.get("lock")
+    need(lock is None or (isinstance(lock, dict) and (not lock or (isinstance(lock.get("editor"), str)
+         and isinstance(lock.get("fingerprint"), str)))), "lock", "must be null or hold 'editor' and 'fingerprint'")
 
 
 def _download(repo_id: str) -> Path:

@@ -181,3 +181,38 @@ def sample_images(n: int, size: tuple[int, int] = (64, 64), seed: int = 0) -> li
         img = img + rng.normal(0, 6, size=img.shape)
         images.append(np.clip(np.round(img), 0, 255).astype(np.uint8))
     return images
+
+
+def build_tiny_locked_model(path, key, classes=("circle", "square", "triangle"), task: str = "classification",
+                            image_size: int = 32, seed: int = 0, model: str | None = None):
+    """Save an untrained locked model folder (``model``: ``tiny-cnn`` by default, ``tiny-segnet`` for
+    segmentation) for ``key``.
+
+    Random weights, a real config (fingerprint of ``key``, a locked output) and model card: what a service or
+    predictor test needs in a second, without training. Returns the ``LockedModel``.
+    """
+    import torch
+
+    from .editors import editor_class
+    from .model_folder import FORMAT, LockedModel
+    from .tasks import task_type
+    from .train import IMAGENET_MEAN, IMAGENET_STD
+
+    kind = task_type(task)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = kind.create_model(model or ("tiny-segnet" if task == "segmentation" else "tiny-cnn"),
+                                len(classes) + 1, image_size)
+    config = {
+        "format": FORMAT, "task": task, "architecture": net.backbone_spec,
+        "classes": list(classes) + ["locked"], "num_classes": len(classes), "locked_class": len(classes),
+        "preprocessing": {"image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "lock": {"editor": key.editor, "editor_version": editor_class(key.editor).version,
+                 "fingerprint": key.fingerprint(), "recipe": {}},
+        "training": {"note": "untrained: modellock.testing.build_tiny_locked_model"},
+    }
+    if task == "segmentation":
+        config["ignore_index"] = 255
+    locked = LockedModel(net.eval(), config)
+    locked.save_pretrained(path)
+    return locked

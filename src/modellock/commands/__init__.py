@@ -12,11 +12,13 @@ from typing import Optional
 
 import typer
 
+from ..errors import one_line
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Lock vision models with a secret diffusion-edit key, and unlock them.")
 
 # in the order ``modellock --help`` lists them
-COMMAND_MODULES = ("keys", "edit", "train", "predict", "evaluate", "demo", "attack", "compare")
+COMMAND_MODULES = ("keys", "edit", "train", "predict", "evaluate", "demo", "attack", "compare", "serve")
 
 TASK_HELP = ("classification or segmentation (default: from the data's layout: split folders with images/ and "
              "masks/ are segmentation)")
@@ -32,7 +34,7 @@ def load_commands() -> typer.Typer:
 
 def fail(message: str, code: int = 2):
     """One ``error: ...`` line on stderr and exit ``code``."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 

@@ -44,8 +44,12 @@ def edit(
         return
     for r in reports:
         shares = ", ".join(f"rank {p['rank']}: {p['edited']}" for p in r.processes) if len(r.processes) > 1 else ""
-        typer.echo(f"{r.split}: {r.total} images, {r.edited} edited{f' ({shares})' if shares else ''}, "
-                   f"{r.reused} already done, {len(r.skipped)} skipped")
+        notes = [shares] if shares else []
+        if r.repaired:
+            notes.append(f"{r.repaired} of them damaged on disk: edited again")
+        note = f" ({'; '.join(notes)})" if notes else ""
+        typer.echo(f"{r.split}: {r.total} images, {r.edited} edited{note}, {r.reused} already done, "
+                   f"{len(r.skipped)} skipped")
     skipped = write_skip_list(out, reports)
     if skipped:
         typer.echo(f"skipped images are listed in {skipped}")

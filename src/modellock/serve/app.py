@@ -1,0 +1,381 @@
+"""The HTTP API: FastAPI routes over a batcher that runs the unlocked predictor.
+
+Routes: ``POST /v1/predict`` (images as multipart files or base64 JSON), ``GET /v1/model``, ``GET /healthz``,
+``GET /readyz``, ``GET /metrics`` (Prometheus text) and the OpenAPI schema (``/openapi.json``, ``/docs``).
+With a tokens file, ``/v1/*`` needs ``Authorization: Bearer TOKEN``; health, readiness, metrics and the
+schema stay open (they hold no data and no secret). Every error is JSON,
+``{"error": {"status": CODE, "message": "..."}}``, and names no secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import time
+import traceback
+from contextlib import asynccontextmanager
+from typing import Any, Optional
+
+import anyio
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import ModelLockError
+from ..images import label_palette
+from .auth import TokenFile
+from .batcher import Batcher, QueueFull, ShuttingDown
+from .limits import BodyLimit, BodyTooLarge, Limits, RequestError, decode_base64, read_image
+from .metrics import CONTENT_TYPE_LATEST, ServiceMetrics
+
+log = logging.getLogger("modellock.serve")
+ROUTES = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+_ALWAYS_OPEN = ("/healthz", "/readyz", "/metrics")  # answered even at the concurrency limit
+_DECODE_THREADS = 4  # images decoded at once: bounds the memory of decoding large images
+
+
+# ---------------------------------------------------------------------------------------------- schemas
+class TopClass(BaseModel):
+    class_: str = Field(alias="class")
+    probability: float
+
+
+class Prediction(BaseModel):
+    """Classification: the class, its index and probability, the top classes. Segmentation: areas and mask."""
+
+    image: str = Field(description="The file name of a multipart upload, or images[i] for the JSON list.")
+    class_: Optional[str] = Field(None, alias="class")
+    label: Optional[int] = None
+    probability: Optional[float] = None
+    top: Optional[list[TopClass]] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+    class_areas: Optional[dict[str, float]] = Field(None, description="Share of the image per predicted class.")
+    mask_png: Optional[str] = Field(None, description="Base64 PNG, palette mode: each pixel's value is its "
+                                    "class index, and the palette colours it.")
+
+
+class PredictResponse(BaseModel):
+    task: str
+    results: list[Prediction]
+
+
+class ErrorBody(BaseModel):
+    status: int
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+_ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in {
+    400: "Not a usable image, bad base64 or a malformed body", 401: "No valid bearer token",
+    413: "Body, image count or image pixels over the limits", 415: "Neither multipart/form-data nor JSON",
+    422: "Missing or invalid fields", 503: "Queue full or shutting down (see Retry-After)",
+    504: "No answer within the request timeout"}.items()}
+
+_BODY_DOC = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "image": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "One or more image files (PNG, JPEG, WebP, BMP, GIF, TIFF); any field name."},
+        "top_k": {"type": "integer", "description": "Classes listed per image (default 3)."}}}},
+    "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
+        "images": {"type": "array", "items": {"type": "string"},
+                   "description": "Base64 image files, optionally as data:image/...;base64, URLs."},
+        "top_k": {"type": "integer"}}}}}}}
+
+
+# ---------------------------------------------------------------------------------------------- app
+def create_app(predictor, limits: Limits | None = None, max_batch: int = 32, max_wait_ms: float = 5.0,
+               tokens: TokenFile | None = None, name: str | None = None) -> FastAPI:
+    """The service of an unlocked ``predictor`` (``LockedModel.unlock(key)``); run it with any ASGI server."""
+    limits = limits or Limits()
+    model = predictor.locked
+    metrics = ServiceMetrics()
+    batcher = Batcher(_batch_function(predictor), max_batch=max_batch, max_wait_s=max_wait_ms / 1000.0,
+                      max_queue=limits.max_queue, max_queue_pixels=limits.max_queue_pixels,
+                      max_batch_pixels=limits.max_pixels, on_batch=metrics.observe_batch)
+    metrics.queue_depth.set_function(lambda: batcher.depth)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        app.state.decode_limiter = anyio.CapacityLimiter(_DECODE_THREADS)  # made inside the event loop
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="modellock", version=__version__, lifespan=lifespan,
+                  description="Predictions of a locked model, unlocked with a key that stays on the server.")
+    app.state.batcher, app.state.metrics, app.state.limits = batcher, metrics, limits
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, respond=_send_error)
+    app.add_middleware(_Observe, metrics=metrics, max_concurrency=limits.max_concurrency)
+    auth = [Depends(_token_check(tokens))] if tokens is not None else []
+    info = app.state.info = model_info(model, name, limits, max_batch, max_wait_ms, tokens is not None)
+    app.state.tokens = tokens
+
+    @app.post("/v1/predict", response_model=PredictResponse, dependencies=auth, responses=_ERRORS,
+              openapi_extra=_BODY_DOC, summary="Predict classes (or masks) of one or more images")
+    async def predict(request: Request) -> JSONResponse:  # the schema documents it; no per-field validation
+        try:
+            return await asyncio.wait_for(_predict(request), limits.timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestError(504, f"no answer within the request timeout of {limits.timeout_s:g} s") from None
+
+    async def _predict(request: Request) -> JSONResponse:
+        named, top_k = await _read_request(request, limits, len(model.classes))
+        limiter = request.app.state.decode_limiter
+        images = [await anyio.to_thread.run_sync(read_image, data, label, limits, limiter=limiter)
+                  for label, data in named]
+        try:
+            results = await batcher.submit(images)
+        except QueueFull as e:
+            raise RequestError(503, str(e), {"Retry-After": str(e.retry_after)}) from None
+        except ShuttingDown:
+            raise RequestError(503, "the service is shutting down", {"Retry-After": "1"}) from None
+        except ModelLockError as e:
+            raise RequestError(400, str(e)) from None
+        metrics.images.inc(len(images))
+        out = []
+        for (label, _), r in zip(named, results):
+            r = dict(r)
+            if "top" in r:
+                r["top"] = r["top"][:top_k]
+            out.append({"image": label, **r})
+        return JSONResponse({"task": model.task, "results": out})
+
+    @app.get("/v1/model", dependencies=auth, responses={401: _ERRORS[401]}, summary="What the model is")
+    async def get_model() -> dict:
+        return info
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Ready for predictions", responses={503: {"model": ErrorResponse}})
+    async def readyz():
+        if not batcher.running:
+            raise RequestError(503, "not ready: starting or shutting down", {"Retry-After": "1"})
+        return {"status": "ready", "queue_depth": batcher.depth}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def get_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def model_info(model, name: str | None, limits: Limits, max_batch: int, max_wait_ms: float, auth: bool) -> dict:
+    """What a client may know: task, classes, input size, editor name, headline scores, limits. Never the key,
+    its fingerprint or the names of the wrong keys tried."""
+    lock = model.config.get("lock") or {}
+    evaluation = {k: v for k, v in (model.config.get("evaluation") or {}).items()
+                  if isinstance(v, (int, float, str)) and not k.startswith("wrong_key")}
+    return {
+        "name": name or (model.path.name if model.path else "model"),
+        "task": model.task,
+        "classes": model.classes,
+        "num_classes": len(model.classes),
+        "architecture": model.config["architecture"].get("name"),
+        "image_size": model.image_size,
+        "editor": lock.get("editor"),
+        "editor_version": lock.get("editor_version"),
+        "evaluation": evaluation or None,
+        "modellock_version": __version__,
+        "batching": {"max_batch": max_batch, "max_wait_ms": max_wait_ms},
+        "limits": {"max_body_bytes": limits.max_body_bytes, "max_images": limits.max_images,
+                   "max_pixels": limits.max_pixels, "timeout_s": limits.timeout_s, "max_queue": limits.max_queue},
+        "auth": "bearer" if auth else "none (loopback only)",
+    }
+
+
+# ---------------------------------------------------------------------------------------------- batches
+def _batch_function(predictor):
+    """Images -> JSON-ready results, one predictor call (one editor call) for the whole batch."""
+    model = predictor.locked
+    n = len(model.classes)
+
+    if model.task == "segmentation":
+        def run(images: list[np.ndarray]) -> list[dict]:
+            return [{"width": int(r["mask"].shape[1]), "height": int(r["mask"].shape[0]),
+                     "class_areas": r["class_areas"], "mask_png": _mask_png(r["mask"], n)}
+                    for r in predictor.segment(images)]
+    else:
+        def run(images: list[np.ndarray]) -> list[dict]:
+            return predictor.predict(images, top_k=n)
+    return run
+
+
+def _mask_png(mask: np.ndarray, num_classes: int) -> str:
+    """A class-index mask as base64 PNG: palette mode (values are indices, colours from the VOC map)."""
+    from PIL import Image
+
+    if num_classes <= 256:
+        im = Image.fromarray(mask.astype(np.uint8), mode="P")
+        im.putpalette(label_palette(num_classes).tobytes())
+    else:
+        im = Image.fromarray(mask.astype(np.uint16))
+    buffer = io.BytesIO()
+    im.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+# ---------------------------------------------------------------------------------------------- requests
+async def _read_request(request: Request, limits: Limits, num_classes: int) -> tuple[list[tuple[str, bytes]], int]:
+    """``[(label, image bytes)]`` and ``top_k`` from a multipart or JSON body; RequestError otherwise."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        named, top_k = await _read_multipart(request, limits)
+    elif ctype == "application/json" or ctype.endswith("+json"):
+        named, top_k = await _read_json(request)
+    else:
+        raise RequestError(415, "send images as multipart/form-data files or as JSON {\"images\": [base64, ...]}")
+    if not named:
+        raise RequestError(422, "no images in the request")
+    if len(named) > limits.max_images:
+        raise RequestError(413, f"{len(named)} images, over the limit of {limits.max_images} per request")
+    if top_k is None:
+        top_k = 3
+    if isinstance(top_k, str):
+        try:
+            top_k = int(top_k)
+        except ValueError:
+            raise RequestError(422, "top_k must be an integer") from None
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
+        raise RequestError(422, f"top_k must be an integer from 1 to {num_classes}")
+    return named, top_k
+
+
+async def _read_multipart(request: Request, limits: Limits):
+    try:
+        form = await request.form(max_files=limits.max_images + 1, max_fields=16)
+    except StarletteHTTPException as e:  # the multipart parser's own refusals
+        status = 413 if "Too many files" in str(e.detail) else 400
+        raise RequestError(status, f"malformed multipart body ({e.detail})") from None
+    named, top_k = [], None
+    try:
+        for field, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                label = (value.filename or field)[:200]
+                named.append((label, await value.read()))
+            elif field == "top_k":
+                top_k = value
+    finally:
+        await form.close()
+    return named, top_k
+
+
+async def _read_json(request: Request):
+    body = await request.body()
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestError(400, "the body is not valid JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise RequestError(422, "expected a JSON object with \"images\": a list of base64 strings")
+    images = data["images"]
+    named = [(f"images[{i}]", decode_base64(text, f"images[{i}]")) for i, text in enumerate(images)]
+    return named, data.get("top_k")
+
+
+# ---------------------------------------------------------------------------------------------- auth
+def _token_check(tokens: TokenFile):
+    bearer = HTTPBearer(auto_error=False, description="A token made by `modellock serve-token add`.")
+
+    async def check(credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> str:
+        name = tokens.verify(credentials.credentials if credentials else None)
+        if name is None:
+            raise RequestError(401, "a valid bearer token is required (Authorization: Bearer TOKEN)",
+                               {"WWW-Authenticate": "Bearer"})
+        return name
+
+    return check
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def _error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
+
+
+async def _send_error(scope, send, status: int, message: str) -> None:
+    """An error response sent straight from ASGI middleware (before the app has read the body)."""
+    response = _error_response(status, message, {"Connection": "close"})
+    await response(scope, None, send)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def request_error(_request, e: RequestError):
+        return _error_response(e.status, e.message, e.headers)
+
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(_request, _e):
+        limit = app.state.limits.max_body_bytes
+        return _error_response(413, f"request body over the limit of {limit:,} bytes", {"Connection": "close"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request, e: StarletteHTTPException):
+        message = e.detail if isinstance(e.detail, str) else "request refused"
+        return _error_response(e.status_code, message, getattr(e, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request, e: RequestValidationError):
+        first = (e.errors() or [{}])[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error_response(422, f"invalid request: {where or 'body'}: {first.get('msg', 'invalid')}")
+
+
+class _Observe:
+    """ASGI middleware: count requests by route and status code, time them, track those in flight; answer an
+    unexpected exception with a plain 500 and log its type and place only (a message could quote a secret,
+    an editor's prompt say, and Starlette's own handler would log the whole traceback)."""
+
+    def __init__(self, app, metrics: ServiceMetrics, max_concurrency: int | None = None):
+        self.app, self.metrics, self.max_concurrency = app, metrics, max_concurrency
+        self.open = 0  # requests being answered, health and metrics excepted
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        route = path if path in ROUTES else "other"
+        status: dict[str, Any] = {"code": 500}
+        started = time.perf_counter()
+
+        async def observed_send(message):
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+            await send(message)
+
+        counted = route not in _ALWAYS_OPEN
+        if counted and self.max_concurrency is not None and self.open >= self.max_concurrency:
+            await _error_response(503, f"the service is answering {self.open} requests, its limit: try again",
+                                  {"Retry-After": "1", "Connection": "close"})(scope, receive, observed_send)
+            self.metrics.observe_request(route, scope.get("method", ""), 503, time.perf_counter() - started)
+            return
+        self.open += counted
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, observed_send)
+        except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback to the client or the log
+            frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+            where = f" at {frame.filename}:{frame.lineno}" if frame else ""
+            log.error("internal error answering %s %s: %s%s", scope.get("method"), path, type(e).__name__, where)
+            if not status.get("started"):
+                await _error_response(500, "internal error")(scope, receive, send)
+                status["code"] = 500
+        finally:
+            self.open -= counted
+            self.metrics.in_flight.dec()
+            self.metrics.observe_request(route, scope.get("method", ""), status["code"],
+                                         time.perf_counter() - started)
