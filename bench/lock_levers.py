@@ -35,6 +35,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "keyed-net+all": ("keyed-net", {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1}),
     "keyed-net+distractor": ("keyed-net", {"distractor": 0.5}),
     "keyed-net+distractor+adversary": ("keyed-net", {"distractor": 0.5, "adversary": 0.25}),
+    "keyed-net+seal": ("keyed-net", {"seal": True}),
+    "keyed-filter+seal": ("keyed-filter", {"seal": True}),
     "keyed-filter+adversary": ("keyed-filter", {"adversary": 0.25}),
     "keyed-filter+all": ("keyed-filter", {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1}),
 }

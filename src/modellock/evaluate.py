@@ -58,6 +58,7 @@ def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource
     """Logits of ``model`` on ``split``: clean, or edited with ``key`` through the edit cache (launched with
     several processes: shared among them, see ``predict_logits_shared``)."""
     loaders = image_loaders(model, split, key, source, device, progress)
+    model = model.with_key(key)
     return predict_logits_shared(model.model, ImageListDataset(loaders, model.inference_transform()), batch_size)
 
 
@@ -81,7 +82,7 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
     def scores(m: LockedModel, d: Split, key, run: dict) -> dict:
         loaders = image_loaders(m, d, key, run["source"], run["device"], run["progress"],
                                 run.get("label", "with the key"))
-        return task.evaluate_split(m, d, loaders, run["batch_size"], run["progress"])
+        return task.evaluate_split(m.with_key(key), d, loaders, run["batch_size"], run["progress"])
 
     run = dict(source=source, batch_size=batch_size, device=device, progress=progress)
     clean = scores(model, data, None, run)
@@ -122,7 +123,8 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
             if seg and name.startswith("crop"):
                 continue
             loaders = handled_loaders(model, data, key, handle, device)
-            result["unlocked_under_handling"][name] = task.evaluate_split(model, data, loaders, batch_size,
+            opened = model.with_key(key)
+            result["unlocked_under_handling"][name] = task.evaluate_split(opened, data, loaders, batch_size,
                                                                           progress)["score"]
         result["handling_drop"] = max(result["unlocked"] - v for v in result["unlocked_under_handling"].values())
     if seg:

@@ -62,7 +62,7 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
                     locked_class, lock_info, model_name: str, out, train: TrainConfig,
                     image_size: int | None, pretrained, desc: str, run_id: str, decoys=(),
                     augment: bool = True, progress: bool = True, recipe: LockRecipe | None = None,
-                    editors: list | None = None) -> LockedModel:
+                    editors: list | None = None, seal_key=None) -> LockedModel:
     """Train on the lock set and save the folder. ``editors`` (the key's, then the decoys'): edit in the
     training loop (online) instead of reading ``edits``/``decoys`` from the edit cache."""
     task = task_type(source.task)
@@ -115,6 +115,11 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
     }
     if task.name == "segmentation":
         config["ignore_index"] = source.ignore_index
+    if seal_key is not None:  # store the weights masked by the key (modellock.seal)
+        from .seal import seal_state
+
+        sealed, config["lock"]["seal"] = seal_state(model.cpu().state_dict(), seal_key)
+        model.load_state_dict(sealed)
     locked = LockedModel(model.cpu(), config)
     if distributed.is_main():  # every process holds the same weights; one writes them
         locked.save_pretrained(out)
@@ -165,7 +170,8 @@ def lock_model(key, source: ImageSource, model_name: str, out, recipe: LockRecip
                            len(source.classes) if recipe.has_locked_class else None, lock_info,
                            model_name, out, train, image_size, pretrained, desc="training the locked model",
                            run_id=edit_key.cache_id, decoys=decoys, augment=cls.geometric_augmentation,
-                           progress=progress, recipe=recipe, editors=editors)
+                           progress=progress, recipe=recipe, editors=editors,
+                           seal_key=key if recipe.seal else None)
 
 
 def _edit_with_decoy_keys(edit_key, recipe: LockRecipe, data, items, source, device, progress: bool) -> list:

@@ -178,6 +178,30 @@ class LockedModel:
         return cls(model, config, folder)
 
     # ------------------------------------------------------------------ predictors
+    @property
+    def is_sealed(self) -> bool:
+        """Weights stored masked by the key (``modellock.seal``): only ``with_key(key)`` gives the model."""
+        return bool((self.config.get("lock") or {}).get("seal"))
+
+    def with_key(self, key) -> "LockedModel":
+        """The model as ``key`` opens it: for sealed weights a copy with ``key``'s mask removed (another key gives
+        a network of noise, as a thief guessing the key would get); otherwise this model."""
+        if key is None or not self.is_sealed:
+            return self
+        cache = self.__dict__.setdefault("_opened", {})
+        ident = key.canonical()
+        if ident not in cache:
+            import copy
+
+            from .seal import unseal_state
+
+            model = copy.deepcopy(self.model)
+            model.load_state_dict(unseal_state(self.model.state_dict(), key, self.config["lock"]["seal"]))
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            cache[ident] = LockedModel(model, self.config, self.path)
+        return cache[ident]
+
     def unlock(self, key, device: str | None = None, batch_size: int | None = None) -> "Predictor":
         """A predictor that edits inputs with ``key``; WrongKeyError when the key does not match."""
         lock = self.config.get("lock")
@@ -264,7 +288,7 @@ class Predictor:
         from .editors import get_editor, resolve_key
         from .tasks import task_type
 
-        self.locked, self.key = locked, key
+        self.locked, self.key = locked.with_key(key), key
         if key is not None:
             key = resolve_key(key, locked.model, locked.image_size)
         self.editor = get_editor(key, device=device, batch_size=batch_size) if key is not None else None
