@@ -254,6 +254,10 @@ class AttackContext:
         return self.task.score(outputs, self.targets(split), self.num_classes, ignore_locked,
                                self.model.ignore_index)
 
+    def task_chance(self, split: Split | None = None) -> float:
+        """The score of always answering the most frequent class on ``split`` (default: test)."""
+        return self.task.chance(self.targets(split or self.test), self.num_classes, self.model.ignore_index)
+
     def clean_outputs(self) -> torch.Tensor:
         if "clean" not in self._cache:
             self._cache["clean"] = self.outputs(self.test)

@@ -100,8 +100,9 @@ def distillation(ctx, queries=None, fraction: float | None = None, soft_targets=
     label = percent(fraction)
     scratch = _grid_row(ctx, "scratch", lambda: ctx.task.model_from_spec(_spec(ctx)), split, label,
                         ctx.budget.grid(("whole",)), {"fraction": fraction})
-    optimizer, factor = next((o, f) for o, f, p in ctx.budget.grid(("whole",))
-                             if cell_name(o, ctx.lr * f, p) == scratch["best_cell"])
+    cells = ctx.budget.grid(("whole",))
+    optimizer, factor = next(((o, f) for o, f, p in cells if cell_name(o, ctx.lr * f, p) == scratch["best_cell"]),
+                             cells[0][:2])
     rows, teacher_scores = [], {}
     for n in queries or ctx.budget.queries:
         images, kinds, picks = query_images(ctx, int(n), ctx.seed)

@@ -47,15 +47,26 @@ def train_and_score(ctx, make_model, split, desc: str, optimizer: str = "adamw",
 
 
 def _grid_row(ctx, kind: str, make_model, split, label: str, cells, extra: dict) -> dict:
+    """Every cell's test score (None for a cell whose training diverged), and the best cell."""
     scores = {}
     for optimizer, factor, part in cells:
         lr = ctx.lr * factor
         name = cell_name(optimizer, lr, part)
-        scores[name] = ctx.memo(kind, {**extra, "optimizer": optimizer, "lr_cell": lr, "part": part},
-                                lambda: train_and_score(ctx, make_model, split, f"{kind} {name} on {label}",
-                                                        optimizer, lr, part))
-    best = max(scores, key=scores.get)
-    return {"best": scores[best], "best_cell": best, "grid": scores}
+
+        def compute(name=name, optimizer=optimizer, lr=lr, part=part):
+            try:
+                return train_and_score(ctx, make_model, split, f"{kind} {name} on {label}", optimizer, lr, part)
+            except ModelLockError as e:  # the loss became nan/inf: the thief gets nothing from this cell
+                if "loss became" not in str(e):
+                    raise
+                return None
+
+        scores[name] = ctx.memo(kind, {**extra, "optimizer": optimizer, "lr_cell": lr, "part": part}, compute)
+    finite = {n: v for n, v in scores.items() if v is not None}
+    if not finite:
+        return {"best": ctx.task_chance(), "best_cell": "every cell diverged (chance)", "grid": scores}
+    best = max(finite, key=finite.get)
+    return {"best": finite[best], "best_cell": best, "grid": scores}
 
 
 @register_attack("fine-tune", measure="gain")
