@@ -129,7 +129,7 @@ def test_locked_class_recipe_and_baseline_on_shapes(tmp_path):
     for name in ("original_clean", "locked_clean", "unlocked", "locked_clean_without_locked_class",
                  "locked_class_rate_clean"):
         assert 0.0 <= result[name] <= 1.0
-    assert set(result["wrong_keys"]) == {"seed 1025", "prompt 'with oil pastel'", "prompt 'as a charcoal sketch'"}
+    assert set(result["wrong_keys"]) == {"next seed", "prompt 'with oil pastel'", "prompt 'as a charcoal sketch'"}
     # a CPU editor: the unlocked model is also scored on inputs handled (JPEG, resized, cropped) before the edit
     assert set(result["unlocked_under_handling"]) == {"jpeg q75", "resize -10%", "resize +10%", "crop 90%"}
     assert result["handling_drop"] == pytest.approx(max(result["unlocked"] - v

@@ -24,9 +24,10 @@ from .train import predict_logits_shared
 
 
 def default_wrong_keys(key) -> dict:
-    """The same prompt with the next seed, and two other built-in prompts."""
+    """The same prompt with the next seed ("next seed": the name does not reveal the key's seed), and two other
+    built-in prompts."""
     others = [p for p in STYLE_PROMPTS if p != key.prompt][:2]
-    wrong = {f"seed {key.seed + 1}": key.replace(seed=key.seed + 1)}
+    wrong = {"next seed": key.replace(seed=key.seed + 1)}  # named without the key's own seed
     wrong.update({f"prompt {p!r}": key.replace(prompt=p) for p in others})
     return wrong
 

@@ -37,13 +37,36 @@ def cell_name(optimizer: str, lr: float, part: str) -> str:
 
 def train_and_score(ctx, make_model, split, desc: str, optimizer: str = "adamw", lr: float | None = None,
                     part: str = "whole") -> float:
-    """Build (seeded), freeze all but ``part``, train on ``split`` and score on the test split."""
+    """Build (seeded), freeze all but ``part``, train on ``split`` and score on the test split.
+
+    Classification "head only" trains the head on the frozen trunk's features, computed once (a linear probe
+    on fixed features: the same model, far cheaper than running the trunk for every sample)."""
     with torch.random.fork_rng(devices=[]):  # the fresh weights depend on the seed only
         torch.manual_seed(ctx.seed)
         model = make_model()
+    if part == "head" and ctx.task.name == "classification":
+        return _probe_and_score(ctx, model, split, desc, optimizer, lr)
     frozen = set_trainable(model, part, ctx.num_classes)
     model = ctx.train(PartlyFrozen(model, frozen), split, desc, lr=lr, optimizer=optimizer).model
     return ctx.score(ctx.outputs(ctx.test, model=model))
+
+
+def _probe_and_score(ctx, model, split, desc: str, optimizer: str, lr: float) -> float:
+    """Train ``model``'s (fresh) head on the trunk's features of ``split`` (cached per model and split)."""
+    from ..heads import head_name, without_head
+    from ..tasks import Pairs
+
+    trunk, _ = without_head(model, ctx.num_classes)
+    ident = ("features", float(next(trunk.parameters()).detach().double().sum()), split.name, len(split),
+             tuple(s.id for s in split.samples[:3]))
+    if ident not in ctx._cache:  # the trunk is the locked model's whatever the head: one pass per split
+        ctx._cache[ident] = (ctx.outputs(split, model=trunk), ctx.outputs(ctx.test, model=trunk))
+    train_features, test_features = ctx._cache[ident]
+    head = model.get_submodule(head_name(model, ctx.num_classes))
+    pairs = Pairs(list(train_features), ctx.targets(split), lambda f: f)
+    head = ctx.train(head, pairs, desc, lr=lr, optimizer=optimizer)
+    with torch.no_grad():
+        return ctx.score(head(test_features))
 
 
 def _grid_row(ctx, kind: str, make_model, split, label: str, cells, extra: dict) -> dict:
