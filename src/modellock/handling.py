@@ -44,16 +44,19 @@ HANDLING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 class RandomHandling:
-    """A random crop (85-100 % of each side), resize (+-10 %) and JPEG re-encoding (quality 60-95, half the
-    time), drawn from torch's generator (seeded per epoch and worker by the training loop)."""
+    """Half the time nothing (the image as it is, the common case), else a random crop (85-100 % of each side)
+    and resize (+-10 %), and JPEG re-encoding (quality 60-95) half the time, drawn from torch's generator
+    (seeded per epoch and worker by the training loop)."""
 
-    def __init__(self, jpeg_probability: float = 0.5, geometry: bool = True):
-        self.jpeg_probability, self.geometry = jpeg_probability, geometry
+    def __init__(self, jpeg_probability: float = 0.5, geometry: bool = True, probability: float = 0.5):
+        self.jpeg_probability, self.geometry, self.probability = jpeg_probability, geometry, probability
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         import torch
 
-        r = torch.rand(5).tolist()
+        r = torch.rand(6).tolist()
+        if r[5] >= self.probability:
+            return image
         if self.geometry:
             image = crop(image, 0.85 + 0.15 * r[0], r[1], r[2])
             image = rescale(image, 0.9 + 0.2 * r[3])
