@@ -18,8 +18,13 @@ from .report import COUNTED, IGNORED, GridColumn, format_table, write_html_repor
 from .results_json import write_json
 from .train import TrainConfig
 
-DEMO_PROMPT = "with oil pastel"
+# The demo's key is public (it is in this file): a prompt outside the attacks' catalogue, so the guessing
+# attack meets it as it would meet a real key's composed prompt.
+DEMO_PROMPT = "as a woodcut print, with hints of amber lantern quiet orchard"
 DEMO_TRAIN = dict(epochs=20, batch_size=128, lr=3e-3, warmup_epochs=0.5, num_workers=0)
+DEMO_LOCK_EPOCHS = 8  # the lock fine-tunes the original model for this many epochs
+# the thief of the demo's attack summary: the quick budget, 5 % of the training data, 40 guessed prompts
+DEMO_ATTACK = dict(budget="quick", samples=3000, fractions=(0.05,), limit_prompts=40, screen=300, top_k=2, random_keys=1)
 
 
 def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int = 1000, epochs: int | None = None,
@@ -28,38 +33,57 @@ def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int =
     out, t0 = Path(out), time.time()
     out.mkdir(parents=True, exist_ok=True)
     source = open_source(make_shapes_dataset(out / "data", n_train, n_test))
-    log(f"[1/6] built-in shapes dataset: {len(source.split('train'))} train, {len(source.split('test'))} test "
+    log(f"[1/7] built-in shapes dataset: {len(source.split('train'))} train, {len(source.split('test'))} test "
         f"images, {len(source.classes)} classes")
     train = TrainConfig(**{**DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
-    return _lock_and_evaluate(out, source, model, train, None, False, 256, _report, log, t0)
+    lock_train = TrainConfig(**{**DEMO_TRAIN, "epochs": epochs or DEMO_LOCK_EPOCHS})
+    return _lock_and_evaluate(out, source, model, train, None, True, 256, _report, log, t0, lock_train=lock_train)
 
 
 def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_size, lock_original: bool,
                        eval_batch: int, report, log, t0: float, lock_train: TrainConfig | None = None) -> dict:
-    """Steps 2-6 of both demos: key, original model, lock (from scratch or fine-tuning the original),
-    evaluation with the default wrong keys, result.json and report.html."""
+    """Steps 2-7 of both demos: key, original model, lock (from scratch or fine-tuning the original),
+    evaluation with the default wrong keys, the quick thief's attack summary, result.json and report.html."""
     key = Key.create("keyed-filter", DEMO_PROMPT)
     key.save(out / "key.toml")
-    log(f"[2/6] demo key written to {out / 'key.toml'} (editor keyed-filter; a real key stays secret)")
-    log("[3/6] training the original model on clean images")
+    log(f"[2/7] demo key written to {out / 'key.toml'} (editor keyed-filter; a real key stays secret)")
+    log("[3/7] training the original model on clean images")
     baseline = train_baseline(source, model, out / "original-model", train, image_size, overwrite=True)
-    log("[4/6] editing the training set with the key and "
+    log("[4/7] editing the training set with the key and "
         + ("locking: fine-tuning the original model on the lock set" if lock_original else "training the locked model"))
     pretrained = baseline.path / "model.safetensors" if lock_original else None
     locked = lock_model(key, source, model, out / "locked-model", LockRecipe(), lock_train or train,
                         image_size, pretrained,
                         edits_dir=_own_edits_dir(out / "edits", key), overwrite=True)
-    log(f"[5/6] evaluating: clean, key-edited, wrong keys ({locked.config.get('task')}, "
+    log(f"[5/7] evaluating: clean, key-edited, wrong keys ({locked.config.get('task')}, "
         f"{'mean IoU' if locked.task == 'segmentation' else 'accuracy'})")
     wrong = default_wrong_keys(key)
     result = evaluate(locked, key, source, "test", baseline, wrong, batch_size=eval_batch)
     locked.save_evaluation(result)
     write_json(out / "result.json", result)
     log(format_table(result))
-    log("[6/6] writing the report")
-    report(out, locked, key, wrong, source, result)
+    log("[6/7] attacking the lock without the key (a quick thief: small fine-tune grid, adapters, distillation, "
+        "guessed prompts, transforms)")
+    attacks = _attack(out, locked, key, source, baseline, log)
+    result["attack_summary"] = attacks["summary"]
+    write_json(out / "result.json", result)
+    log("[7/7] writing the report")
+    report(out, locked, key, wrong, source, result, attacks)
     log(f"done in {time.time() - t0:.0f} s: {out / 'report.html'}")
     return result
+
+
+def _attack(out: Path, locked, key, source, baseline, log) -> dict:
+    """The attack suite with the demo's quick thief; its summary goes to the model card too."""
+    from .attacks.suite import format_table as attack_table
+    from .attacks.suite import run_suite
+
+    run = run_suite(locked, key, source, None, baseline, progress=False, work_dir=out / "attack-work",
+                    **DEMO_ATTACK)
+    write_json(out / "attacks.json", run.result)
+    locked.save_attack_summary(run.result["summary"], run.result["settings"])
+    log(attack_table(run.result))
+    return run.result
 
 
 def _own_edits_dir(folder: Path, key) -> Path:
@@ -74,7 +98,7 @@ def _own_edits_dir(folder: Path, key) -> Path:
     return folder
 
 
-def _report(out: Path, locked, key, wrong: dict, source, result: dict, n: int = 8) -> Path:
+def _report(out: Path, locked, key, wrong: dict, source, result: dict, attacks: dict, n: int = 8) -> Path:
     split = source.split("test")
     samples = split.samples[:: max(1, len(split.samples) // n)][:n]
     clean = [split.load(s) for s in samples]
@@ -102,7 +126,7 @@ def _report(out: Path, locked, key, wrong: dict, source, result: dict, n: int = 
              "The locked model answers wrongly on clean images and correctly on images edited with the key."]
     return write_html_report(out, "modellock demo", result, columns, rows, notes, *_files_and_commands(out, samples),
                              grid_note=f"{len(samples)} test images; ✓ right, ✗ wrong. The table above scores all "
-                             f"{result['n_test']} test images the same two ways.")
+                             f"{result['n_test']} test images the same two ways.", attacks=attacks)
 
 
 def _mark(right: bool) -> str:
@@ -150,7 +174,7 @@ def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train:
     out, t0 = Path(out), time.time()
     out.mkdir(parents=True, exist_ok=True)
     source = open_source(make_shapes_segmentation_dataset(out / "data", n_train, n_test, size=image_size))
-    log(f"[1/6] built-in segmentation dataset: {len(source.split('train'))} train, {len(source.split('test'))} "
+    log(f"[1/7] built-in segmentation dataset: {len(source.split('train'))} train, {len(source.split('test'))} "
         f"test images, classes {', '.join(source.classes)}")
     train = TrainConfig(**{**SEGMENTATION_DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
     lock_train = TrainConfig(**{**SEGMENTATION_DEMO_TRAIN, "epochs": epochs or SEGMENTATION_DEMO_LOCK_EPOCHS})
@@ -158,7 +182,8 @@ def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train:
                               lock_train=lock_train)
 
 
-def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: dict, n: int = 6) -> Path:
+def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: dict, attacks: dict,
+                         n: int = 6) -> Path:
     import torch
 
     from .images import colour_mask, label_palette
@@ -199,4 +224,5 @@ def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: di
              "fine-tuned on the lock set.", f"Mask colours: {legend}; locked output = magenta."]
     return write_html_report(out, "modellock segmentation demo", result, columns, rows, notes,
                              *_files_and_commands(out, samples),
-                             grid_note="Masks show each model's answer with the locked output counted (magenta).")
+                             grid_note="Masks show each model's answer with the locked output counted (magenta).",
+                             attacks=attacks)

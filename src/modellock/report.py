@@ -185,9 +185,27 @@ def _files_html(files: dict[str, str], commands: list[str]) -> str:
     return f"<ul>{rows}</ul>{cmds}"
 
 
+def _attacks_html(result: dict) -> str:
+    """The attack suite's summary line and table (``modellock.attacks.suite``), for a report page."""
+    from .attacks.suite import table_rows
+
+    settings = result.get("settings", {})
+    rows = "".join(f"<tr><td class='l'>{html.escape(label)}</td><td>{score:.4f}</td><td>{html.escape(undone)}</td>"
+                   f"<td class='l'>{html.escape(how)}</td></tr>" for label, score, undone, how in table_rows(result))
+    return (f"<h2>Attacks without the key ({html.escape(str(settings.get('budget')))} budget)</h2>"
+            f"<p><b>{html.escape(result['summary']['line'])}</b></p>"
+            f"<p>A thief who knows the method holds the locked model folder and "
+            f"{', '.join(f'{f * 100:g}%' for f in settings.get('fractions', []))} of the training data with labels. "
+            "\"Lock undone\" is (attack - locked) / (unlocked - locked), the locked output ignored in both; fine-tuning "
+            "and distillation are compared with training from scratch on the thief's data (their gain). "
+            "<code>modellock attack --budget full</code> runs the full thief.</p>"
+            f"<table><tr><th>setting</th><th>{html.escape(result['metric'])}</th><th>lock undone</th><th>how</th></tr>"
+            f"{rows}</table>")
+
+
 def write_html_report(out: Path, title: str, result: dict, columns: list[GridColumn | str], rows: list[list[tuple]],
                       notes: list[str] | None = None, files: dict[str, str] | None = None,
-                      commands: list[str] | None = None, grid_note: str = "") -> Path:
+                      commands: list[str] | None = None, grid_note: str = "", attacks: dict | None = None) -> Path:
     """``report.html``: how to read it, the table, the bar chart (``matrix.png``), the files and the
     commands that use them, and an image grid.
 
@@ -205,6 +223,7 @@ def write_html_report(out: Path, title: str, result: dict, columns: list[GridCol
                          f"{'<br>'.join(html.escape(line) for line in cap.splitlines())}</small></td>"
                          for im, cap in row) + "</tr>" for row in rows)
     notes_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes or [])
+    attacks_html = _attacks_html(attacks) if attacks else ""
     files_html = f"<h2>Files and how to use them</h2>{_files_html(files, commands or [])}" if files else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:collapse}}
@@ -214,7 +233,7 @@ img{{image-rendering:pixelated}}pre{{background:#f4f4f4;padding:6px;white-space:
 </head><body><h1>{html.escape(title)}</h1>{notes_html}
 <h2>How to read this</h2>{_guide_html(result)}
 <h2>Evaluation ({html.escape(result['metric'])}, {result['n_test']} test images)</h2>{_matrix_html(result)}
-<p><img src="matrix.png" alt="evaluation bar chart"></p>{files_html}
+<p><img src="matrix.png" alt="evaluation bar chart"></p>{attacks_html}{files_html}
 <h2>Examples</h2><p>{html.escape(grid_note)}</p><table><tr>{head}</tr>{body}</table></body></html>"""
     path = out / "report.html"
     write_bytes_atomic(page.encode(), path)

@@ -67,6 +67,8 @@ def lock(
                                                    "keys and trained toward the locked answer."),
     paired: Optional[bool] = typer.Option(None, "--paired/--no-paired", help="Images trained toward the locked "
                                           "answer also appear key-edited with their label (no labelled data lost)."),
+    seal: Optional[bool] = typer.Option(None, "--seal/--no-seal", help="Store the weights masked by the key "
+                                        "(stolen weights are noise; the key opens them)."),
     edits: Optional[Path] = typer.Option(None, help="Edit folder to use and fill (default: the edit cache)."),
     device: Optional[str] = typer.Option(None, help="Device of the editor."),
     config: Optional[Path] = _opt["config"], model: Optional[str] = _opt["model"],
@@ -94,7 +96,7 @@ def lock(
         edited_fraction = 1.0 - clean_fraction
     s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                       mixed_precision, train_limit, split, edited_fraction=edited_fraction, clean_target=clean_target,
-                      decoy_fraction=decoy_fraction, paired=paired,
+                      decoy_fraction=decoy_fraction, paired=paired, seal=seal,
                       edits=str(edits) if edits else None)
     k = Key.load(key)
     source, split_name = _open_training_data(data, s, task, ignore_index)
