@@ -28,8 +28,9 @@ DEMO_ATTACK = dict(budget="quick", samples=3000, fractions=(0.05,), limit_prompt
 
 
 def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int = 1000, epochs: int | None = None,
-             model: str = "small-cnn", log=print) -> dict:
-    """Run the whole flow into ``out``; return the evaluation result."""
+             model: str = "small-cnn", log=print, attack: dict | None = None) -> dict:
+    """Run the whole flow into ``out``; return the evaluation result (``attack`` overrides the thief's
+    settings, ``DEMO_ATTACK``)."""
     out, t0 = Path(out), time.time()
     out.mkdir(parents=True, exist_ok=True)
     source = open_source(make_shapes_dataset(out / "data", n_train, n_test))
@@ -37,11 +38,13 @@ def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int =
         f"images, {len(source.classes)} classes")
     train = TrainConfig(**{**DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
     lock_train = TrainConfig(**{**DEMO_TRAIN, "epochs": epochs or DEMO_LOCK_EPOCHS})
-    return _lock_and_evaluate(out, source, model, train, None, True, 256, _report, log, t0, lock_train=lock_train)
+    return _lock_and_evaluate(out, source, model, train, None, True, 256, _report, log, t0, lock_train=lock_train,
+                              attack=attack)
 
 
 def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_size, lock_original: bool,
-                       eval_batch: int, report, log, t0: float, lock_train: TrainConfig | None = None) -> dict:
+                       eval_batch: int, report, log, t0: float, lock_train: TrainConfig | None = None,
+                       attack: dict | None = None) -> dict:
     """Steps 2-7 of both demos: key, original model, lock (from scratch or fine-tuning the original),
     evaluation with the default wrong keys, the quick thief's attack summary, result.json and report.html."""
     key = Key.create("keyed-filter", DEMO_PROMPT)
@@ -64,7 +67,7 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
     log(format_table(result))
     log("[6/7] attacking the lock without the key (a quick thief: small fine-tune grid, adapters, distillation, "
         "guessed prompts, transforms)")
-    attacks = _attack(out, locked, key, source, baseline, log)
+    attacks = _attack(out, locked, key, source, baseline, log, {**DEMO_ATTACK, **(attack or {})})
     result["attack_summary"] = attacks["summary"]
     write_json(out / "result.json", result)
     log("[7/7] writing the report")
@@ -73,13 +76,12 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
     return result
 
 
-def _attack(out: Path, locked, key, source, baseline, log) -> dict:
+def _attack(out: Path, locked, key, source, baseline, log, options: dict) -> dict:
     """The attack suite with the demo's quick thief; its summary goes to the model card too."""
     from .attacks.suite import format_table as attack_table
     from .attacks.suite import run_suite
 
-    run = run_suite(locked, key, source, None, baseline, progress=False, work_dir=out / "attack-work",
-                    **DEMO_ATTACK)
+    run = run_suite(locked, key, source, None, baseline, progress=False, work_dir=out / "attack-work", **options)
     write_json(out / "attacks.json", run.result)
     locked.save_attack_summary(run.result["summary"], run.result["settings"])
     log(attack_table(run.result))
