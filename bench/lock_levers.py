@@ -25,20 +25,21 @@ from pathlib import Path
 
 # name -> (editor, recipe settings)
 VARIANTS: dict[str, tuple[str, dict]] = {
-    "keyed-filter (cache)": ("keyed-filter", {"online": False}),
-    "keyed-filter": ("keyed-filter", {}),
-    "keyed-net": ("keyed-net", {}),
-    "keyed-net, no handling": ("keyed-net", {"handling": False}),
-    "keyed-net+adversary": ("keyed-net", {"adversary": 0.25}),
-    "keyed-net+thief": ("keyed-net", {"simulated_thief": 1.0}),
-    "keyed-net+separation": ("keyed-net", {"separation": 0.1}),
-    "keyed-net+all": ("keyed-net", {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1}),
-    "keyed-net+distractor": ("keyed-net", {"distractor": 0.5}),
-    "keyed-net+distractor+adversary": ("keyed-net", {"distractor": 0.5, "adversary": 0.25}),
+    "keyed-filter (cache)": ("keyed-filter", {"online": False, "seal": False}),
+    "keyed-filter": ("keyed-filter", {"seal": False}),
+    "keyed-net": ("keyed-net", {"seal": False}),
+    "keyed-net, no handling": ("keyed-net", {"handling": False, "seal": False}),
+    "keyed-net+adversary": ("keyed-net", {"adversary": 0.25, "seal": False}),
+    "keyed-net+thief": ("keyed-net", {"simulated_thief": 1.0, "seal": False}),
+    "keyed-net+separation": ("keyed-net", {"separation": 0.1, "seal": False}),
+    "keyed-net+all": ("keyed-net", {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1, "seal": False}),
+    "keyed-net+distractor": ("keyed-net", {"distractor": 0.5, "seal": False}),
+    "keyed-net+distractor+adversary": ("keyed-net", {"distractor": 0.5, "adversary": 0.25, "seal": False}),
     "keyed-net+seal": ("keyed-net", {"seal": True}),
-    "keyed-filter+seal": ("keyed-filter", {"seal": True}),
-    "keyed-filter+adversary": ("keyed-filter", {"adversary": 0.25}),
-    "keyed-filter+all": ("keyed-filter", {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1}),
+    "keyed-filter+seal": ("keyed-filter", {"seal": True}),  # the default recipe
+    "keyed-filter+adversary": ("keyed-filter", {"adversary": 0.25, "seal": False}),
+    "keyed-filter+all": ("keyed-filter", {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1,
+                                          "seal": False}),
 }
 ATTACKS = ("ignore-locked-class,guessed-prompts,wrong-machinery,fine-tune,distillation,input-adapter,unet-adapter,"
            "editor-family-adapter,generic-transforms")

@@ -134,7 +134,8 @@ def test_segmentation_lock_end_to_end(seg_data, tmp_path, one_thread, capsys):
               "--lr", "0.003", "--num-workers", "0"]
     main(["train", "--out", str(tmp_path / "base"), *common])
     main(["lock", "--key", str(key), "--out", str(tmp_path / "locked"), *common,
-          "--pretrained", str(tmp_path / "base")])  # lock the original model: its model folder as the start
+          "--pretrained", str(tmp_path / "base"), "--no-seal"])  # the original model's folder as the start;
+    # unsealed, so that the attacks below can win on this easy case (sealed weights: tests/test_seal.py)
     capsys.readouterr()
     main(["eval", "--model", str(tmp_path / "locked"), "--key", str(key), "--data", str(seg_data),
           "--baseline", str(tmp_path / "base"), "--json", str(tmp_path / "r.json"), "--batch-size", "32"])
@@ -155,7 +156,7 @@ def test_segmentation_lock_end_to_end(seg_data, tmp_path, one_thread, capsys):
           "--masks", str(tmp_path / "masks")])
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     written = np.asarray(Image.open(line["mask"]))
-    assert written.shape == (32, 32, 3) and abs(sum(line["class_areas"].values()) - 1) < 1e-6
+    assert written.shape == (32, 32, 3) and abs(sum(line["class_areas"].values()) - 1) <= 5e-5 * len(line["class_areas"])  # 4 digits
     assert "locked" not in line["class_areas"]  # the key drops the locked output
 
     # the attack suite goes through the same task seam: scored in mIoU; with all the training data the

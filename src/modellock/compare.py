@@ -80,15 +80,15 @@ def _block_size(value):
 
 
 def lock_setup(lock: str, seed: int, block_size=4, modellock_editor: str = "keyed-filter",
-               diffusion_model: str | None = None):
+               diffusion_model: str | None = None, seal: bool = False):
     """``(editor, key fields, recipe)`` of a lock; the prompt is added by :func:`make_key`."""
     if lock == "modellock":
         fields = {"seed": seed}
         if diffusion_model:
             fields["model"] = diffusion_model
-        return modellock_editor, fields, LockRecipe(seed=seed)
+        return modellock_editor, fields, LockRecipe(seed=seed, seal=seal)
     fields = {"seed": seed, "params": {"block_size": _block_size(block_size)}}
-    return LOCK_EDITORS[lock], fields, LockRecipe(edited_fraction=1.0, seed=seed)
+    return LOCK_EDITORS[lock], fields, LockRecipe(edited_fraction=1.0, seed=seed, seal=seal)
 
 
 def make_key(editor: str, fields: dict):
@@ -158,13 +158,15 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
                   fine_tune_fraction: float = 0.05, image_size: int | None = None, pretrained=None,
                   budget: str = "quick", samples: int | None = None, screen: int = 500, random_keys: int = 3,
                   device: str | None = None,
-                  progress: bool = True, log: Callable[[str], None] | None = None) -> dict:
+                  progress: bool = True, log: Callable[[str], None] | None = None, seal: bool = False) -> dict:
     """Train the baseline and every lock on ``source`` with ``train`` and ``seed``; evaluate and attack each.
 
     ``source``: an :class:`~modellock.data.sources.ImageSource` (train and test splits). ``locks``: names or a
     comma-separated string (see the module docstring). ``out``: the comparison folder (models, keys,
     ``compare.json``, ``report.html``). ``budget`` (quick or full: the fine-tune attack's grid),
-    ``samples``, ``screen`` and ``random_keys`` go to the attack context. Classification and segmentation
+    ``samples``, ``screen`` and ``random_keys`` go to the attack context. ``seal`` stores every lock's weights
+    masked by its key (off by default here: the comparison is between the locks' methods; sealing applies to
+    any of them alike). Classification and segmentation
     (scored in mIoU) alike: every step goes through the data's task type.
     Returns the result written to ``compare.json``.
     """
@@ -185,7 +187,7 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
         import dataclasses
 
         train = dataclasses.replace(train, seed=seed)
-    setups = {n: lock_setup(n, seed, block_size, modellock_editor, diffusion_model) for n in names}
+    setups = {n: lock_setup(n, seed, block_size, modellock_editor, diffusion_model, seal) for n in names}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -228,6 +230,7 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
         "train": train.to_dict(),
         "block_size": _block_size(block_size),
         "fine_tune_fraction": float(fine_tune_fraction),
+        "sealed": seal,
         "attack_budget": ctx.budget.name,
         "attack_samples": ctx.samples,
         "baseline_clean": baseline_clean,

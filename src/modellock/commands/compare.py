@@ -43,6 +43,8 @@ def compare(
     image_size: Optional[int] = typer.Option(None, help="Model input size (default: the backbone's own)."),
     pretrained: Optional[str] = typer.Option(None, help="Pretrained weights: hub id, .safetensors file or folder."),
     device: Optional[str] = typer.Option(None),
+    seal: bool = typer.Option(False, "--seal/--no-seal", help="Seal every lock's weights with its key (off: the "
+                              "comparison is between the locks' methods)."),
 ):
     """Train the baseline and each lock with the same budget; evaluate, attack and compare them in one table."""
     from ..attacks.context import budget_named
@@ -68,7 +70,7 @@ def compare(
                            block_size=block_size, modellock_editor=modellock_editor,
                            diffusion_model=diffusion_model, fine_tune_fraction=fine_tune_fraction,
                            image_size=image_size, pretrained=pretrained, budget=budget, samples=samples,
-                           device=device, log=typer.echo)
+                           device=device, log=typer.echo, seal=seal)
     typer.echo(format_markdown(result))
     typer.echo(f"wrote {out / 'compare.json'} and {out / 'report.html'}")
     if json_out:
