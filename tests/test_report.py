@@ -62,7 +62,8 @@ def test_demo_report_page(tiny_locked, tmp_path, one_thread):
 
 
 def test_decoy_edits_show_one_bar(tmp_path, capsys, one_thread):
-    """Not one `edit train` bar per decoy key: one bar for the stage, saying what it does."""
+    """Not one `edit train` bar per decoy key: one bar for the stage, saying what it does (the edit cache's path;
+    online locks edit in the training loop)."""
     from modellock.data import make_shapes_dataset, open_source
     from modellock.key import Key
     from modellock.lock import lock_model
@@ -71,7 +72,7 @@ def test_decoy_edits_show_one_bar(tmp_path, capsys, one_thread):
 
     source = open_source(make_shapes_dataset(tmp_path / "d", 60, 10))
     lock_model(Key.create("keyed-filter", "with oil pastel"), source, "tiny-cnn", tmp_path / "m",
-               LockRecipe(decoy_keys=16), TrainConfig(epochs=2, batch_size=32, num_workers=0))
+               LockRecipe(decoy_keys=16, online=False), TrainConfig(epochs=2, batch_size=32, num_workers=0))
     err = capsys.readouterr().err
     labels = {m.split(":")[0] for m in re.findall(r"(?:editing|training)[^:\r\n]*:", err)}
     assert labels == {"editing 60 training images with the key", "editing 12 decoy images with 12 decoy keys",

@@ -100,7 +100,7 @@ def _own_edits_dir(folder: Path, key) -> Path:
     return folder
 
 
-def _report(out: Path, locked, key, wrong: dict, source, result: dict, attacks: dict, n: int = 8) -> Path:
+def _report(out: Path, locked, key, wrong: dict, source, result: dict, attacks: dict | None = None, n: int = 8) -> Path:
     split = source.split("test")
     samples = split.samples[:: max(1, len(split.samples) // n)][:n]
     clean = [split.load(s) for s in samples]
