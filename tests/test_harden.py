@@ -95,3 +95,22 @@ def test_adversarial_decoys_leave_out_the_keys_own_edit():
     hooks.key_view = lambda z: z - 5.0  # now the adapter's output is far from the key's edit: a decoy
     inputs, targets = hooks.on_batch(Net(), torch.zeros(4, 3, 8, 8), torch.zeros(4, 4), step=1)
     assert len(inputs) == 6 and np.allclose(targets[4:].numpy(), 0)
+
+
+def test_lock_harden_flag_turns_every_lever_on_and_a_config_cannot_hide_it(tmp_path):
+    from modellock.cli import main
+    from modellock.harden import HARDEN_PRESET
+
+    key = Key.create("keyed-filter", "a quiet marmalade haze")
+    key.save(tmp_path / "key.toml")
+    data = make_shapes_dataset(tmp_path / "shapes", 60, 10)
+    (tmp_path / "lock.yaml").write_text("adversary: 0.5\nadversary_every: 50\nthief_every: 50\ndecoy_keys: 4\n")
+    common = ["--key", str(tmp_path / "key.toml"), "--data", str(data), "--model", "tiny-cnn", "--epochs", "1",
+              "--batch-size", "64", "--num-workers", "0", "--train-limit", "60", "--config", str(tmp_path / "lock.yaml")]
+    main(["lock", *common, "--out", str(tmp_path / "hard"), "--harden"])
+    recipe = json.loads((tmp_path / "hard" / "config.json").read_text())["lock"]["recipe"]
+    assert {k: recipe[k] for k in HARDEN_PRESET} == HARDEN_PRESET  # the flag wins over the YAML file
+    assert recipe["adversary_every"] == 50  # the lever's other settings still come from the file
+    main(["lock", *common, "--out", str(tmp_path / "soft"), "--no-harden"])
+    recipe = json.loads((tmp_path / "soft" / "config.json").read_text())["lock"]["recipe"]
+    assert all(recipe[k] == 0 for k in HARDEN_PRESET)

@@ -35,6 +35,8 @@ import torch
 
 KEY_DISTANCE = 2.0 / 255  # mean absolute pixel difference under which an adapter's output is the key's edit
 ADAPTER_RESTART = 8  # adapter updates before an adapter starts afresh (diverse disguises)
+# `modellock lock --harden`: every lever on, at the weights measured in docs/benchmarks.md ("keyed-net+all")
+HARDEN_PRESET = {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1}
 
 
 @dataclass

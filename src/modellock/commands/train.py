@@ -69,6 +69,9 @@ def lock(
                                           "answer also appear key-edited with their label (no labelled data lost)."),
     seal: Optional[bool] = typer.Option(None, "--seal/--no-seal", help="Store the weights masked by the key "
                                         "(stolen weights are noise; the key opens them)."),
+    harden: Optional[bool] = typer.Option(None, "--harden/--no-harden", help="Every hardening lever on "
+                                          "(adversary 0.25, simulated_thief 1.0, separation 0.1) or off; what each "
+                                          "buys and costs: docs/benchmarks.md."),
     edits: Optional[Path] = typer.Option(None, help="Edit folder to use and fill (default: the edit cache)."),
     device: Optional[str] = typer.Option(None, help="Device of the editor."),
     config: Optional[Path] = _opt["config"], model: Optional[str] = _opt["model"],
@@ -85,11 +88,13 @@ def lock(
     Under `accelerate launch` or `torchrun` the editing and the training are shared among the processes.
     """
     from .. import distributed
+    from ..harden import HARDEN_PRESET
     from ..key import Key
     from ..lock import lock_model
     from ..settings import recipe_from, train_config_from
     from ..tasks import task_type
 
+    levers = {k: (v if harden else 0.0) for k, v in HARDEN_PRESET.items()} if harden is not None else {}
     if clean_fraction is not None:
         if edited_fraction is not None:
             fail("give --edited-fraction or --clean-fraction, not both")
@@ -97,7 +102,7 @@ def lock(
     s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                       mixed_precision, train_limit, split, edited_fraction=edited_fraction, clean_target=clean_target,
                       decoy_fraction=decoy_fraction, paired=paired, seal=seal,
-                      edits=str(edits) if edits else None)
+                      edits=str(edits) if edits else None, **levers)
     k = Key.load(key)
     source, split_name = _open_training_data(data, s, task, ignore_index)
     locked = lock_model(k, source, s.get("model", task_type(source.task).default_model), out, recipe_from(s),
