@@ -133,3 +133,26 @@ def test_timm_hub_folder_and_hub_id(tmp_path, monkeypatch):
     monkeypatch.setattr(timm.models, "load_model_config_from_hf", fake_hub_config)
     model = create_backbone("resnet10t", 38, image_size=64, pretrained="hf-hub:timm/resnet10t.fake")
     assert same_weights(model, source, skip=("fc.",)) and model.fc.weight.shape[0] == 38
+
+
+def test_conv_models_take_channels_last_images_and_save_as_before(tmp_path):
+    """The channels-last pre-hook changes the layout the convolutions see, not the function or the weights."""
+    from modellock.segmentation.models import create_segmenter
+
+    torch.manual_seed(0)
+    for model in (create_backbone("small-cnn", 4), create_segmenter("small-segnet", 3)):
+        model.eval()
+        x = torch.randn(2, 3, 32, 32)
+        seen = []
+        handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(
+            memory_format=torch.channels_last)))
+        with torch.no_grad():
+            fast = model(x)
+        handle.remove()
+        assert seen == [True]
+        model._forward_pre_hooks.clear()
+        with torch.no_grad():
+            plain = model(x)
+        assert torch.allclose(fast, plain, atol=1e-4)
+        assert all(t.is_contiguous() for t in model.state_dict().values())
+        save_file(model.state_dict(), str(tmp_path / "w.safetensors"))  # weights save as they are

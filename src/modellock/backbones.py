@@ -169,7 +169,22 @@ def create_backbone(
         if weights[0] == "file":
             load_pretrained(model, weights[1], num_classes)
     model.backbone_spec = backbone_spec(name, num_classes, image_size, **model_args)
+    return channels_last(model)
+
+
+def channels_last(model: nn.Module) -> nn.Module:
+    """``model`` (in place) fed its images in channels-last layout, a forward pre-hook on the root module: on one
+    CPU core small-cnn trains about 1.3x and predicts 1.6x faster (bench/train_speed.py), the same function up to
+    float rounding. The weights keep their layout, so a state dict saves as before."""
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model.register_forward_pre_hook(_images_channels_last)
     return model
+
+
+def _images_channels_last(module: nn.Module, args: tuple):
+    if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+        return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    return None
 
 
 def _create_torchvision(arch: str, num_classes: int, weights: tuple, model_args: dict) -> nn.Module:

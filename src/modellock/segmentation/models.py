@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbones import _HUB_ID, _first_line, _resolve_pretrained, load_pretrained
+from ..backbones import _HUB_ID, _first_line, _resolve_pretrained, channels_last, load_pretrained
 from ..errors import ModelLockError
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def create_segmenter(name: str, num_classes: int, image_size: int = 32, pretrain
         "model_args": dict(model_args),
         "task": "segmentation",
     }
-    return model
+    return channels_last(model)
 
 
 # ----------------------------------------------------------------------------- torchvision

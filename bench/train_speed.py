@@ -1,0 +1,75 @@
+"""Training and inference speed of the CPU models, images in the default (NCHW) layout vs channels-last, side by side.
+
+    OMP_NUM_THREADS=1 python bench/train_speed.py [--models small-cnn,small-segnet] [--batch 128] [--steps 8]
+
+Random 32x32 inputs; a training step is forward + cross-entropy + backward + AdamW. Each figure is the best of
+``--repeats`` timed runs after two warm-up steps; the ratio column is channels-last over default. The package
+feeds every convolutional model its images channels-last (``modellock.backbones.channels_last``); the weights
+keep their layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from modellock.backbones import create_backbone
+from modellock.segmentation.models import create_segmenter
+
+
+def build(name: str, layout: str):
+    model = create_segmenter(name, 5) if "seg" in name else create_backbone(name, 10)
+    if layout != "channels_last":
+        model._forward_pre_hooks.clear()  # the package's channels-last hook off: images as they come
+    return model
+
+
+def images_per_s(model, batch: int, steps: int, repeats: int, train: bool) -> float:
+    x = torch.randn(batch, 3, 32, 32)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+
+    def step():
+        if not train:
+            with torch.no_grad():
+                model(x)
+            return
+        out = model(x)
+        y = torch.zeros(out.shape[:1] + out.shape[2:], dtype=torch.long)
+        loss = F.cross_entropy(out, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    model.train(train)
+    for _ in range(2):
+        step()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        best = min(best, time.perf_counter() - t)
+    return steps * batch / best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="small-cnn,small-segnet")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    print(f"torch threads: {torch.get_num_threads()}, batch {args.batch}, 32x32\n")
+    print("| model | step | default img/s | channels-last img/s | ratio |\n| --- | --- | --- | --- | --- |")
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        for train in (True, False):
+            a, b = (images_per_s(build(name, layout), args.batch, args.steps, args.repeats, train)
+                    for layout in ("default", "channels_last"))
+            print(f"| {name} | {'train' if train else 'inference'} | {a:.0f} | {b:.0f} | {b / a:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
