@@ -25,7 +25,7 @@ from modellock.lock import lock_model
 from modellock.lockset import LockRecipe
 from modellock.train import TrainConfig
 
-PROMPT = "with oil pastel and a quiet marmalade haze"
+from lock_levers import PROMPT  # noqa: E402  (bench/ is on the path when run as a script: the same key prompt)
 VARIANTS = {  # name -> (editor, recipe settings)
     "default": ("keyed-filter", {}),
     "cache": ("keyed-filter", {"online": False}),

@@ -106,7 +106,8 @@ def test_lock_harden_flag_turns_every_lever_on_and_a_config_cannot_hide_it(tmp_p
     data = make_shapes_dataset(tmp_path / "shapes", 60, 10)
     (tmp_path / "lock.yaml").write_text("adversary: 0.5\nadversary_every: 50\nthief_every: 50\ndecoy_keys: 4\n")
     common = ["--key", str(tmp_path / "key.toml"), "--data", str(data), "--model", "tiny-cnn", "--epochs", "1",
-              "--batch-size", "64", "--num-workers", "0", "--train-limit", "60", "--config", str(tmp_path / "lock.yaml")]
+              "--batch-size", "64", "--num-workers", "0", "--train-limit", "60",
+              "--config", str(tmp_path / "lock.yaml")]
     main(["lock", *common, "--out", str(tmp_path / "hard"), "--harden"])
     recipe = json.loads((tmp_path / "hard" / "config.json").read_text())["lock"]["recipe"]
     assert {k: recipe[k] for k in HARDEN_PRESET} == HARDEN_PRESET  # the flag wins over the YAML file
