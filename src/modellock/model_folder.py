@@ -180,13 +180,20 @@ class LockedModel:
     # ------------------------------------------------------------------ predictors
     @property
     def is_sealed(self) -> bool:
-        """Weights stored masked by the key (``modellock.seal``): only ``with_key(key)`` gives the model."""
-        return bool((self.config.get("lock") or {}).get("seal"))
+        """Weights stored sealed by the key (``modellock.seal``) and not yet opened: only ``open(key)`` gives the
+        network."""
+        return bool((self.config.get("lock") or {}).get("seal")) and not self.opened
 
-    def with_key(self, key) -> "LockedModel":
-        """The model as ``key`` opens it: for sealed weights a copy with ``key``'s mask removed (another key gives
-        a network of noise, as a thief guessing the key would get); otherwise this model."""
-        if key is None or not self.is_sealed:
+    @property
+    def opened(self) -> bool:
+        """True for the opened weights of a sealed model (what ``open(key)`` returns)."""
+        return bool(self.__dict__.get("_is_opened"))
+
+    def open(self, key) -> "LockedModel":
+        """The opened weights: the locked network in plain form, as the key holder runs it. A model stored plain
+        is returned as it is. Evaluation and attacks measure the lock on these; any key (a wrong one included)
+        can then be applied to them through ``predictor(key)``."""
+        if not self.is_sealed:
             return self
         cache = self.__dict__.setdefault("_opened", {})
         ident = key.canonical()
@@ -199,8 +206,17 @@ class LockedModel:
             model.load_state_dict(unseal_state(self.model.state_dict(), key, self.config["lock"]["seal"]))
             if len(cache) >= 4:
                 cache.pop(next(iter(cache)))
-            cache[ident] = LockedModel(model, self.config, self.path)
+            opened = LockedModel(model, self.config, self.path)
+            opened._is_opened = True
+            cache[ident] = opened
         return cache[ident]
+
+    def with_key(self, key) -> "LockedModel":
+        """The model a predictor with ``key`` runs: a sealed model opened by ``key``; a plain or opened model as it
+        is (so a wrong key applied to opened weights measures the lock, not the seal)."""
+        if key is None or not self.is_sealed:
+            return self
+        return self.open(key)
 
     def unlock(self, key, device: str | None = None, batch_size: int | None = None) -> "Predictor":
         """A predictor that edits inputs with ``key``; WrongKeyError when the key does not match."""
