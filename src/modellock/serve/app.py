@@ -39,14 +39,14 @@ from .auth import Quota, TokenFile
 from .batcher import Batcher, QueueFull, ShuttingDown
 from .hosts import LOOPBACK_NAMES, HostCheck
 from .limits import (BodyLimit, BodyTooLarge, Limits, PixelBudget, RequestError, check_count, check_encoded_size,
-                     parse_json_images, read_image, read_sizes)
+                     parse_json_images, read_images, read_sizes)
 from .metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 from .quotas import LOCAL, QuotaRefused, Quotas
 
 log = logging.getLogger("modellock.serve")
 ROUTES = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
 _ALWAYS_OPEN = ("/healthz", "/readyz", "/metrics")  # answered even at the concurrency limit
-_DECODE_THREADS = 4  # images decoded at once: bounds the memory of decoding large images
+_DECODE_THREADS = 4  # requests decoding their images at once (the pixel budget bounds what they hold)
 
 
 # ---------------------------------------------------------------------------------------------- schemas
@@ -156,9 +156,8 @@ def create_app(predictor, limits: Limits | None = None, max_batch: int = 32, max
             raise RequestError(504, f"no answer within the request timeout of {limits.timeout_s:g} s") from None
 
     async def _predict(request: Request, who: str) -> JSONResponse:
-        named, top_k = await _read_request(request, limits)
+        named, top_k, pixels = await _read_request(request, limits)
         top_k = output.top_k_of(top_k, num_classes)
-        pixels = sum(await anyio.to_thread.run_sync(read_sizes, named, limits))  # headers only
         if not budget.reserve(pixels):
             wait = batcher.retry_after()
             raise RequestError(503, f"the service is busy ({budget.held:,} decoded pixels held, its limit "
@@ -170,9 +169,8 @@ def create_app(predictor, limits: Limits | None = None, max_batch: int = 32, max
                 metrics.quota_refusals.labels(who, e.window).inc()
                 raise
             metrics.token_images.labels(who).inc(len(named))
-            limiter = request.app.state.decode_limiter
-            images = [await anyio.to_thread.run_sync(read_image, data, label, limits, limiter=limiter)
-                      for label, data in named]
+            images = await anyio.to_thread.run_sync(read_images, named, limits,
+                                                    limiter=request.app.state.decode_limiter)
             try:
                 results = await batcher.submit(images)
             except QueueFull as e:
@@ -269,16 +267,23 @@ def _mask_png(mask: np.ndarray, num_classes: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- requests
-async def _read_request(request: Request, limits: Limits) -> tuple[list[tuple[str, bytes]], Any]:
-    """``[(label, image bytes)]`` and the raw ``top_k`` of a multipart or JSON body, counted (and each image's
-    size checked) before anything is decoded; RequestError otherwise."""
+async def _read_request(request: Request, limits: Limits) -> tuple[list[tuple[str, bytes]], Any, int]:
+    """``[(label, image bytes)]``, the raw ``top_k`` and the pixels of all images (from their headers) of a
+    multipart or JSON body, counted (and each image's size checked) before anything is decoded; RequestError
+    otherwise. JSON, base64 and the headers are read on a worker thread."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        return await _read_multipart(request, limits)
+        named, top_k = await _read_multipart(request, limits)
+        return named, top_k, sum(await anyio.to_thread.run_sync(read_sizes, named, limits))
     if ctype == "application/json" or ctype.endswith("+json"):
         body = await request.body()
-        return await anyio.to_thread.run_sync(parse_json_images, body, limits)  # JSON and base64: off the loop
+        return await anyio.to_thread.run_sync(_read_json, body, limits)
     raise RequestError(415, "send images as multipart/form-data files or as JSON {\"images\": [base64, ...]}")
+
+
+def _read_json(body: bytes, limits: Limits):
+    named, top_k = parse_json_images(body, limits)
+    return named, top_k, sum(read_sizes(named, limits))
 
 
 async def _read_multipart(request: Request, limits: Limits):

@@ -120,6 +120,11 @@ def read_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
         raise RequestError(400, str(e)) from None
 
 
+def read_images(named: list[tuple[str, bytes]], limits: Limits) -> list[np.ndarray]:
+    """``read_image`` of each ``(name, bytes)``. Runs on a worker thread."""
+    return [read_image(data, name, limits) for name, data in named]
+
+
 def decode_base64(text, name: str) -> bytes:
     """The bytes of a base64 string, with or without a ``data:image/...;base64,`` prefix; 400 otherwise."""
     if not isinstance(text, str):
