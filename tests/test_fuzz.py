@@ -139,7 +139,7 @@ def world(tmp_path_factory):
     predictor = LockedModel.from_pretrained(root / "model", device="cpu").unlock(key, device="cpu")
     limits = Limits(max_images=4, max_pixels=4096 * 4096, max_body_bytes=200_000)
     app = create_app(predictor, limits=limits, max_wait_ms=0)
-    with TestClient(app, raise_server_exceptions=True) as client:
+    with TestClient(app, base_url="http://localhost:8000", raise_server_exceptions=True) as client:
         yield {"root": root, "key": key, "predictor": predictor, "client": client,
                "config": json.loads((root / "model" / "config.json").read_text())}
 
@@ -202,6 +202,27 @@ def test_service_answers_every_request_with_a_result_or_a_4xx_json_error(world, 
         else:
             assert body["error"]["status"] == r.status_code and body["error"]["message"]
         assert "Traceback" not in r.text and PROMPT not in r.text
+
+
+HOSTS = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=60),
+    st.builds("".join, st.lists(st.sampled_from(["localhost", "127.0.0.1", "[::1]", "::1", "[", "]", ":", ":8000",
+                                                 ":99999", ":-1", "evil.example", ".", "@", "%00", " "]), max_size=5)))
+
+
+@fuzz(60)
+@given(host=HOSTS)
+def test_service_answers_any_host_header_with_a_result_or_a_400_421_json_error(world, host):
+    """A loopback service (no tokens): only the loopback names pass; nothing else reaches the model."""
+    record("service Host header", host)
+    with counted("service Host header"):
+        r = world["client"].get("/v1/model", headers={"host": host.encode("latin-1")})
+        assert r.status_code in (200, 400, 421), r.text
+        if r.status_code == 200:
+            assert host.lower().rsplit(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]") or \
+                host.lower() in ("localhost", "127.0.0.1", "[::1]"), host
+        else:
+            assert r.json()["error"]["status"] == r.status_code
 
 
 # ------------------------------------------------------------------------------------------- Python API

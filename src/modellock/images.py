@@ -99,6 +99,18 @@ def decode_image(source, max_pixels: int | None = None, formats: tuple[str, ...]
         return to_uint8_rgb(im)
 
 
+def image_size(source, max_pixels: int | None = None, formats: tuple[str, ...] | None = None,
+               name: str = "image") -> tuple[int, int]:
+    """An image's (width, height) from its header, nothing decoded; the same errors as ``decode_image``."""
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    with _reading(name, max_pixels, formats), Image.open(fp, formats=list(formats) if formats else None) as im:
+        w, h = im.size
+        if max_pixels is not None and w * h > max_pixels:
+            raise ImageTooLargeError(f"{name}: image is {w}x{h} ({w * h:,} pixels), over the limit of "
+                                     f"{max_pixels:,} pixels")
+        return w, h
+
+
 @contextlib.contextmanager
 def _reading(name: str, max_pixels: int | None = None, formats=None):
     """What Pillow raises while reading an image, as one ImageError naming ``name`` (ImageTooLargeError for
