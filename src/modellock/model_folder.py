@@ -458,10 +458,9 @@ class Predictor:
         from .tasks import task_type
 
         self.locked, self.key = locked.with_key(key), key
-        if self.locked.is_sealed:
-            self.locked.model  # raises: the weights are sealed
+        model = self.locked.model  # a sealed model without its key stops here: the weights need the key
         if key is not None:
-            key = resolve_key(key, self.locked.model, locked.image_size)
+            key = resolve_key(key, model, locked.image_size)
         self.editor = get_editor(key, device=device, batch_size=batch_size) if key is not None else None
         self._transform = locked.inference_transform()
         self.short_side = task_type(locked.task).inference_short_side(locked.image_size)
