@@ -76,12 +76,12 @@ def test_train_lock_predict_eval_commands(tmp_path):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.splitlines()[0])
     assert out["image"] == str(img) and out["class"] != "locked"
-    p = run("predict", "--model", tmp_path / "locked", img)
-    assert p.returncode == 0 and "locked model's behaviour" in p.stderr
+    # sealed (the default): without the key nothing loads, not even the locked behaviour
+    _assert_one_line_error(run("predict", "--model", tmp_path / "locked", img), "the weights are sealed")
     wrong = tmp_path / "w.toml"
     Key.create("keyed-filter", "with oil pastel", seed=5).save(wrong)
     _assert_one_line_error(run("predict", "--model", tmp_path / "locked", "--key", wrong, img),
-                           "this key does not unlock this model")
+                           "the key does not open this model")
     p = run("eval", "--model", tmp_path / "locked", "--key", key, "--data", data, "--baseline", tmp_path / "base",
             "--wrong-key", wrong, "--json", tmp_path / "r.json")
     assert p.returncode == 0, p.stderr

@@ -225,7 +225,8 @@ def test_segmentation_on_photo_layout(tmp_path, one_thread, capsys):
     assert set(r["per_class_iou"]["unlocked"]) == {"class_0", "class_1", "class_2"} and r["n_test"] == 12
     images = sorted((data / "test" / "images").iterdir())[:3]
     capsys.readouterr()
-    main(["predict", *map(str, images), "--model", str(tmp_path / "locked"), "--masks", str(tmp_path / "out")])
+    main(["predict", *map(str, images), "--model", str(tmp_path / "locked"), "--key", str(key),  # sealed: the key
+          "--masks", str(tmp_path / "out")])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     for image, line in zip(images, lines):

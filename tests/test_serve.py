@@ -541,7 +541,7 @@ def test_serve_command_refuses_a_wrong_key_and_open_hosts_without_tokens(served,
     wrong = tmp_path / "wrong.toml"
     served["key"].replace(seed=5).save(wrong)
     code, err = run("serve", "--model", served["model"], "--key", wrong, "--port", "0")
-    assert code == 2 and err.strip() == "error: this key does not unlock this model"
+    assert code == 2 and err.strip() == "error: the key does not open this model"
     code, err = run("serve", "--model", served["model"], "--key", served["root"] / "key.toml", "--host", "0.0.0.0")
     assert code == 2 and "without --tokens the service listens on loopback only" in err
     code, err = run("serve", "--model", served["model"], "--key", served["root"] / "key.toml", "--tokens",

@@ -76,6 +76,7 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
     from .tasks import task_type
 
     check_data(source, split, model.image_size, model.classes, training=False)
+    model = model.open(key)  # the lock on the opened weights (a sealed model: the key opens it)
     data = source.split(split)
     seg = model.task == "segmentation"
     task = task_type(model.task)

@@ -55,8 +55,8 @@ class LockRecipe:
     handling: bool = True
     # online: share of key-edited images whose edit is blended with another image (see EditingCollate)
     distractor: float = 0.0
-    # seal: store the weights masked by the key (modellock.seal): stolen weights are noise (docs/benchmarks.md:
-    # the only lever measured here that leaves a weight thief no better off than training from scratch)
+    # seal: store the weights sealed with the key (modellock.seal: authenticated encryption, model.sealed): a copied
+    # folder or checkpoint loads nothing without the key (docs/security.md)
     seal: bool = True
     # hardening (modellock.harden): the simulated thief in the loop; weights, 0 = off
     adversary: float = 0.0

@@ -73,6 +73,7 @@ def attack(
     m = LockedModel.from_pretrained(model, device=device)
     task_for(m.config)  # a task the attacks support, before any work
     m.unlock(k)  # the reference needs the right key: refuse a wrong one before any work
+    m = m.open(k)  # the attacks measure the lock on the opened weights
     base = LockedModel.from_pretrained(baseline, device=device) if baseline else None
     limits = {name: v for name, v in (("train", train_limit), ("test", test_limit)) if v is not None}
     source = open_source(data, limits, task=m.task, ignore_index=m.ignore_index)

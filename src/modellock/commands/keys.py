@@ -18,7 +18,8 @@ def keygen(
     editor: str = typer.Option("instruct-pix2pix", help="Editor name (see `modellock editors`)."),
     model: Optional[str] = typer.Option(None, help="Diffusion model hub id or local folder."),
     revision: Optional[str] = typer.Option(None, help="Hub revision of the diffusion model."),
-    seed: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None, help="The edit's seed (default: 63 random bits from `secrets`; the "
+                                       "diffusion editor's torch generator keeps its low 32 bits)."),
     steps: Optional[int] = typer.Option(None),
     image_guidance: Optional[float] = typer.Option(None),
     guidance: Optional[float] = typer.Option(None),
@@ -49,6 +50,10 @@ def keygen(
     if candidates < 1 or sample < 1:
         fail(f"--candidates and --sample must be at least 1, not {candidates} and {sample}")
     composed = compose_prompt() if prompt is None else None
+    if seed is None:
+        import secrets
+
+        seed = secrets.randbits(63)  # the key file's seed field holds 63 bits (a TOML integer)
     key = Key.create(editor, prompt or composed[0], model=model, revision=revision, seed=seed, steps=steps,
                      image_guidance=image_guidance, guidance=guidance, resolution=resolution, alpha=alpha,
                      params=params or None)

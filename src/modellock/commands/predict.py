@@ -27,7 +27,7 @@ def predict(
 
     m = LockedModel.from_pretrained(model, device=device)
     if key is None:
-        if m.is_locked:
+        if m.is_locked and not m.is_sealed:  # a sealed one stops at the next line: its weights need the key
             typer.echo("note: no key given: this is the locked model's behaviour on clean inputs", err=True)
         predictor = m.predictor()
     else:

@@ -67,8 +67,8 @@ def lock(
                                                    "keys and trained toward the locked answer."),
     paired: Optional[bool] = typer.Option(None, "--paired/--no-paired", help="Images trained toward the locked "
                                           "answer also appear key-edited with their label (no labelled data lost)."),
-    seal: Optional[bool] = typer.Option(None, "--seal/--no-seal", help="Store the weights masked by the key "
-                                        "(stolen weights are noise; the key opens them)."),
+    seal: Optional[bool] = typer.Option(None, "--seal/--no-seal", help="Store the weights sealed with the key "
+                                        "(model.sealed, AES-256-GCM: nothing loads without the key)."),
     harden: Optional[bool] = typer.Option(None, "--harden/--no-harden", help="Every hardening lever on "
                                           "(adversary 0.25, simulated_thief 1.0, separation 0.1) or off; what each "
                                           "buys and costs: docs/benchmarks.md."),
