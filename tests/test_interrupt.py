@@ -33,6 +33,19 @@ def _wait_for(stream, text: bytes, limit_s: float = 300) -> bytes:
     return seen
 
 
+def _as_from_a_terminal() -> None:
+    """The child starts with Ctrl-C's default action, as from a terminal (a background test run ignores it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_default():
+    """SIGINT raises KeyboardInterrupt in this process (and in processes forked from it) during the test."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _group_gone(pgid: int, limit_s: float = 20) -> bool:
     start = time.monotonic()
     while time.monotonic() - start < limit_s:
@@ -57,7 +70,8 @@ def test_ctrl_c_during_lock_with_workers_is_one_line_and_130_every_time(tmp_path
         p = subprocess.Popen([sys.executable, "-m", "modellock", "lock", "--key", str(key), "--data", str(data),
                               "--out", str(tmp_path / "locked"), "--model", "tiny-cnn", "--epochs", "500",
                               "--batch-size", "16", "--num-workers", "2"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+                             preexec_fn=_as_from_a_terminal)
         try:
             seen = _wait_for(p.stderr, b"training the locked model")
             time.sleep(delay)
@@ -74,7 +88,7 @@ def test_ctrl_c_during_lock_with_workers_is_one_line_and_130_every_time(tmp_path
         assert _group_gone(p.pid), f"processes of the run left behind after a Ctrl-C at {delay} s"
 
 
-def test_an_error_caused_by_the_interrupt_still_ends_as_interrupted(tmp_path, monkeypatch, capsys):
+def test_an_error_caused_by_the_interrupt_still_ends_as_interrupted(tmp_path, monkeypatch, capsys, sigint_default):
     """The race as the main process sees it: the Ctrl-C arrives, and what surfaces first is the error of a worker
     it ended (torch's RuntimeError). The run was interrupted, not broken: one line, 130."""
     from modellock.cli import main
@@ -119,7 +133,7 @@ def _sigint_to_the_workers_midway(**options) -> list:
     return seen + list(it)
 
 
-def test_data_loader_workers_leave_sigint_to_the_main_process():
+def test_data_loader_workers_leave_sigint_to_the_main_process(sigint_default):
     """The race itself, made certain: SIGINT reaches the workers (and not the main process). Plain workers die of it
     and the main process fails with torch's error; quiet workers carry on and every batch arrives."""
     from modellock.workers import quiet_workers

@@ -123,7 +123,9 @@ class _CtrlC:
         self._timers: list[threading.Timer] = []
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        # a run started with SIGINT ignored (a background job, nohup) keeps ignoring it, as Python does
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not \
+                signal.SIG_IGN:
             self._previous_handler = signal.signal(signal.SIGINT, self._handler)
         self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
