@@ -25,7 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -33,7 +33,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .errors import ModelLockError
+from .fields import Count, Fraction, NonNegative, NonNegativeInt, Positive, check_fields
 from .progress import plural, stage_bar
+from .workers import quiet_workers
 
 log = logging.getLogger(__name__)
 
@@ -45,35 +47,26 @@ STATE_FILE = "trainer_state.json"
 
 @dataclass
 class TrainConfig:
-    """Fine-tuning settings; ``grad_clip`` 0 means off, ``warmup_epochs`` may be fractional."""
+    """Fine-tuning settings; ``grad_clip`` 0 means off, ``warmup_epochs`` may be fractional. Each field's type
+    and range is checked (``modellock.fields``) when a config is made, and checks a YAML ``--config`` and flags."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
-    schedule: str = "cosine"  # cosine (linear warmup, cosine to 0) | onecycle (cosine up from lr/25, down to ~0)
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
-    seed: int = 0
-    num_workers: int = 2
-    mixed_precision: str = "no"  # no | bf16 | fp16
-    grad_clip: float = 0.0
-    checkpoint_every_epochs: int = 1
-    keep_checkpoints: int = 1
+    epochs: Count = 10
+    batch_size: Count = 128
+    lr: Positive = 1e-3
+    weight_decay: NonNegative = 0.05
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: momentum 0.9, nesterov
+    schedule: Literal["cosine", "onecycle"] = "cosine"  # cosine: linear warmup, cosine to 0; onecycle: up from lr/25
+    warmup_epochs: NonNegative = 1.0
+    label_smoothing: Fraction = 0.0
+    seed: NonNegativeInt = 0
+    num_workers: NonNegativeInt = 2
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    grad_clip: NonNegative = 0.0
+    checkpoint_every_epochs: Count = 1
+    keep_checkpoints: Count = 1
 
     def __post_init__(self):
-        choices = {"optimizer": ("adamw", "sgd"), "schedule": ("cosine", "onecycle"),
-                   "mixed_precision": ("no", "bf16", "fp16")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ModelLockError(f"train config: {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "checkpoint_every_epochs", "keep_checkpoints"):
-            if int(getattr(self, name)) < 1:
-                raise ModelLockError(f"train config: {name} must be at least 1, not {getattr(self, name)!r}")
-        for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "num_workers", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ModelLockError(f"train config: {name} must not be negative, not {getattr(self, name)!r}")
+        check_fields(self, "train config")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -267,6 +260,7 @@ def fit(
         num_workers=config.num_workers,
         pin_memory=accelerator.device.type == "cuda",
         collate_fn=collate_fn,
+        **quiet_workers(config.num_workers),  # Ctrl-C: the main process alone ends the run (one line, exit 130)
     )
     optimizer = build_optimizer(model, config)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -357,7 +351,8 @@ def predict_logits(model: nn.Module, data, batch_size: int = 256, num_workers: i
 
     Items may be ``(input, target)`` pairs or bare inputs; the model runs in eval mode on its own device.
     """
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, num_workers=num_workers)
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, num_workers=num_workers,
+                                                                  **quiet_workers(num_workers))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

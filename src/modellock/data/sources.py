@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import io
 import os
 import shutil
 import tarfile
@@ -29,8 +28,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
-from ..images import load_image, to_uint8_rgb
+from ..errors import DataError, ImageError
+from ..images import decode_image, load_image, to_uint8_rgb
 from ..paths import cache_root
 
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
@@ -71,6 +70,8 @@ class Split:
         """The image as HxWx3 uint8; DataError naming the file when it cannot be read."""
         try:
             return self._reader(sample) if self._reader else load_image(sample.path)
+        except ImageError:  # already names the file and what is wrong with it
+            raise
         except (OSError, ValueError, SyntaxError) as e:
             where = sample.path if sample.path else f"{self.name}/{sample.id}"
             raise DataError(f"{where}: cannot read image ({type(e).__name__}: {e})") from None
@@ -119,7 +120,9 @@ class Split:
         except OSError as e:
             raise DataError(f"{sample.path}: cannot read file ({e.strerror})") from None
         try:
-            return load_image(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
+            return decode_image(data, name=str(sample.path)), hashlib.sha256(data).hexdigest()
+        except ImageError:  # names the file, not the buffer it was decoded from
+            raise
         except (OSError, ValueError, SyntaxError) as e:
             raise DataError(f"{sample.path}: cannot read image ({type(e).__name__}: {e})") from None
 
