@@ -49,6 +49,7 @@ from .errors import DataError, WrongKeyError
 from .images import decode_image, save_png_atomic, write_bytes_atomic
 from .paths import cache_root, private_dir
 from .progress import plural, stage_bar
+from .workers import ignore_sigint, quiet_workers
 
 FORMAT = "modellock-edits/1"
 
@@ -381,7 +382,9 @@ def write_pngs(root: Path, names: list[str], images) -> list[str]:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Writer-process start: end when the editing process is gone (killed), as torch's loader workers do."""
+    """Writer-process start: Ctrl-C is the editing process's to handle; end when it is gone (killed), as torch's
+    loader workers do."""
+    ignore_sigint()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -440,7 +443,7 @@ def _edit_pipeline(folder: EditFolder, split: Split, todo: list[Sample], editor:
     from torch.utils.data import DataLoader
 
     loader = DataLoader(_SourceReads(split, todo), batch_size=step, num_workers=workers, collate_fn=_as_list,
-                        multiprocessing_context="fork" if workers and _CAN_FORK else None)
+                        **quiet_workers(workers))
     batches = iter(loader)  # workers start here
     writer = _Writer(folder, split, writers)
     failed = True
