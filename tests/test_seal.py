@@ -56,31 +56,4 @@ def test_sealed_lock_opens_only_with_its_key(tmp_path):
     a, b = evaluate(plain, key, source, progress=False, handling=False), \
         evaluate(reloaded, key, source, progress=False, handling=False)
     assert b["unlocked"] == pytest.approx(a["unlocked"], abs=0.02)
-    # no key, or a wrong key, opens a network of noise: near chance whatever the input
-    assert b["locked_clean_without_locked_class"] <= b["chance"] + 0.15
-    assert max(b["wrong_keys_without_locked_class"].values()) <= b["chance"] + 0.15
-
-
-def test_sealing_holds_where_the_plain_lock_falls(tmp_path):
-    """A defence on a small case: the easy case of tests/test_attacks.py (keyed-filter at full strength, a plain
-    locked class), where the input adapter undoes the plain lock; from the sealed weights of the same lock it
-    gets nothing, and fine-tuning them is worth no more than training from scratch."""
-    from modellock.attacks import run_attack
-    from modellock.attacks.context import AttackContext, Budget, Machinery
-
-    source = open_source(make_shapes_dataset(tmp_path / "shapes", 700, 240))
-    key = Key.create("keyed-filter", "with a quiet marmalade haze", params={"strength": 1.0})
-    train = TrainConfig(epochs=10, batch_size=64, lr=3e-3, warmup_epochs=0.5, num_workers=0)
-    budget = Budget("test", 4000, ("adamw",), {"adamw": (1.0,)}, ("whole",), (400,))
-    scores = {}
-    for seal in (False, True):
-        torch.manual_seed(0)
-        locked = lock_model(key, source, "small-cnn", tmp_path / f"seal-{seal}",
-                            LockRecipe(clean_target="locked-class", seal=seal), train, progress=False)
-        ctx = AttackContext(locked, source, Machinery.of(key), budget=budget, fractions=(1.0,), progress=False)
-        scores[seal] = {"adapter": run_attack("input-adapter", ctx)["best"]}
-    scores[True]["gain"] = run_attack("fine-tune", ctx)["curve"][0]["gain"]  # the sealed lock's
-    result = evaluate(locked, key, source, progress=False, handling=False)
-    assert scores[False]["adapter"] >= result["unlocked"] - 0.1, scores  # the plain lock falls to the adapter
-    assert scores[True]["adapter"] <= result["chance"] + 0.15, scores  # the sealed one does not
-    assert scores[True]["gain"] <= 0.05, scores  # its weights are worth nothing over training from scratch
+    # evaluation measures the lock on the opened weights, not noise: tests/test_opened_weights.py

@@ -51,8 +51,8 @@ def attack(
     device: Optional[str] = typer.Option(None),
     work_dir: Optional[Path] = typer.Option(None, help="Where trained attack scores are kept for reruns "
                                             "(default: the cache)."),
-    update_card: bool = typer.Option(True, help="Store the summary (worst case undone, fine-tune gain) in the "
-                                     "model folder's config and card."),
+    update_card: bool = typer.Option(True, help="Store the summary (worst gain over scratch, worst case undone) in "
+                                     "the model folder's config and card."),
 ):
     """Attack a locked model without its key: guessed/similar prompts, wrong machinery, fine-tuning, adapters..."""
     from ..data import open_source
