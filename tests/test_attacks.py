@@ -11,6 +11,7 @@ short attacker training run adds its own spread).
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -339,7 +340,7 @@ def test_attack_command(locked, tmp_path):
     assert result["sealed"] is False and result["covers"]["model"] == "locked" and result["covers"]["n"] == 240
     assert result["covers"]["weights_sha256"] == model.config["weights_sha256"][:12]
     report = (tmp_path / "rep" / "report.html").read_text()
-    assert summary["line"] in report and "How to read this" in report and "Colour key" in report
+    assert html.escape(summary["line"]) in report and "How to read this" in report and "Colour key" in report
     assert "covers: model locked" in report and result["covers"]["date"] in report
     everything = (out.stdout + out.stderr + (tmp_path / "r.json").read_text()
                   + (tmp_path / "rep" / "report.html").read_text())

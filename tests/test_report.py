@@ -133,8 +133,8 @@ def test_attack_table_clamps_undone_and_marks_noise():
                                "untrained attack undoes more than 25%")
     assert lines[2].startswith("How to read this: 'gain over scratch'")
     assert lines[3].startswith("folder at rest: sealed")
-    assert lines[4] == ("covers: model locked (weights sha256 0123456789ab...); data shapes (source feedbeef), split "
-                        "test, 200 images; 2026-12-02 10:00 UTC")
+    assert lines[4] == ("covers: model locked (weights sha256 0123456789ab...); data 'shapes' (source id feedbeef), "
+                        "split test, 200 images; 2026-12-02 10:00 UTC")
 
 
 class _Page(HTMLParser):
@@ -170,7 +170,7 @@ def test_attack_report_page(tmp_path):
     facts = [t for tag, cls, t in parser.items if cls == "facts"]
     assert facts[0].startswith("folder at rest: sealed; a thief with the folder alone gets: nothing loads")
     assert "model locked (weights sha256 0123456789ab...)" in facts[1] and "2026-12-02" in facts[1]
-    assert "split test, 200 images" in facts[1] and "data shapes" in facts[1]
+    assert "split test, 200 images" in facts[1] and "data 'shapes'" in facts[1]
     assert texts.index("How to read this") < texts.index("Colour key") < texts.index("Results (accuracy)")
     assert any(t.startswith("How to read this: 'gain over scratch'") for t in texts)
     assert "100%" in texts and "0%" in texts and "267%" not in page and "-50%" not in page

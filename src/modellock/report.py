@@ -76,7 +76,7 @@ def covers_text(covers: dict | None) -> str:
     if not covers:
         return ""
     sha = f" (weights sha256 {covers['weights_sha256']}...)" if covers.get("weights_sha256") else ""
-    return (f"covers: model {covers.get('model') or '(in memory)'}{sha}; data {covers['data']} (source "
+    return (f"covers: model {covers.get('model') or '(in memory)'}{sha}; data '{covers['data']}' (source id "
             f"{covers['source_id']}), split {covers['split']}, {covers['n']} images; {covers['date']}")
 
 
@@ -243,7 +243,9 @@ def write_html_report(out: Path, title: str, result: dict, columns: list[GridCol
                          f"{'<br>'.join(html.escape(line) for line in cap.splitlines())}</small></td>"
                          for im, cap in row) + "</tr>" for row in rows)
     facts = [t for t in (sealing_text(result), covers_text(result.get("covers"))) if t]
-    notes_html = "".join(f"<p class='facts'>{html.escape(t)}</p>" for t in facts)
+    notes_html = (f"<p class='summary'><b>Attacks: {html.escape(attacks['summary']['line'])}</b></p>"
+                  if attacks and attacks.get("summary") else "")
+    notes_html += "".join(f"<p class='facts'>{html.escape(t)}</p>" for t in facts)
     notes_html += "".join(f"<p>{html.escape(n)}</p>" for n in notes or [])
     attacks_html = _attacks_html(attacks) if attacks else ""
     files_html = f"<h2>Files and how to use them</h2>{_files_html(files, commands or [])}" if files else ""
