@@ -3,7 +3,8 @@
 ``compare_locks`` trains the unlocked baseline once and one model per lock with the same
 :class:`~modellock.train.TrainConfig` and seed, evaluates each (original, locked, unlocked, wrong keys),
 runs the cheap attacks through the attack registry (``generic-transforms`` and ``fine-tune`` at one
-clean fraction) and writes ``compare.json`` and ``report.html`` (one table, one grouped bar chart).
+clean fraction; every lock measured on its opened weights) and writes ``compare.json`` and ``report.html``
+(one table, one grouped bar chart).
 
 Locks:
 
@@ -209,7 +210,7 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
         log(f"[{i}/{len(names)}] {name}: evaluating")
         evaluation = evaluate(model, key, source, baseline=baseline, wrong_keys=default_wrong_keys(key),
                               device=device, progress=progress)
-        ctx = AttackContext(model, source, Machinery.of(key), fractions=(float(fine_tune_fraction),),
+        ctx = AttackContext(model.open(key), source, Machinery.of(key), fractions=(float(fine_tune_fraction),),
                             budget=budget, samples=samples, screen=screen, random_keys=random_keys, seed=seed,
                             device=device,
                             progress=progress, work_dir=folder / "attacks")

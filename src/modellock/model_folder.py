@@ -352,7 +352,8 @@ def stored_evaluation(result: dict) -> dict:
 
 # what an attack summary keeps as text in a model folder: the attack's registry name; attack settings keep numbers
 # and these names only (never a prompt tried, nor a diffusion model's id)
-_SUMMARY_TEXT = ("worst_case_attack",)
+_SUMMARY_TEXT = ("worst_case_attack", "worst_gain_attack")  # attack names, checked against the registry
+_SUMMARY_FIGURES = ("worst_gain_over_scratch", "worst_case_undone")  # what ``fails`` may name
 _SETTINGS_TEXT = ("budget", "attacker_settings", "editor")
 
 
@@ -370,6 +371,8 @@ def stored_attack_summary(summary: dict, settings: dict | None = None) -> dict:
             isinstance(v, dict) and all(k in available_attacks() and (x is None or number(x)) for k, x in v.items()))
 
     out = {k: v for k, v in summary.items() if plain(v) or (k in _SUMMARY_TEXT and v in available_attacks())}
+    if isinstance(summary.get("fails"), list) and all(f in _SUMMARY_FIGURES for f in summary["fails"]):
+        out["fails"] = list(summary["fails"])
     line, setting = summary.get("line"), summary.get("worst_case_setting")
     if isinstance(line, str):
         out["line"] = line.replace(setting, "its best setting") if isinstance(setting, str) and setting else line

@@ -35,8 +35,8 @@ def attack(
                                             rich_help_panel=INPUTS),
     report: Optional[Path] = typer.Option(None, "--report", help="Write report.html and charts to this folder.",
                                           rich_help_panel=INPUTS),
-    update_card: bool = typer.Option(True, help="Store the summary (worst case undone, fine-tune gain) in the "
-                                     "model folder's config and card.", rich_help_panel=INPUTS),
+    update_card: bool = typer.Option(True, help="Store the summary (worst gain over scratch, worst case undone) in "
+                                     "the model folder's config and card.", rich_help_panel=INPUTS),
     work_dir: Optional[Path] = typer.Option(None, help="Where trained attack scores are kept for reruns "
                                             "(default: the cache).", rich_help_panel=INPUTS),
     attack_names: str = typer.Option("all", "--attack", "-a", help="Attack name(s), comma-separated, or all.",
