@@ -80,7 +80,7 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
         from .handling import RandomHandling
         from .lockset import EditingCollate, OnlineLockDataset
 
-        handling = RandomHandling(geometry=task.name == "classification") if recipe.handling else None
+        handling = RandomHandling() if recipe.handling else None  # segmentation: masks follow (lockset)
         dataset = OnlineLockDataset(dataset, handling)
         raw = get_editor(editors[0].key.replace(alpha=1.0)) if recipe.distractor > 0 else None
         collate = EditingCollate(dataset, editors, recipe.distractor, raw)

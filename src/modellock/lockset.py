@@ -262,10 +262,11 @@ class SegmentationLockDataset(LockDataset):
             mask = np.where(valid, lut[np.where(valid, mask, 0)], mask)
         return mask
 
-    def finish(self, image, item: LockItem):
+    def finish(self, image, item: LockItem, mask: np.ndarray | None = None):
+        """``mask``: the item's mask after the image's handling (default: :meth:`mask`, the image unhandled)."""
         from .losses import LOCKED, LOCKED_SPREAD, MASK
 
-        x, y = self.transform(image, self.mask(item))
+        x, y = self.transform(image, self.mask(item) if mask is None else mask)
         mode = {"locked-class": LOCKED, "locked-spread": LOCKED_SPREAD}.get(item.answer, MASK)
         return x, (y, torch.tensor(mode))
 
@@ -274,10 +275,11 @@ class OnlineLockDataset(Dataset):
     """The lock set edited on the fly, for editors cheap enough to run in the training loop.
 
     Each item is the clean image after ``handling`` (random crops, resizes, JPEG: what an authorised user's
-    inputs go through before the key edit; None for none) and the index of the key it is edited with
-    (0: the key, ``j + 1``: decoy key ``j``, -1: none); :class:`EditingCollate` edits a batch with one
-    editor call per key, then ``base.finish`` builds each ``(input, target)``. Fresh handling every epoch,
-    and no edit cache on disk.
+    inputs go through before the key edit; None for none), the index of the key it is edited with
+    (0: the key, ``j + 1``: decoy key ``j``, -1: none), its index, and (segmentation, with handling) its mask
+    handled with the image (``handling(image, mask)``: crops and resizes move both), else None;
+    :class:`EditingCollate` edits a batch with one editor call per key, then ``base.finish`` builds each
+    ``(input, target)``. Fresh handling every epoch, and no edit cache on disk.
     """
 
     def __init__(self, base: LockDataset, handling=None):
@@ -288,10 +290,13 @@ class OnlineLockDataset(Dataset):
 
     def __getitem__(self, i):
         item = self.base.items[i]
-        image = self.base.split.load(item.sample)
+        image, mask = self.base.split.load(item.sample), None
         if self.handling is not None:
-            image = self.handling(image)
-        return image, (0 if item.edited else item.decoy + 1 if item.decoy >= 0 else -1), i
+            if isinstance(self.base, SegmentationLockDataset):
+                image, mask = self.handling(image, self.base.mask(item))
+            else:
+                image = self.handling(image)
+        return image, (0 if item.edited else item.decoy + 1 if item.decoy >= 0 else -1), i, mask
 
 
 class EditingCollate:
@@ -310,9 +315,9 @@ class EditingCollate:
         import torch
         from torch.utils.data import default_collate
 
-        images = [image for image, _, _ in batch]
+        images = [image for image, _, _, _ in batch]
         groups: dict[int, list[int]] = {}
-        for j, (_, k, _) in enumerate(batch):
+        for j, (_, k, _, _) in enumerate(batch):
             if k >= 0:
                 groups.setdefault(k, []).append(j)
         distracted = []
@@ -332,7 +337,8 @@ class EditingCollate:
                 other = originals[(j + 1 + int(torch.randint(0, len(batch) - 1, ()))) % len(batch)]
                 images[j] = blend(resize(other, raw.shape[:2]), raw, alpha)
         base = self.dataset.base
-        return default_collate([base.finish(images[j], base.items[i]) for j, (_, _, i) in enumerate(batch)])
+        return default_collate([base.finish(images[j], base.items[i], *(() if mask is None else (mask,)))
+                                for j, (_, _, i, mask) in enumerate(batch)])
 
 
 class ImageListDataset(Dataset):
