@@ -205,7 +205,7 @@ def test_training_decodes_each_image_once(tmp_path, monkeypatch):
         weights[name] = train_baseline(source, "tiny-cnn", tmp_path / name, tc).model.state_dict()
         assert len(reads) == 48 and set(reads.values()) == ({1} if limit else {3})
     assert all(np.array_equal(weights["kept"][k].numpy(), weights["every-epoch"][k].numpy()) for k in weights["kept"])
-    kept = DecodedOnce(source.split("train"))
+    kept = DecodedOnce(source.split("train"), limit=1 << 20)
     image = kept.load(source.split("train").samples[0])
     assert kept.load(source.split("train").samples[0]) is image and not image.flags.writeable  # writers must copy
     assert kept.classes == source.split("train").classes  # the rest is the split's own
