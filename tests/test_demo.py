@@ -11,9 +11,7 @@ from modellock.demo import run_demo
 def test_tiny_demo_reports_the_attack_summary(tmp_path, one_thread):
     out = tmp_path / "demo"
     lines = []
-    # small-cnn: one epoch of 200 images is one step, in which the demo's narrower mini-cnn learns too little for
-    # the key to unlock anything (no share of the lock to undo); the flow and the report are the same
-    result = run_demo(out, n_train=200, n_test=60, epochs=1, model="small-cnn", log=lines.append,
+    result = run_demo(out, n_train=200, n_test=60, epochs=1, log=lines.append,
                       attack={"samples": 200, "limit_prompts": 3, "screen": 30})
     assert [line[:5] for line in lines if line.startswith("[")] == [f"[{i}/7]" for i in range(1, 8)]
     attacks = json.loads((out / "attacks.json").read_text())

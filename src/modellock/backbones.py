@@ -2,7 +2,7 @@
 
 Names are looked up in this order:
 - our registered models (``@register_backbone(name)`` on a factory ``fn(num_classes, image_size, pretrained)``):
-  ``small-cnn`` (CPU runs), ``mini-cnn`` (``make demo``) and ``tiny-cnn`` (unit tests);
+  ``small-cnn`` (CPU demos) and ``tiny-cnn`` (unit tests);
 - ``timm:NAME`` or a plain name timm knows (``vit_base_patch16_224``, ``resnet50.a1_in1k``);
 - ``torchvision:NAME`` (``torchvision:resnet18``).
 
@@ -94,14 +94,6 @@ def small_cnn(num_classes: int, image_size: int = 32, pretrained: bool = False, 
     10k images in 20 epochs, against 0.747 for the former four-conv 0.24M model)."""
     _no_published_weights("small-cnn", pretrained)
     return SimpleCNN(num_classes, widths=(32, 64, 128, 256), depths=(1, 1, 2, 1), **kwargs)
-
-
-@register_backbone("mini-cnn")
-def mini_cnn(num_classes: int, image_size: int = 32, pretrained: bool = False, **kwargs) -> nn.Module:
-    """small-cnn at half width (16, 32, 2x64, 128 channels; about 0.14M parameters): a quarter of its compute, for
-    ``make demo`` on one core (docs/benchmarks.md, "make demo time")."""
-    _no_published_weights("mini-cnn", pretrained)
-    return SimpleCNN(num_classes, widths=(16, 32, 64, 128), depths=(1, 1, 2, 1), **kwargs)
 
 
 @register_backbone("tiny-cnn")

@@ -21,17 +21,14 @@ from .train import TrainConfig
 # The demo's key is public (it is in this file): a prompt outside the attacks' catalogue, so the guessing
 # attack meets it as it would meet a real key's composed prompt.
 DEMO_PROMPT = "as a woodcut print, with hints of amber lantern quiet orchard"
-DEMO_MODEL = "mini-cnn"  # small-cnn at half width: a quarter of its compute (docs/benchmarks.md, "make demo time")
-DEMO_TRAIN = dict(epochs=12, batch_size=128, lr=3e-3, warmup_epochs=0.5, num_workers=0)
-DEMO_LOCK_EPOCHS = 6  # the lock fine-tunes the original model for this many epochs
+DEMO_TRAIN = dict(epochs=20, batch_size=128, lr=3e-3, warmup_epochs=0.5, num_workers=0)
+DEMO_LOCK_EPOCHS = 8  # the lock fine-tunes the original model for this many epochs
 # the thief of the demo's attack summary: the quick budget, 5 % of the training data, 40 guessed prompts
 DEMO_ATTACK = dict(budget="quick", samples=3000, fractions=(0.05,), limit_prompts=40, screen=300, top_k=2, random_keys=1)
-# the U-Net adapter sized to the demo's model (the attack's default, 0.5M parameters, is 4.6x mini-cnn's compute)
-DEMO_ATTACK_OPTIONS = {"unet-adapter": {"widths": (16, 32, 64)}}
 
 
 def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int = 1000, epochs: int | None = None,
-             model: str = DEMO_MODEL, log=print, attack: dict | None = None) -> dict:
+             model: str = "small-cnn", log=print, attack: dict | None = None) -> dict:
     """Run the whole flow into ``out``; return the evaluation result (``attack`` overrides the thief's
     settings, ``DEMO_ATTACK``)."""
     out, clock = Path(out), StepClock(log)
@@ -43,7 +40,7 @@ def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int =
     train = TrainConfig(**{**DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
     lock_train = TrainConfig(**{**DEMO_TRAIN, "epochs": epochs or DEMO_LOCK_EPOCHS})
     return _lock_and_evaluate(out, source, model, train, None, True, 256, _report, log, clock, lock_train=lock_train,
-                              attack=attack, attack_options=DEMO_ATTACK_OPTIONS)
+                              attack=attack)
 
 
 class StepClock:
@@ -68,7 +65,7 @@ class StepClock:
 
 def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_size, lock_original: bool,
                        eval_batch: int, report, log, clock: StepClock, lock_train: TrainConfig | None = None,
-                       attack: dict | None = None, attack_options: dict | None = None) -> dict:
+                       attack: dict | None = None) -> dict:
     """Steps 2-7 of both demos: key, original model, lock (from scratch or fine-tuning the original),
     evaluation with the default wrong keys, the quick thief's attack summary, result.json and report.html."""
     key = Key.create("keyed-filter", DEMO_PROMPT)
@@ -94,7 +91,7 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
     clock.done("evaluation")
     log("[6/7] attacking the lock without the key (a quick thief: small fine-tune grid, adapters, distillation, "
         "guessed prompts, transforms)")
-    attacks = _attack(out, locked, key, source, baseline, log, {**DEMO_ATTACK, **(attack or {})}, attack_options)
+    attacks = _attack(out, locked, key, source, baseline, log, {**DEMO_ATTACK, **(attack or {})})
     clock.done("attacks")
     result["attack_summary"] = attacks["summary"]
     write_json(out / "result.json", result)
@@ -105,14 +102,12 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
     return result
 
 
-def _attack(out: Path, locked, key, source, baseline, log, options: dict, attack_options: dict | None = None) -> dict:
-    """The attack suite with the demo's quick thief (``attack_options``: per attack); its summary goes to the model
-    card too."""
+def _attack(out: Path, locked, key, source, baseline, log, options: dict) -> dict:
+    """The attack suite with the demo's quick thief; its summary goes to the model card too."""
     from .attacks.suite import format_table as attack_table
     from .attacks.suite import run_suite
 
-    run = run_suite(locked, key, source, None, baseline, progress=False, work_dir=out / "attack-work",
-                    attack_options=attack_options, **options)
+    run = run_suite(locked, key, source, None, baseline, progress=False, work_dir=out / "attack-work", **options)
     write_json(out / "attacks.json", run.result)
     locked.save_attack_summary(run.result["summary"], run.result["settings"])
     log(attack_table(run.result))
