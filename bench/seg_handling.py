@@ -57,11 +57,11 @@ def run_seed(args, seed: int) -> dict:
     if args.handling != "{}":  # the lock's RandomHandling with other settings (a recipe trial)
         from modellock import handling
 
-        settings = json.loads(args.handling)
+        trial = json.loads(args.handling)
 
         class Trial(handling.RandomHandling):
             def __init__(self, **kw):
-                super().__init__(**{**kw, **settings})
+                super().__init__(**{**kw, **trial})
 
         handling.RandomHandling = Trial
     data = args.data
