@@ -242,7 +242,7 @@ def test_segmentation_lock_end_to_end(seg_data, tmp_path, one_thread, capsys):
     # the attack suite goes through the same task seam: scored in mIoU; with all the training data the
     # fine-tuning thief can win (an easy case), and the summary lands in the model card
     main(["attack", "--model", str(tmp_path / "locked"), "--key", str(key), "--data", str(seg_data),
-          "--attack", "ignore-locked-class,fine-tune,distillation,input-adapter,generic-transforms",
+          "--attack", "ignore-locked-class,refit-head,fine-tune,distillation,input-adapter,generic-transforms",
           "--budget", "quick", "--samples", "1200", "--fractions", "1", "--screen", "30", "--random-keys", "1",
           "--json", str(tmp_path / "attacks.json"), "--work-dir", str(tmp_path / "work")])
     out = capsys.readouterr().out
@@ -252,6 +252,8 @@ def test_segmentation_lock_end_to_end(seg_data, tmp_path, one_thread, capsys):
     assert a["attacks"]["distillation"]["students"][0]["targets"] == "top-1"  # per-pixel classes
     assert 0 <= a["attacks"]["input-adapter"]["best"] <= 1 and 0 <= a["attacks"]["ignore-locked-class"]["best"] <= 1
     assert "worst_case_undone" in a["summary"] and "fine_tune_gain" in a["summary"]
+    assert a["summary"]["worst_gain_attack"] in {"refit-head", "fine-tune", "distillation", "input-adapter"}
+    assert a["attacks"]["refit-head"]["curve"][0]["scratch"] == a["attacks"]["fine-tune"]["curve"][0]["scratch"]
     card = (tmp_path / "locked" / "README.md").read_text()
     assert "## Attacks" in card and "fine_tune_gain" in card
 
@@ -305,7 +307,8 @@ def test_segmentation_on_photo_layout(tmp_path, one_thread, capsys):
     assert set(r["per_class_iou"]["unlocked"]) == {"class_0", "class_1", "class_2"} and r["n_test"] == 12
     images = sorted((data / "test" / "images").iterdir())[:3]
     capsys.readouterr()
-    main(["predict", *map(str, images), "--model", str(tmp_path / "locked"), "--masks", str(tmp_path / "out")])
+    main(["predict", *map(str, images), "--model", str(tmp_path / "locked"), "--key", str(key),  # sealed: the key
+          "--masks", str(tmp_path / "out")])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     for image, line in zip(images, lines):
