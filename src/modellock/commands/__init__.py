@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Lock vision models with a secret diffusion-edit key, and unlock them.")
 
 # in the order ``modellock --help`` lists them
-COMMAND_MODULES = ("keys", "edit", "train", "predict", "evaluate", "demo", "attack", "compare", "serve")
+COMMAND_MODULES = ("keys", "edit", "train", "predict", "evaluate", "demo", "attack", "compare", "serve", "ownership")
 
 TASK_HELP = ("classification or segmentation (default: from the data's layout: split folders with images/ and "
              "masks/ are segmentation)")

@@ -1,0 +1,154 @@
+"""Ownership evidence benchmark (issue 18): build the evidence, verify every positive and negative, one table.
+
+    python bench/ownership_models.py --task classification --out bench-output/ownership-cifar   # the models
+    python bench/ownership.py --task classification --out bench-output/ownership-cifar           # this
+
+Every model is verified three ways: white box (its outputs), black box over HTTP with probabilities (the
+toolkit's ``create_app`` serving it, every answer with all classes) and black box with labels only (segmentation:
+white box and the service's class areas). The table gives, per positive family and method, the AUC against the
+held-out negatives and the true-positive rate at zero false positives (both on the method's statistic), the
+verdicts (calibrated on the evidence's own independent models, not on the negatives) and the queries used.
+Results: ``<out>/verify.json`` and a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ownership_models import key_for, log, open_data  # noqa: E402
+from ownership_positives import load_positive  # noqa: E402
+
+METHODS = ("sac-w", "sac-m", "key-feature")
+
+
+class LabelsOnly:
+    """A predictor whose service answers the top class alone."""
+
+    def __init__(self, predictor):
+        self.p, self.locked = predictor, predictor.locked
+
+    def predict(self, images, top_k: int = 3):
+        return [{"class": r["class"], "label": r["label"]} for r in self.p.predict(images, top_k)]
+
+
+def suspects(out: Path, key) -> dict[str, tuple[str, torch.nn.Module, dict]]:
+    """name -> (group, network, config): negatives, the original, every positive (group = its family)."""
+    from modellock.model_folder import LockedModel
+
+    found = {}
+    for folder in sorted((out / "negatives").iterdir()):
+        m = LockedModel.from_pretrained(folder, device="cpu")
+        found[f"negative/{folder.name}"] = ("negative", m.model, m.config)
+    m = LockedModel.from_pretrained(out / "original", device="cpu")
+    found["original"] = ("original", m.model, m.config)
+    for family in sorted((out / "positives").iterdir()):
+        if not family.is_dir():
+            continue
+        for folder in sorted(p for p in family.iterdir() if p.is_dir()):
+            net, config = load_positive(folder, out / "locked", key)
+            found[f"{family.name}/{folder.name}"] = (family.name, net, config)
+    return found
+
+
+def verify_all(task: str, evidence, found: dict, max_queries: int) -> dict:
+    from fastapi.testclient import TestClient
+
+    from modellock.model_folder import LockedModel
+    from modellock.ownership import HttpSuspect, ModelSuspect, verify
+    from modellock.serve.app import create_app
+
+    results = {}
+    for name, (group, net, config) in found.items():
+        model = LockedModel(net.eval(), config)
+        keep = config["num_classes"] if len(config["classes"]) > config["num_classes"] else None
+        row = {"group": group}
+        t = time.time()
+        row["white-box"] = verify(evidence, ModelSuspect(net, model.inference_transform(), task, keep, name=name))
+        accesses = {"black-box probs": model.predictor()} if task == "classification" else \
+            {"black-box areas": model.predictor()}
+        if task == "classification":
+            accesses["black-box labels"] = LabelsOnly(model.predictor())
+        for access, predictor in accesses.items():
+            with TestClient(create_app(predictor)) as client:
+                suspect = HttpSuspect("http://testserver", max_queries=max_queries, client=client, task=task)
+                row[access] = verify(evidence, suspect)
+        results[name] = row
+        verdicts = ", ".join(f"{a}: {r['verdict']}" for a, r in row.items() if a != "group")
+        log(f"{name} ({time.time() - t:.0f} s): {verdicts}")
+    return results
+
+
+def table(results: dict) -> str:
+    from modellock.ownership.calibration import auc, tpr_at_zero_fp
+
+    accesses = [a for a in next(iter(results.values())) if a != "group"]
+    groups = sorted({r["group"] for r in results.values()} - {"negative", "original"})
+    neg = [r for r in results.values() if r["group"] == "negative"]
+    lines = []
+    for access in accesses:
+        lines += [f"\n**{access}**\n",
+                  "| family | n | " + " | ".join(f"{m} AUC / TPR@0FP" for m in METHODS)
+                  + " | called derived | queries |",
+                  "| --- | --- | " + " | ".join("---" for _ in METHODS) + " | --- | --- |"]
+        for g in groups + ["negative", "original"]:
+            rows = [r for r in results.values() if r["group"] == g]
+            cells = []
+            for m in METHODS:
+                pos = [_distance(r[access], m) for r in rows]
+                negs = [_distance(r[access], m) for r in neg]
+                pos, negs = [x for x in pos if x is not None], [x for x in negs if x is not None]
+                if g in ("negative",) or not pos:
+                    cells.append("-" if not pos else f"(mean {np.mean(pos):.3f})")
+                else:
+                    cells.append(f"{auc(pos, negs):.3f} / {tpr_at_zero_fp(pos, negs):.2f}")
+            derived = sum(r[access]["verdict"] == "derived" for r in rows)
+            queries = max(r[access]["queries"] for r in rows)
+            lines.append(f"| {g} | {len(rows)} | " + " | ".join(cells) + f" | {derived}/{len(rows)} | {queries} |")
+    return "\n".join(lines)
+
+
+def _distance(result: dict, method: str):
+    x = result["methods"].get(method)
+    if x is None:
+        return None
+    return x["value"] if x["derived_if"] == "below" else -x["value"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=("classification", "segmentation"), default="classification")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--independent", type=int, default=6, help="independent models the evidence trains")
+    p.add_argument("--independent-epochs", type=int, default=None)
+    p.add_argument("--max-queries", type=int, default=300)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    from modellock.model_folder import LockedModel
+    from modellock.ownership import Evidence, build_evidence
+
+    source = open_data(a.task, a.out)
+    key = key_for(a.out)
+    path = a.out / "owner.evidence"
+    if not path.exists():
+        t = time.time()
+        build_evidence(LockedModel.from_pretrained(a.out / "locked", device="cpu"), key, source, path,
+                       independent=a.independent, independent_epochs=a.independent_epochs,
+                       work_dir=a.out / "evidence-work", log=log)
+        log(f"evidence: {time.time() - t:.0f} s")
+    evidence = Evidence.load(path)
+    results = verify_all(a.task, evidence, suspects(a.out, key), a.max_queries)
+    (a.out / "verify.json").write_text(json.dumps(results, indent=1, default=float))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
