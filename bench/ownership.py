@@ -59,20 +59,28 @@ def suspects(out: Path, key) -> dict[str, tuple[str, torch.nn.Module, dict]]:
     return found
 
 
-def verify_all(task: str, evidence, found: dict, max_queries: int) -> dict:
+def collect(task: str, evidence, found: dict, max_queries: int, folder: Path) -> dict:
+    """name -> access -> (answers per set, mode, indices per set, queries), each suspect's cached in
+    ``folder/<name>.npz``."""
     from fastapi.testclient import TestClient
 
     from modellock.model_folder import LockedModel
-    from modellock.ownership import HttpSuspect, ModelSuspect, verify
+    from modellock.ownership import HttpSuspect, ModelSuspect
+    from modellock.ownership.verify import ask
     from modellock.serve.app import create_app
 
-    results = {}
+    collected = {}
     for name, (group, net, config) in found.items():
+        path = folder / f"{name.replace('/', '--')}.npz"
+        if path.exists():
+            collected[name] = _load_answers(path)
+            continue
+        t = time.time()
         model = LockedModel(net.eval(), config)
         keep = config["num_classes"] if len(config["classes"]) > config["num_classes"] else None
-        row = {"group": group}
-        t = time.time()
-        row["white-box"] = verify(evidence, ModelSuspect(net, model.inference_transform(), task, keep, name=name))
+        asked = {}
+        suspect = ModelSuspect(net, model.inference_transform(), task, keep, name=name)
+        asked["white-box"] = (*ask(evidence, suspect), suspect.mode, suspect.queries)
         accesses = {"black-box probs": model.predictor()} if task == "classification" else \
             {"black-box areas": model.predictor()}
         if task == "classification":
@@ -80,10 +88,45 @@ def verify_all(task: str, evidence, found: dict, max_queries: int) -> dict:
         for access, predictor in accesses.items():
             with TestClient(create_app(predictor)) as client:
                 suspect = HttpSuspect("http://testserver", max_queries=max_queries, client=client, task=task)
-                row[access] = verify(evidence, suspect)
-        results[name] = row
-        verdicts = ", ".join(f"{a}: {r['verdict']}" for a, r in row.items() if a != "group")
-        log(f"{name} ({time.time() - t:.0f} s): {verdicts}")
+                per_set, take = ask(evidence, suspect)
+                asked[access] = (per_set, take, suspect.mode, suspect.queries)
+        _save_answers(path, asked)
+        collected[name] = asked
+        log(f"asked {name} ({time.time() - t:.0f} s)")
+    return collected
+
+
+def _save_answers(path: Path, asked: dict) -> None:
+    arrays, meta = {}, {}
+    for access, (per_set, take, mode, queries) in asked.items():
+        meta[access] = {"mode": mode, "queries": queries}
+        for s, a in per_set.items():
+            arrays[f"{access}|answers|{s}"] = a
+            arrays[f"{access}|take|{s}"] = np.asarray(take[s])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def _load_answers(path: Path) -> dict:
+    data = np.load(path)
+    meta = json.loads(str(data["meta"]))
+    out = {}
+    for access, m in meta.items():
+        per_set = {k.split("|")[2]: data[k] for k in data.files if k.startswith(f"{access}|answers|")}
+        take = {k.split("|")[2]: data[k] for k in data.files if k.startswith(f"{access}|take|")}
+        out[access] = (per_set, take, m["mode"], m["queries"])
+    return out
+
+
+def decide_all(evidence, found: dict, collected: dict) -> dict:
+    from modellock.ownership.verify import decide
+
+    results = {}
+    for name, asked in collected.items():
+        results[name] = {"group": found[name][0]}
+        for access, (per_set, take, mode, queries) in asked.items():
+            results[name][access] = decide(evidence, per_set, mode, take,
+                                           about={"suspect": name, "kind": access, "queries": int(queries)})
     return results
 
 
@@ -130,6 +173,7 @@ def main() -> None:
     p.add_argument("--independent", type=int, default=6, help="independent models the evidence trains")
     p.add_argument("--independent-epochs", type=int, default=None)
     p.add_argument("--max-queries", type=int, default=300)
+    p.add_argument("--stage", choices=("evidence", "all"), default="all")
     a = p.parse_args()
     torch.set_num_threads(1)
     from modellock.model_folder import LockedModel
@@ -144,8 +188,12 @@ def main() -> None:
                        independent=a.independent, independent_epochs=a.independent_epochs,
                        work_dir=a.out / "evidence-work", log=log)
         log(f"evidence: {time.time() - t:.0f} s")
+    if a.stage == "evidence":
+        return
     evidence = Evidence.load(path)
-    results = verify_all(a.task, evidence, suspects(a.out, key), a.max_queries)
+    found = suspects(a.out, key)
+    collected = collect(a.task, evidence, found, a.max_queries, a.out / "answers")
+    results = decide_all(evidence, found, collected)
     (a.out / "verify.json").write_text(json.dumps(results, indent=1, default=float))
     print(table(results))
 

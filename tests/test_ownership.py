@@ -297,3 +297,53 @@ def test_evidence_command_writes_a_private_record_without_the_key(tmp_path, run)
     assert code == (3 if result["verdict"] == "derived" else 0) and f"verdict: {result['verdict']}" in out
     assert result["methods"]["sac-w"]["value"] == 0.0  # the locked network itself: the owner's correlations
     assert result["kind"] == "white-box" and result["independent_models"] == 3
+
+
+def test_segmentation_evidence_and_a_service_answering_class_areas(tmp_path):
+    """Segmentation end to end through the Python API (untrained models: the mechanics): per-image class
+    distributions recorded as probabilities and class areas; a service's class areas are compared with areas."""
+    from fastapi.testclient import TestClient
+
+    from modellock.data import make_shapes_segmentation_dataset, open_source
+    from modellock.ownership import Evidence, HttpSuspect, build_evidence, verify
+    from modellock.serve.app import create_app
+    from modellock.testing import build_tiny_locked_model
+
+    key = Key.create("keyed-filter", PROMPT)
+    classes = ("background", "circle", "square")
+    locked = build_tiny_locked_model(tmp_path / "locked", key, classes=classes, task="segmentation", image_size=16)
+    others = [build_tiny_locked_model(tmp_path / f"ind{i}", key, classes=classes, task="segmentation",
+                                      image_size=16, seed=i + 1).path for i in range(3)]
+    source = open_source(make_shapes_segmentation_dataset(tmp_path / "seg", 6, 20, size=16,
+                                                          shapes=("circle", "square")))
+    ev = build_evidence(locked, key, source, tmp_path / "seg.evidence", independent=0, independent_models=others,
+                        n_wrong=6, n_cutmix=6, log=lambda _: None)
+    ev = Evidence.load(tmp_path / "seg.evidence")
+    assert set(ev.owner) == {"probs", "areas"} and ev.owner["areas"]["sac_w"].shape == (6, 3)
+    assert np.allclose(ev.owner["areas"]["sac_m"].sum(1), 1)
+    with TestClient(create_app(locked.unlock(key))) as client:
+        result = verify(ev, HttpSuspect("http://testserver", client=client, task="segmentation"))
+    assert result["answers"] == "areas" and result["queries"] == 30
+    assert set(result["methods"]) == {"sac-w", "sac-m", "key-feature"}
+
+
+def test_weights_only_suspects_load_with_their_architecture(tmp_path):
+    """A .safetensors file with --arch (its output count read from the weights: a locked output is dropped) and a
+    timm name with --weights answer the evidence's images; a mismatched architecture is one clear error."""
+    from safetensors.torch import save_file
+
+    from modellock.backbones import create_backbone
+    from modellock.ownership import load_suspect
+
+    ev = _random_evidence(k=3, size=16)
+    locked_like = create_backbone("tiny-cnn", 4, 16)  # 3 classes and a locked output
+    save_file(locked_like.state_dict(), str(tmp_path / "stolen.safetensors"))
+    s = load_suspect(str(tmp_path / "stolen.safetensors"), ev, arch="tiny-cnn")
+    out = s.answer(list(ev.images["sac_w"][:5]))
+    assert out.shape == (5, 3) and np.allclose(out.sum(1), 1, atol=1e-5) and s.kind == "white-box"
+    resnet = create_backbone("timm:resnet10t", 7, 16)
+    save_file({k: v.contiguous() for k, v in resnet.state_dict().items()}, str(tmp_path / "resnet.safetensors"))
+    s = load_suspect("timm:resnet10t", ev, weights=str(tmp_path / "resnet.safetensors"), image_size=16)
+    assert s.answer(list(ev.images["sac_m"][:2])).shape == (2, 7)  # its own 7 classes
+    with pytest.raises(ModelLockError, match="do not fit --arch small-cnn|no weights of small-cnn's output layer"):
+        load_suspect(str(tmp_path / "stolen.safetensors"), ev, arch="small-cnn")

@@ -73,38 +73,49 @@ def _answered(stored: dict, mode: str, take: dict) -> dict[str, np.ndarray]:
 
 
 def verify(evidence: Evidence, suspect, alpha: float | None = None, max_queries: int | None = None) -> dict:
-    """Ask ``suspect`` (``suspects.Suspect``) and return the result: per method the distance, threshold,
+    """Ask ``suspect`` (``suspects.Suspect``) and return the result: per method the statistic, threshold,
     p-value, calibrated score and verdict, and the overall verdict."""
+    per_set, take = ask(evidence, suspect, max_queries)
+    return decide(evidence, per_set, suspect.mode, take, alpha,
+                  {"suspect": suspect.name, "kind": suspect.kind, "queries": int(suspect.queries)})
+
+
+def ask(evidence: Evidence, suspect, max_queries: int | None = None) -> tuple[dict, dict]:
+    """The suspect's answers to the evidence's images (within ``max_queries``, default the suspect's own budget):
+    ``(answers per set, indices asked per set)``."""
+    budget = max_queries if max_queries is not None else getattr(suspect, "max_queries", None)
+    take = _budget(evidence, budget)
+    images = [im for s in SETS for im in evidence.images[s][take[s]]]
+    answers = np.asarray(suspect.answer(images), dtype=np.float64)
+    if answers.ndim != 2 or len(answers) != len(images):
+        raise ModelLockError(f"{suspect.name}: {len(images)} images asked, answers of shape {answers.shape}")
+    if suspect.mode == "areas" and evidence.task != "segmentation":
+        raise ModelLockError(f"{suspect.name}: answers class areas (segmentation); the evidence is for classification")
+    if suspect.mode != "areas" and evidence.task == "segmentation" and suspect.kind == "black-box":
+        raise ModelLockError(f"{suspect.name}: answers classes per image; the evidence is for segmentation")
+    per_set, start = {}, 0
+    for s in SETS:
+        per_set[s] = answers[start:start + len(take[s])]
+        start += len(take[s])
+    return per_set, take
+
+
+def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: float | None = None,
+           about: dict | None = None) -> dict:
+    """The verdict on answers ``per_set`` of kind ``mode`` to the images ``take`` of each set."""
     alpha = float(alpha if alpha is not None else evidence.settings["alpha"])
     if not 0 < alpha < 1:
         raise ModelLockError(f"alpha must be in (0, 1), not {alpha!r}")
     if len(evidence.independent) < 3:
         raise ModelLockError("the evidence holds fewer than 3 independent models; build it again")
-    budget = max_queries if max_queries is not None else getattr(suspect, "max_queries", None)
-    take = _budget(evidence, budget)
-    order = [s for s in SETS]
-    images = [im for s in order for im in evidence.images[s][take[s]]]
-    answers = np.asarray(suspect.answer(images), dtype=np.float64)
-    if answers.ndim != 2 or len(answers) != len(images):
-        raise ModelLockError(f"{suspect.name}: {len(images)} images asked, answers of shape {answers.shape}")
-    mode = suspect.mode
-    if mode == "areas" and evidence.task != "segmentation":
-        raise ModelLockError(f"{suspect.name}: answers class areas (segmentation); the evidence is for classification")
-    if mode != "areas" and evidence.task == "segmentation" and suspect.kind == "black-box":
-        raise ModelLockError(f"{suspect.name}: answers classes per image; the evidence is for segmentation")
-    per_set, start = {}, 0
-    for s in order:
-        per_set[s] = answers[start:start + len(take[s])]
-        start += len(take[s])
     owner = _answered(evidence.owner, mode, take)
     mine = distances(per_set, owner, mode)
     nulls = [distances(_answered(evidence.independent[i], mode, take), owner, mode)
              for i in range(len(evidence.independent))]
     methods = [m for m in mine if np.isfinite(mine[m])]  # the key-feature test needs the owner's classes
     level = alpha / len(methods)
-    result = {"suspect": suspect.name, "kind": suspect.kind, "answers": mode, "queries": int(suspect.queries),
-              "images_per_set": {s: len(t) for s, t in take.items()}, "alpha": alpha, "level": level,
-              "independent_models": len(nulls), "methods": {},
+    result = {**(about or {}), "answers": mode, "images_per_set": {s: len(t) for s, t in take.items()},
+              "alpha": alpha, "level": level, "independent_models": len(nulls), "methods": {},
               "not_applicable": {m: "the suspect's classes are not the owner's" for m in mine if m not in methods}}
     for m in methods:
         null = null_fit([n[m] for n in nulls])
