@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ownership_models import key_for, log, open_data  # noqa: E402
 from ownership_positives import load_positive  # noqa: E402
 
-METHODS = ("sac-w", "sac-m", "key-feature")
+METHODS = ("sac-w", "sac-m", "key-feature", "weights")
 
 
 class LabelsOnly:
@@ -66,7 +66,7 @@ def collect(task: str, evidence, found: dict, max_queries: int, folder: Path) ->
 
     from modellock.model_folder import LockedModel
     from modellock.ownership import HttpSuspect, ModelSuspect
-    from modellock.ownership.verify import ask
+    from modellock.ownership.verify import ask, weight_similarity
     from modellock.serve.app import create_app
 
     collected = {}
@@ -80,7 +80,8 @@ def collect(task: str, evidence, found: dict, max_queries: int, folder: Path) ->
         keep = config["num_classes"] if len(config["classes"]) > config["num_classes"] else None
         asked = {}
         suspect = ModelSuspect(net, model.inference_transform(), task, keep, name=name)
-        asked["white-box"] = (*ask(evidence, suspect), suspect.mode, suspect.queries)
+        asked["white-box"] = (*ask(evidence, suspect), suspect.mode, suspect.queries,
+                              weight_similarity(evidence, suspect))
         accesses = {"black-box probs": model.predictor()} if task == "classification" else \
             {"black-box areas": model.predictor()}
         if task == "classification":
@@ -89,7 +90,7 @@ def collect(task: str, evidence, found: dict, max_queries: int, folder: Path) ->
             with TestClient(create_app(predictor)) as client:
                 suspect = HttpSuspect("http://testserver", max_queries=max_queries, client=client, task=task)
                 per_set, take = ask(evidence, suspect)
-                asked[access] = (per_set, take, suspect.mode, suspect.queries)
+                asked[access] = (per_set, take, suspect.mode, suspect.queries, None)
         _save_answers(path, asked)
         collected[name] = asked
         log(f"asked {name} ({time.time() - t:.0f} s)")
@@ -98,8 +99,8 @@ def collect(task: str, evidence, found: dict, max_queries: int, folder: Path) ->
 
 def _save_answers(path: Path, asked: dict) -> None:
     arrays, meta = {}, {}
-    for access, (per_set, take, mode, queries) in asked.items():
-        meta[access] = {"mode": mode, "queries": queries}
+    for access, (per_set, take, mode, queries, weights) in asked.items():
+        meta[access] = {"mode": mode, "queries": queries, "weights": weights}
         for s, a in per_set.items():
             arrays[f"{access}|answers|{s}"] = a
             arrays[f"{access}|take|{s}"] = np.asarray(take[s])
@@ -114,7 +115,7 @@ def _load_answers(path: Path) -> dict:
     for access, m in meta.items():
         per_set = {k.split("|")[2]: data[k] for k in data.files if k.startswith(f"{access}|answers|")}
         take = {k.split("|")[2]: data[k] for k in data.files if k.startswith(f"{access}|take|")}
-        out[access] = (per_set, take, m["mode"], m["queries"])
+        out[access] = (per_set, take, m["mode"], m["queries"], m.get("weights"))
     return out
 
 
@@ -124,9 +125,10 @@ def decide_all(evidence, found: dict, collected: dict) -> dict:
     results = {}
     for name, asked in collected.items():
         results[name] = {"group": found[name][0]}
-        for access, (per_set, take, mode, queries) in asked.items():
+        for access, (per_set, take, mode, queries, weights) in asked.items():
             results[name][access] = decide(evidence, per_set, mode, take,
-                                           about={"suspect": name, "kind": access, "queries": int(queries)})
+                                           about={"suspect": name, "kind": access, "queries": int(queries)},
+                                           weights=weights)
     return results
 
 

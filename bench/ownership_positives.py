@@ -362,9 +362,9 @@ def _train_student(ctx, opened, queries, teacher, mode: str, folder: Path, n: in
         loss = None
     spec = {**opened.config["architecture"], "num_classes": k}
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.manual_seed(54321 + n)  # the thief's own start (the owner's models all start from seed 0)
         model = ctx.task.model_from_spec(spec)
-    samples = max(ctx.samples, 6 * n)  # a few epochs over the queries
+    samples = max(ctx.samples, 3 * n)  # a few epochs over the queries (4 for 1k, 3 for 10k)
     model = ctx.train(model, pairs, f"student {mode} {n}", loss_fn=loss, samples=samples)
     score = ctx.score(ctx.outputs(ctx.test, model=model))
     save_plain(model, opened.config, folder, info={"distilled": mode, "queries": n, "score": score})

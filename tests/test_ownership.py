@@ -50,15 +50,16 @@ def test_sample_correlation_survives_a_new_head_and_tells_models_apart():
     assert correlation_distance(other, owner) > 0.2
 
 
-def test_key_agreement_is_positive_only_for_a_model_that_singles_out_the_key():
-    from modellock.ownership.key_feature import key_agreement
+def test_key_advantage_is_positive_only_for_a_model_that_sees_through_the_key():
+    from modellock.ownership.key_feature import key_advantage
 
     rng = np.random.default_rng(1)
-    unlocked = np.eye(4)[rng.integers(0, 4, 30)] * 0.9 + 0.025
+    truth = np.eye(4)[rng.integers(0, 4, 30)]
+    right = truth * 0.9 + 0.025
     noise = _softmax(rng.normal(size=(30, 4)))
-    assert key_agreement(unlocked, noise, unlocked) > 0.5  # answers the unlocked class to the key's edit only
+    assert key_advantage(right, noise, truth) > 0.5  # right under the key's edit only
     same = _softmax(rng.normal(size=(30, 4)))
-    assert abs(key_agreement(same, same, unlocked)) < 1e-12  # the edit's key makes no difference
+    assert abs(key_advantage(same, same, truth)) < 1e-12  # which key edited the image makes no difference
 
 
 def test_p_value_threshold_and_auc():
@@ -91,7 +92,8 @@ def _random_evidence(task="classification", k=3, n=12, size=16, independents=4):
     meta = {"task": task, "classes": [f"c{i}" for i in range(k)],
             "preprocessing": {"image_size": size, "mean": [0.5] * 3, "std": [0.25] * 3},
             "settings": {"alpha": 0.01}, "owner": {}, "calibration": []}
-    return Evidence(meta, images, answers(), [answers() for _ in range(independents)])
+    truth = np.eye(k, dtype=np.float32)[rng.integers(0, k, n)]
+    return Evidence(meta, images, answers(), [answers() for _ in range(independents)], truth)
 
 
 def test_evidence_file_is_private_and_tamper_evident(tmp_path):
@@ -101,9 +103,10 @@ def test_evidence_file_is_private_and_tamper_evident(tmp_path):
     path = ev.save(tmp_path / "owner.evidence")
     assert os.stat(path).st_mode & 0o777 == 0o600
     back = Evidence.load(path)
-    assert back.meta["classes"] == ["c0", "c1", "c2"] and back.num_queries == 60
+    assert back.meta["classes"] == ["c0", "c1", "c2"] and back.num_queries == 84
+    assert np.array_equal(back.truth, ev.truth)
     assert np.array_equal(back.images["sac_m"], ev.images["sac_m"])
-    assert np.allclose(back.independent[3]["probs"]["sac_w_key"], ev.independent[3]["probs"]["sac_w_key"])
+    assert np.allclose(back.independent[3]["probs"]["key_wrong"], ev.independent[3]["probs"]["key_wrong"])
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF  # a pixel of the last image set
     (tmp_path / "altered.evidence").write_bytes(bytes(data))
@@ -193,9 +196,9 @@ def test_verify_asks_a_share_of_each_set_within_a_small_budget():
     from modellock.ownership import verify
 
     ev = _random_evidence(n=40)
-    suspect, _ = _http(_service(lambda i: {"class": f"c{i % 3}"}), max_queries=100)
+    suspect, _ = _http(_service(lambda i: {"class": f"c{i % 3}"}), max_queries=140)
     result = verify(ev, suspect)
-    assert result["queries"] == 100 and result["answers"] == "label"
+    assert result["queries"] == 140 and result["answers"] == "label"
     assert set(result["images_per_set"].values()) == {20}
     assert result["verdict"] in ("derived", "independent")
     for m in ("sac-w", "sac-m", "key-feature"):
@@ -244,7 +247,7 @@ def test_commands_refuse_bad_inputs_in_one_line(tmp_path, run):
     _one_line_error(run("verify", "--evidence", tmp_path / "owner.evidence", "--suspect", tmp_path / "w.safetensors",
                         "--arch", "tiny-cnn"), "not a readable .safetensors file")
     _one_line_error(run("verify", "--evidence", tmp_path / "owner.evidence", "--suspect", "http://127.0.0.1:9",
-                        "--max-queries", "20"), "--max-queries 20: too few")
+                        "--max-queries", "40"), "--max-queries 40: too few")
     _one_line_error(run("evidence", "--model", tmp_path, "--key", tmp_path / "k.toml", "--data", tmp_path,
                         "--out", tmp_path / "owner.evidence"), "owner.evidence: exists")
 
@@ -276,26 +279,30 @@ def test_evidence_command_writes_a_private_record_without_the_key(tmp_path, run)
         build_tiny_locked_model(tmp_path / f"ind{i}", key, image_size=16, seed=i + 1)
     data = _three_shapes(tmp_path / "data")
     common = ["--model", tmp_path / "locked", "--data", data, "--out", tmp_path / "owner.evidence",
-              "--independent-count", "0", "--wrong", "8", "--cutmix", "8"]
+              "--independent-count", "0", "--wrong", "8", "--cutmix", "8", "--key-images", "6"]
     for i in range(3):
         common += ["--independent", tmp_path / f"ind{i}"]
     _one_line_error(run("evidence", "--key", tmp_path / "wrong.toml", *common), "does not unlock")
     assert not (tmp_path / "owner.evidence").exists()
     code, out, err = run("evidence", "--key", tmp_path / "key.toml", *common)
     assert code == 0, err
-    assert "wrote" in out and "40 query images" in out
+    assert "wrote" in out and "50 query images" in out
     raw = (tmp_path / "owner.evidence").read_bytes()
     assert os.stat(tmp_path / "owner.evidence").st_mode & 0o777 == 0o600
     assert PROMPT.encode() not in raw and b"marmalade" not in raw
     ev = Evidence.load(tmp_path / "owner.evidence")
-    assert ev.set_sizes() == {"sac_w": 8, "sac_w_key": 8, "sac_w_wrong": 8, "sac_m": 8, "sac_m_key": 8}
+    assert ev.set_sizes() == {"sac_w": 8, "sac_w_key": 8, "sac_m": 8, "sac_m_key": 8, "key_clean": 6,
+                              "key_edited": 6, "key_wrong": 6}
+    assert ev.truth.shape == (6, 3) and np.array_equal(ev.truth.sum(1), np.ones(6))
     assert len(ev.independent) == 3 and ev.classes == ["circle", "square", "triangle"]
     assert not np.array_equal(ev.images["sac_w"], ev.images["sac_w_key"])  # the key's edits, stored
     code, out, _ = run("verify", "--evidence", tmp_path / "owner.evidence", "--suspect", tmp_path / "locked",
                        "--json", tmp_path / "r.json")
     result = json.loads((tmp_path / "r.json").read_text())
-    assert code == (3 if result["verdict"] == "derived" else 0) and f"verdict: {result['verdict']}" in out
     assert result["methods"]["sac-w"]["value"] == 0.0  # the locked network itself: the owner's correlations
+    assert result["methods"]["weights"]["value"] == 1.0  # and the owner's filters
+    assert result["methods"]["weights"]["independent_mean"] < 0.5  # other initialisations' filters point elsewhere
+    assert code == 3 and result["verdict"] == "derived" and "verdict: derived" in out
     assert result["kind"] == "white-box" and result["independent_models"] == 3
 
 
@@ -317,13 +324,14 @@ def test_segmentation_evidence_and_a_service_answering_class_areas(tmp_path):
     source = open_source(make_shapes_segmentation_dataset(tmp_path / "seg", 6, 20, size=16,
                                                           shapes=("circle", "square")))
     ev = build_evidence(locked, key, source, tmp_path / "seg.evidence", independent=0, independent_models=others,
-                        n_wrong=6, n_cutmix=6, log=lambda _: None)
+                        n_wrong=6, n_cutmix=6, n_key=5, log=lambda _: None)
     ev = Evidence.load(tmp_path / "seg.evidence")
     assert set(ev.owner) == {"probs", "areas"} and ev.owner["areas"]["sac_w"].shape == (6, 3)
     assert np.allclose(ev.owner["areas"]["sac_m"].sum(1), 1)
     with TestClient(create_app(locked.unlock(key))) as client:
         result = verify(ev, HttpSuspect("http://testserver", client=client, task="segmentation"))
-    assert result["answers"] == "areas" and result["queries"] == 30
+    assert result["answers"] == "areas" and result["queries"] == 39
+    assert np.allclose(ev.truth.sum(1), 1) and ev.truth.shape == (5, 3)  # the masks' class shares
     assert set(result["methods"]) == {"sac-w", "sac-m", "key-feature"}
 
 

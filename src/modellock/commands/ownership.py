@@ -25,8 +25,10 @@ def evidence_cmd(
     independent_epochs: Optional[int] = typer.Option(None, min=1, help="Their epochs (default: the model's, "
                                                      "at most 10)."),
     independent_limit: Optional[int] = typer.Option(None, min=1, help="Train them on N images at most."),
-    wrong: int = typer.Option(60, "--wrong", min=4, help="SAC-w: images the unlocked model gets wrong."),
-    cutmix: int = typer.Option(60, "--cutmix", min=4, help="SAC-m: CutMix images."),
+    wrong: int = typer.Option(50, "--wrong", min=4, help="SAC-w: images the unlocked model gets wrong."),
+    cutmix: int = typer.Option(50, "--cutmix", min=4, help="SAC-m: CutMix images."),
+    key_images: int = typer.Option(33, "--key-images", min=4, help="Key-feature test: held-out images, each asked "
+                                   "clean, edited with the key and with a wrong key."),
     alpha: float = typer.Option(0.01, help="False-positive rate of the verdict (split over the methods)."),
     work_dir: Optional[Path] = typer.Option(None, help="Keep the trained independent models here (reused when "
                                             "rerun); default: a temporary folder."),
@@ -53,7 +55,7 @@ def evidence_cmd(
     ev = build_evidence(m, k, source, out, split=split, train_split=train_split, independent=independent_count,
                         independent_models=independent or (), independent_arch=independent_arch,
                         independent_epochs=independent_epochs, independent_limit=independent_limit, n_wrong=wrong,
-                        n_cutmix=cutmix, alpha=alpha, work_dir=work_dir, log=log)
+                        n_cutmix=cutmix, n_key=key_images, alpha=alpha, work_dir=work_dir, log=log)
     sizes = ", ".join(f"{s} {n}" for s, n in ev.set_sizes().items())
     typer.echo(f"wrote {out} (private, mode 0600): {ev.num_queries} query images ({sizes}); "
                f"{len(ev.independent)} independent models; alpha {alpha:g}")

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelLockError
-from .record import SETS, Evidence
+from .record import Evidence
+from .weights import layers, similarity, sketch
 
-DEFAULTS = dict(n_wrong=60, n_cutmix=60, alpha=0.01, independent=6, pool=2000)
+DEFAULTS = dict(n_wrong=50, n_cutmix=50, n_key=33, alpha=0.01, independent=6, pool=2000)
 METHODS = ("sac-w", "sac-m", "key-feature")
 
 
@@ -25,7 +26,7 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
                    independent_models=(), independent_arch: str | None = None,
                    independent_epochs: int | None = None, independent_limit: int | None = None,
                    n_wrong: int = DEFAULTS["n_wrong"], n_cutmix: int = DEFAULTS["n_cutmix"],
-                   alpha: float = DEFAULTS["alpha"], pool: int = DEFAULTS["pool"],
+                   n_key: int = DEFAULTS["n_key"], alpha: float = DEFAULTS["alpha"], pool: int = DEFAULTS["pool"],
                    work_dir: str | Path | None = None, log=print) -> Evidence:
     """The evidence for ``model`` (a ``LockedModel``, sealed or not) and ``key``, from ``source``'s ``split``.
 
@@ -43,7 +44,7 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
     t0 = time.time()
     if not model.config.get("lock"):
         raise ModelLockError("evidence: the model is not locked (give the locked model folder)")
-    for name, value in (("n_wrong", n_wrong), ("n_cutmix", n_cutmix)):
+    for name, value in (("n_wrong", n_wrong), ("n_cutmix", n_cutmix), ("n_key", n_key)):
         if not isinstance(value, int) or value < 4:
             raise ModelLockError(f"evidence: {name} must be an integer of at least 4, not {value!r}")
     if not 0 < alpha < 1:
@@ -83,15 +84,24 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
         wrong = wrong_first(task, unlocked["probs"], masks, n_wrong, k, model.ignore_index, preds)
     else:
         wrong = wrong_first(task, unlocked["probs"], [s.label for s in data.samples], n_wrong, k)
-    wrong_images = [pool_images[i] for i in wrong]
     mixed = cutmix(pool_images, n_cutmix, rng)
+    rest = np.setdiff1d(np.arange(len(pool_images)), wrong)
+    key_idx = rng.choice(rest if len(rest) >= n_key else np.arange(len(pool_images)),
+                         min(n_key, len(pool_images)), replace=False)
+    key_images = [pool_images[i] for i in key_idx]
     images = {
-        "sac_w": np.stack(wrong_images),
+        "sac_w": np.stack([pool_images[i] for i in wrong]),
         "sac_w_key": np.stack([pool_edited[i] for i in wrong]),
-        "sac_w_wrong": np.stack(wrong_editor.edit(wrong_images)),
         "sac_m": np.stack(mixed),
         "sac_m_key": np.stack(editor.edit(mixed)),
+        "key_clean": np.stack(key_images),
+        "key_edited": np.stack([pool_edited[i] for i in key_idx]),
+        "key_wrong": np.stack(wrong_editor.edit(key_images)),
     }
+    if task == "segmentation":
+        truth = np.stack([_areas(masks[i], k, model.ignore_index) for i in key_idx])
+    else:
+        truth = np.eye(k, dtype=np.float32)[[data.samples[i].label for i in key_idx]]
     n_wrong_found = int(sum(1 for i in wrong if _is_wrong(task, unlocked["probs"][i], data.samples[i])))
     owner: dict[str, dict[str, np.ndarray]] = {}
     for s_, ims in images.items():
@@ -99,7 +109,7 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
             owner.setdefault(mode, {})[s_] = a
 
     # ------------------------------------------------------------------ independent models
-    calibration, outputs = [], []
+    calibration, outputs, independents = [], [], []
     work = Path(work_dir) if work_dir else None
     spec = model.config["architecture"]
     arch = independent_arch or spec["name"]
@@ -118,6 +128,7 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
         calibration.append({"source": "trained", "architecture": arch, "seed": 1000 + i, "epochs": epochs,
                             "limit": independent_limit})
         outputs.append(_suspect_answers(m, images))
+        independents.append(m)
     for folder in independent_models:
         m = LockedModel.from_pretrained(folder, device="cpu")
         if m.task != task:
@@ -125,6 +136,15 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
         calibration.append({"source": "given", "name": Path(folder).name,
                             "architecture": m.config["architecture"].get("name")})
         outputs.append(_suspect_answers(m, images))
+        independents.append(m)
+
+    weights_seed = secrets.randbits(32)
+    owner_sketch = sketch(opened.model, weights_seed)
+    shapes = [tuple(w.shape) for _, w in layers(opened.model)]
+    null_models = [m.model for m in independents]
+    null_models += [_fresh(spec, 2000 + i, task) for i in range(max(0, 3 - sum(
+        similarity(owner_sketch, shapes, weights_seed, m) is not None for m in null_models)))]
+    weight_null = [x for x in (similarity(owner_sketch, shapes, weights_seed, m) for m in null_models) if x is not None]
 
     meta = {
         "task": task, "classes": model.classes, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -132,18 +152,40 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
         "owner": {"architecture": spec.get("name"), "weights_sha256": model.config.get("weights_sha256"),
                   "editor": (model.config.get("lock") or {}).get("editor"), "path": str(model.path or "")},
         "settings": {"alpha": alpha, "methods": list(METHODS), "split": split, "pool": len(data),
-                     "n_wrong": n_wrong, "wrong_found": n_wrong_found, "n_cutmix": n_cutmix,
+                     "n_wrong": n_wrong, "wrong_found": n_wrong_found, "n_cutmix": n_cutmix, "n_key": len(key_idx),
                      "cutmix_area": [0.25, 0.5]},
         "calibration": calibration,
+        "weights": {"seed": weights_seed, "shapes": [list(x) for x in shapes], "independent": weight_null,
+                    "from": "independent models" if len(weight_null) == len(independents) else
+                    "independent models and fresh initialisations of the owner's architecture"},
         "seconds": round(time.time() - t0, 1),
     }
     from .. import __version__
 
     meta["modellock_version"] = __version__
-    evidence = Evidence(meta, images, owner, outputs)
+    evidence = Evidence(meta, images, owner, outputs, truth, owner_sketch)
     if out is not None:
         evidence.save(out)
     return evidence
+
+
+def _fresh(spec: dict, seed: int, task: str):
+    """The owner's architecture, freshly initialised (a null for the weights test when too few independent models
+    share the architecture)."""
+    import torch
+
+    from ..tasks import task_type
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return task_type(task).model_from_spec(spec)
+
+
+def _areas(mask: np.ndarray, k: int, ignore_index: int) -> np.ndarray:
+    """The share of a mask's scored pixels per class."""
+    m = mask[(mask != ignore_index) & (mask >= 0) & (mask < k)]
+    counts = np.bincount(m.ravel(), minlength=k).astype(np.float32)
+    return counts / max(counts.sum(), 1.0)
 
 
 def _is_wrong(task: str, probs: np.ndarray, sample) -> bool:

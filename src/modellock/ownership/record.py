@@ -3,14 +3,18 @@
 One safetensors file (no pickle), written with mode 0600 like a key:
 
 - ``images.<set>``: the query images of each sample set (``N x S x S x 3`` uint8), sent to a suspect as they
-  are: ``sac_w`` (test images the unlocked model gets wrong), ``sac_w_key`` and ``sac_w_wrong`` (the same
-  images edited with the key and with a random wrong key: the key's effect, not the key), ``sac_m`` (CutMix
-  images) and ``sac_m_key`` (their key edits);
+  are: ``sac_w`` (test images the unlocked model gets wrong) and ``sac_w_key`` (their edits with the key: the
+  key's effect, not the key), ``sac_m`` (CutMix images) and ``sac_m_key``, ``key_clean`` (random test images),
+  ``key_edited`` and ``key_wrong`` (their edits with the key and with a random wrong key);
+- ``truth.key_clean``: the true answer to each ``key_clean`` image as a distribution (a one-hot label; for
+  segmentation the share of its mask's pixels per class);
 - ``owner.<mode>.<set>``: the opened locked network's outputs on each image as it is (``N x K`` per-image
   class distributions over the real classes; its answers on ``*_key`` are the unlocked answers to the clean
   set); mode ``probs`` (softmax; segmentation: the mean over pixels) and, for segmentation, ``areas`` (the
   share of pixels per predicted class);
 - ``independent.<i>.<mode>.<set>``: the same for each independent model the thresholds are calibrated on;
+- ``weights.<i>``: a sketch of the opened network's layer ``i`` (``weights.py``: random projections of its
+  filters, which cannot be turned back into weights), for the white-box weights test;
 - the header's metadata ``evidence``: JSON with the task, classes, preprocessing, the owner model's identity
   (architecture, weights sha256), the settings, the independent models' descriptions, every image set's
   sha256. Never the key, its prompt or its fingerprint.
@@ -32,21 +36,24 @@ import numpy as np
 from ..errors import ModelLockError
 
 FORMAT = "modellock-evidence/1"
-SETS = ("sac_w", "sac_w_key", "sac_w_wrong", "sac_m", "sac_m_key")
-# sets asked together: the same images clean, edited with the key, edited with a wrong key
-GROUPS = {"sac_w": ("sac_w", "sac_w_key", "sac_w_wrong"), "sac_m": ("sac_m", "sac_m_key")}
+SETS = ("sac_w", "sac_w_key", "sac_m", "sac_m_key", "key_clean", "key_edited", "key_wrong")
+# sets asked together: the same images clean, edited with the key (and with a wrong key)
+GROUPS = {"sac_w": ("sac_w", "sac_w_key"), "sac_m": ("sac_m", "sac_m_key"),
+          "key": ("key_clean", "key_edited", "key_wrong")}
 MODES = ("probs", "areas")
 
 
 @dataclass
 class Evidence:
-    """The record in memory: ``meta`` (JSON-ready), ``images[set]``, ``owner[mode][set]`` and
-    ``independent[i][mode][set]`` (float32 ``N x K``)."""
+    """The record in memory: ``meta`` (JSON-ready), ``images[set]``, ``owner[mode][set]``,
+    ``independent[i][mode][set]`` (float32 ``N x K``) and ``truth`` (the ``key_clean`` images' true answers)."""
 
     meta: dict
     images: dict[str, np.ndarray]
     owner: dict[str, dict[str, np.ndarray]]
     independent: list[dict[str, dict[str, np.ndarray]]] = field(default_factory=list)
+    truth: np.ndarray | None = None
+    weights: list[np.ndarray] = field(default_factory=list)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -88,6 +95,10 @@ class Evidence:
         for mode, sets in self.owner.items():
             for s, a in sets.items():
                 tensors[f"owner.{mode}.{s}"] = np.ascontiguousarray(a, dtype=np.float32)
+        for i, a in enumerate(self.weights):
+            tensors[f"weights.{i}"] = np.ascontiguousarray(a, dtype=np.float32)
+        if self.truth is not None:
+            tensors["truth.key_clean"] = np.ascontiguousarray(self.truth, dtype=np.float32)
         for i, modes in enumerate(self.independent):
             for mode, sets in modes.items():
                 for s, a in sets.items():
@@ -123,11 +134,15 @@ class Evidence:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ModelLockError(f"evidence file {path}: format {meta.get('format') if isinstance(meta, dict) else None!r}"
                                  f" is not {FORMAT!r}")
-        images, owner, independent = {}, {}, {}
+        images, owner, independent, truth, weights = {}, {}, {}, None, {}
         for name, a in tensors.items():
             parts = name.split(".")
             if parts[0] == "images" and len(parts) == 2:
                 images[parts[1]] = a
+            elif name == "truth.key_clean":
+                truth = a
+            elif parts[0] == "weights" and len(parts) == 2 and parts[1].isdigit():
+                weights[int(parts[1])] = a
             elif parts[0] == "owner" and len(parts) == 3:
                 owner.setdefault(parts[1], {})[parts[2]] = a
             elif parts[0] == "independent" and len(parts) == 4 and parts[1].isdigit():
@@ -140,7 +155,10 @@ class Evidence:
             if meta.get("images_sha256", {}).get(k) != _digest(images[k]):
                 raise ModelLockError(f"evidence file {path}: image set {k!r} does not match its sha256 "
                                      "(altered or corrupt)")
-        return cls(meta, images, owner, [independent[i] for i in sorted(independent)])
+        if truth is None:
+            raise ModelLockError(f"evidence file {path}: no true answers to the key-feature images")
+        return cls(meta, images, owner, [independent[i] for i in sorted(independent)], truth,
+                   [weights[i] for i in sorted(weights)])
 
 
 def _digest(a: np.ndarray) -> str:
