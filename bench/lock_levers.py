@@ -3,8 +3,9 @@
 Every variant shares the data, the backbone, the epochs and the original model; a variant is a key editor
 plus lock-recipe settings (the YAML names of ``modellock lock --config``). For each variant the script runs
 the real commands (``lock``, ``eval``, ``attack``) and records their times, then prints a markdown table:
-unlocked / locked / ignored / worst wrong key, the attack summary (worst case undone and by what, fine-tune
-gain), the adapters' and distillation's scores, and the lock's wall time. Reruns skip finished steps.
+unlocked / locked / ignored / worst wrong key, the attack summary (worst gain over scratch and worst case
+undone, each with its attack; whether the lock holds; fine-tune gain), the adapters' and distillation's scores,
+and the lock's wall time. Every figure is measured on the opened weights (sealing is reported apart). Reruns skip finished steps.
 
     python bench/lock_levers.py --variants keyed-filter,keyed-net,keyed-net+adversary --out bench-output/levers
     python bench/lock_levers.py --list
@@ -41,8 +42,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "keyed-filter+all": ("keyed-filter", {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1,
                                           "seal": False}),
 }
-ATTACKS = ("ignore-locked-class,guessed-prompts,wrong-machinery,fine-tune,distillation,input-adapter,unet-adapter,"
-           "editor-family-adapter,generic-transforms")
+ATTACKS = ("ignore-locked-class,refit-head,guessed-prompts,wrong-machinery,fine-tune,distillation,input-adapter,"
+           "unet-adapter,editor-family-adapter,generic-transforms")
 PROMPT = "with oil pastel and a quiet marmalade haze"
 
 
@@ -129,17 +130,19 @@ def _score(attacks: dict, name: str):
 
 
 def table(rows) -> str:
-    head = ("| variant | original | unlocked | locked | ignored | worst wrong key | worst case undone | "
-            "fine-tune gain | distillation gain | input-adapter | unet-adapter | editor-family | guessed | "
-            "lock time |")
+    head = ("| variant | original | unlocked | locked | ignored | worst wrong key | worst gain over scratch | "
+            "worst case undone | holds | fine-tune gain | distillation gain | input-adapter | unet-adapter | "
+            "editor-family | guessed | lock time |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for name, ev, at, times in rows:
         s = at.get("summary", {})
         wrong = list(ev["wrong_keys"].values()) + list((ev.get("wrong_keys_without_locked_class") or {}).values())
         cells = [name, ev.get("original_clean"), ev["unlocked"], ev["locked_clean"],
                  ev.get("locked_clean_without_locked_class"), max(wrong) if wrong else None]
-        undone = s.get("worst_case_undone")
+        gain, undone = s.get("worst_gain_over_scratch"), s.get("worst_case_undone")
+        cells.append(f"{gain:+.4f} ({s.get('worst_gain_attack')})" if gain is not None else None)
         cells.append(f"{undone:.0%} ({s.get('worst_case_attack')})" if undone is not None else None)
+        cells.append({True: "yes", False: "no"}.get(s.get("holds")))
         cells += [s.get("fine_tune_gain"), s.get("distillation_gain"), _score(at, "input-adapter"),
                   _score(at, "unet-adapter"), _score(at, "editor-family-adapter"), _score(at, "guessed-prompts"),
                   f"{times.get('lock_s', 0)} s"]

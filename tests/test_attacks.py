@@ -11,6 +11,7 @@ short attacker training run adds its own spread).
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -79,11 +80,16 @@ def reference(locked):
 # ------------------------------------------------------------------------------------ structure
 def test_registry_and_who_reads_the_key():
     names = available_attacks()
-    assert names == ["ignore-locked-class", "guessed-prompts", "similar-prompts", "wrong-machinery", "fine-tune",
-                     "distillation", "input-adapter", "unet-adapter", "editor-family-adapter", "generic-transforms"]
+    assert names == ["ignore-locked-class", "refit-head", "guessed-prompts", "similar-prompts", "wrong-machinery",
+                     "fine-tune", "distillation", "input-adapter", "unet-adapter", "editor-family-adapter",
+                     "generic-transforms"]
     assert {n for n in names if attack_spec(n).reads_key} == {"similar-prompts", "wrong-machinery"}
-    assert {n for n in names if attack_spec(n).measure == "gain"} == {"fine-tune", "distillation"}
+    trained = {"refit-head", "fine-tune", "distillation", "input-adapter", "unet-adapter", "editor-family-adapter"}
+    assert {n for n in names if attack_spec(n).trained} == trained  # the spec says so, not a list of names
+    assert {n for n in names if attack_spec(n).measure == "gain"} == trained
     assert {n for n in names if attack_spec(n).measure == "tolerance"} == {"similar-prompts"}
+    with pytest.raises(ValueError, match="exactly when it is trained"):
+        register_attack("bad-measure", measure="gain")(lambda ctx: {})
     with pytest.raises(ModelLockError, match="unknown attack 'nope'"):
         attack_spec("nope")
     with pytest.raises(TypeError, match="first parameter"):
@@ -143,12 +149,26 @@ def test_ignore_locked_class(locked, reference):
     key, source, model, root = locked
     ctx = make_ctx(locked)
     r = run_attack("ignore-locked-class", ctx)
-    assert r["has_locked_class"]
-    assert r["argmax_real_classes"] == pytest.approx(reference["locked_clean_without_locked_class"])
-    assert set(r["refit_head"]) == {"0.1"} and 0 <= r["refit_head"]["0.1"]["score"] <= 1
+    assert r["has_locked_class"] and "gain" not in r  # trains nothing: judged by the share undone
+    assert r["argmax_real_classes"] == r["best"] == pytest.approx(reference["locked_clean_without_locked_class"])
     # injection: the thief's inputs are key-edited, so ignoring the locked output is the unlocked predictor
     injected = run_attack("ignore-locked-class", ctx, view=get_editor(key).edit)
     assert injected["argmax_real_classes"] >= reference["unlocked"] - EXACT
+
+
+def test_refit_head_is_judged_against_scratch(locked, reference):
+    key, source, model, root = locked
+    ctx = make_ctx(locked, samples=1500)
+    r = run_attack("refit-head", ctx)
+    (row,) = r["curve"]
+    assert row["fraction"] == 0.1 and row["n_images"] == 70 and 0 <= row["score"] <= 1
+    assert r["gain"] == pytest.approx(row["score"] - row["scratch"]) and r["gain_fraction"] == 0.1
+    # the from-scratch yardstick is computed once per fraction and shared: fine-tuning reuses it
+    assert run_attack("fine-tune", ctx)["curve"][0]["scratch"] == row["scratch"]
+    # injection: key-edited inputs make the locked features the unlocked model's: the head re-fit on them
+    # (70 images) beats a model trained from scratch on those same 70 images
+    injected = run_attack("refit-head", ctx, view=get_editor(key).edit)
+    assert injected["best"] >= reference["unlocked"] - TRAINED_TOL and injected["gain"] > 0, injected
 
 
 def test_guessed_prompts(locked, reference):
@@ -225,6 +245,17 @@ def test_input_adapter(locked, reference):
     assert r["best"] >= reference["unlocked"] - TRAINED_TOL, (r, reference)
 
 
+def test_input_adapter_gains_over_scratch_on_an_easy_case(locked, reference):
+    """With 70 labelled images the thief trains a weak model from scratch, while an adapter in front of the
+    stolen weights recovers the lock: a positive gain, beyond the measurement's noise."""
+    from modellock.attacks.suite import noise_level
+
+    r = run_attack("input-adapter", make_ctx(locked, samples=3000), fractions=(0.1,))
+    (row,) = r["curve"]
+    assert row["n_images"] == 70 and r["gain"] == pytest.approx(row["score"] - row["scratch"])
+    assert r["gain"] > noise_level(len(locked[1].split("test"))), r
+
+
 def test_generic_transforms(locked, reference):
     key, source, model, root = locked
     r = run_attack("generic-transforms", make_ctx(locked, random_keys=1),
@@ -273,7 +304,8 @@ def test_suite_redacts_the_key_prompt(locked, reference, tmp_path):
     from modellock.attacks.report import write_attack_report
 
     page = write_attack_report(tmp_path / "report", run.result, run.grid_columns, run.grid_rows).read_text()
-    assert "fine-tune-curve.png" in page and "attack-guessed-prompts.png" in page and PROMPT.lower() not in page.lower()
+    assert "attacks.png" in page and "attack-guessed-prompts.png" in page and PROMPT.lower() not in page.lower()
+    assert "fine-tune-curve.png" not in page  # no trained attack ran: no curve
     assert (tmp_path / "report" / "attack-guessed-prompts.png").is_file()
 
 
@@ -296,6 +328,20 @@ def test_attack_command(locked, tmp_path):
     result = json.loads((tmp_path / "r.json").read_text())
     assert set(result["attacks"]) == {"ignore-locked-class", "fine-tune"} and "original_clean" in result["reference"]
     assert (tmp_path / "rep" / "report.html").is_file()
+    # the CLI's table leads with the summary line (both figures), how to read it, sealing apart, what it covers
+    summary = result["summary"]
+    assert summary["worst_gain_attack"] == "fine-tune" and summary["worst_case_attack"] == "ignore-locked-class"
+    assert isinstance(summary["holds"], bool) and summary["line"] in out.stdout
+    table = out.stdout[out.stdout.index("attack suite ·"):].splitlines()
+    assert table[1] == summary["line"] and table[2].startswith("How to read this")
+    assert table[3] == "folder at rest: not sealed; a thief with the folder alone gets: the weights load without the " \
+        "key (stored plain): the lock is all that protects them. Every figure here measures the lock itself, on the " \
+        "opened weights."
+    assert result["sealed"] is False and result["covers"]["model"] == "locked" and result["covers"]["n"] == 240
+    assert result["covers"]["weights_sha256"] == model.config["weights_sha256"][:12]
+    report = (tmp_path / "rep" / "report.html").read_text()
+    assert html.escape(summary["line"]) in report and "How to read this" in report and "Colour key" in report
+    assert "covers: model locked" in report and result["covers"]["date"] in report
     everything = (out.stdout + out.stderr + (tmp_path / "r.json").read_text()
                   + (tmp_path / "rep" / "report.html").read_text())
     assert PROMPT not in everything
@@ -360,16 +406,88 @@ def test_distillation_can_win_and_is_compared_with_scratch(locked, reference, tm
     assert plain["best"] < r["best"]
 
 
-def test_summary_fields():
-    from modellock.attacks.suite import summarise
+def _colour_classes(root, n_train: int, n_test: int, seed: int = 0):
+    """10 classes of noisy single-colour 32x32 images whose hues overlap their neighbours' (chance 0.1, far from
+    1.0 for any model): small-cnn learns them from scratch within a short budget."""
+    import colorsys
 
-    result = {"metric": "accuracy", "reference": {"locked_clean": 0.0, "locked_clean_without_locked_class": 0.1,
-                                                  "unlocked": 0.9},
-              "attacks": {"input-adapter": {"best": 0.5, "measure": "undone", "best_setting": "10% clean"},
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for i in range(n):
+            c = i % 10
+            hue = ((c + rng.uniform(-0.7, 0.7)) / 10) % 1.0
+            rgb = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.5, 1), rng.uniform(0.5, 1))) * 255
+            folder = root / split / f"colour{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(rgb + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)).save(
+                folder / f"{i:05d}.png")
+    return open_source(root)
+
+
+@pytest.mark.slow
+def test_weights_that_give_nothing_gain_nothing_over_scratch(locked, tmp_path):
+    """A randomly initialised network of the locked model's shape, on data where training from scratch does well:
+    no trained attack gains more than the measurement's noise over training from scratch, although some score far
+    above that network (the share "undone" would credit the weights with what the thief's data is worth)."""
+    from modellock.attacks.scratch import scratch_baseline
+    from modellock.attacks.suite import noise_level
+    from modellock.model_folder import LockedModel
+    from modellock.tasks import task_for
+
+    key, _, model, _ = locked
+    source = _colour_classes(tmp_path / "colours", 400, 240)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        net = task_for(model.config).model_from_spec(model.config["architecture"])
+    random = LockedModel(net, {**model.config, "classes": source.classes + ["locked"]})
+    ctx = AttackContext(random, source, Machinery.of(key), budget=ONE_CELL, fractions=(1.0,), progress=False)
+    scratch = scratch_baseline(ctx, 1.0)["best"]
+    random_score = ctx.score(ctx.clean_outputs())
+    assert scratch >= random_score + 0.45, (scratch, random_score)  # the thief's 400 images alone do well
+    noise = noise_level(len(ctx.test))
+    options = {"refit-head": {}, "fine-tune": {}, "input-adapter": {}, "unet-adapter": {"widths": (16, 32, 32)},
+               "editor-family-adapter": {"restarts": 1}, "distillation": {"queries": (400,), "soft_targets": (True,)}}
+    runs = {name: run_attack(name, ctx, **o) for name, o in options.items()}
+    gains = {name: r["gain"] for name, r in runs.items()}
+    assert max(gains.values()) <= noise, (gains, noise)
+    assert runs["refit-head"]["best"] >= random_score + 0.4, (runs["refit-head"]["best"], random_score)
+
+
+def test_summary_fields():
+    from modellock.attacks.suite import READING, summarise
+
+    result = {"metric": "accuracy", "n_test": 1000,
+              "reference": {"locked_clean": 0.0, "locked_clean_without_locked_class": 0.1, "unlocked": 0.9},
+              "attacks": {"input-adapter": {"best": 0.8, "trained": True, "measure": "gain", "gain": 0.03,
+                                            "gain_fraction": 0.1, "gain_setting": "10% clean (100 images)"},
+                          "guessed-prompts": {"best": 0.3, "measure": "undone", "best_setting": "prompt 'x'"},
+                          "generic-transforms": {"best": 1.0, "measure": "undone", "best_setting": "too good"},
                           "similar-prompts": {"best": 0.9, "measure": "tolerance"},
-                          "fine-tune": {"best": 0.6, "measure": "gain", "gain": 0.03, "gain_fraction": 0.05},
-                          "distillation": {"best": 0.4, "measure": "gain", "gain": -0.01}}}
+                          "fine-tune": {"best": 0.6, "trained": True, "measure": "gain", "gain": -0.02,
+                                        "gain_fraction": 0.05},
+                          "distillation": {"best": 0.4, "trained": True, "measure": "gain", "gain": -0.01}}}
     s = summarise(result)
-    assert s["worst_case_undone"] == pytest.approx(0.5) and s["worst_case_attack"] == "input-adapter"
-    assert s["fine_tune_gain"] == 0.03 and s["fine_tune_gain_fraction"] == 0.05 and s["distillation_gain"] == -0.01
-    assert "input-adapter undoes 50%" in s["line"] and "+0.0300" in s["line"]
+    # trained attacks are judged by their gain over scratch, never by the share undone (0.8 would be 88 %)
+    assert s["worst_gain_over_scratch"] == 0.03 and s["worst_gain_attack"] == "input-adapter"
+    assert s["worst_gain_fraction"] == 0.1 and s["worst_gain_setting"] == "10% clean (100 images)"
+    assert s["worst_case_attack"] == "generic-transforms" and s["worst_case_undone"] == 1.0  # 112 % clamped
+    assert s["fine_tune_gain"] == -0.02 and s["fine_tune_gain_fraction"] == 0.05 and s["distillation_gain"] == -0.01
+    assert s["holds"] is False and s["fails"] == ["worst_gain_over_scratch", "worst_case_undone"]
+    assert s["line"].startswith("the lock does not hold: a trained attack beats training from scratch and an "
+                                "untrained attack undoes more than 25%")
+    assert ("worst gain over scratch +0.0300 accuracy (within noise, +-0.045) (input-adapter at 10% clean data)"
+            in s["line"])
+    assert "worst case undone 100% (generic-transforms: too good)" in s["line"]
+    del result["attacks"]["generic-transforms"]
+    result["attacks"]["input-adapter"]["gain"] = 0.0
+    s = summarise(result)
+    assert s["holds"] is True and s["fails"] == [] and s["line"].startswith("the lock holds;")
+    assert s["worst_case_undone"] == pytest.approx(0.25) and "guessed-prompts" in s["line"]
+    result["attacks"]["guessed-prompts"]["best"] = 0.35
+    s = summarise(result)
+    assert s["fails"] == ["worst_case_undone"] and "25%" in READING
+    assert summarise({"metric": "accuracy", "n_test": 10, "reference": result["reference"], "attacks": {}})[
+        "holds"] is None

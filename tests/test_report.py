@@ -3,6 +3,7 @@ per role, where the files are; JSON figures rounded; one labelled progress bar p
 
 import json
 import re
+from html.parser import HTMLParser
 
 import numpy as np
 import torch
@@ -79,3 +80,128 @@ def test_decoy_edits_show_one_bar(tmp_path, capsys, one_thread):
                       "training the locked model (2 epochs)"}, labels
     assert "edit train" not in err
     assert re.search(r"decoy keys: 100%\|[^\r\n]*12/12 \[\d\d:\d\d<\d\d:\d\d", err)  # elapsed < time left
+
+
+# ------------------------------------------------------------------------------------ the attack report (issue 20.8)
+def _suite_result(fractions=(0.1,)) -> dict:
+    """A suite result as ``run_suite`` returns it (200 test images): untrained attacks whose share undone falls
+    outside [0, 1] or within noise, trained ones with and without a gain over scratch."""
+    from modellock.attacks.suite import summarise
+
+    curve = [{"fraction": f, "n_images": int(700 * f), "score": 0.45, "scratch": 0.35, "gain": 0.1}
+             for f in fractions]
+    ft = [{"fraction": f, "n_images": int(700 * f), "attack": 0.3, "attack_cell": "whole, adamw lr 3e-03",
+           "scratch": 0.35, "scratch_cell": "whole, adamw lr 3e-03", "gain": -0.05} for f in fractions]
+    result = {
+        "task": "classification", "metric": "accuracy", "n_test": 200, "n_train": 700, "screen_size": 100,
+        "sealed": True, "folder_alone": "nothing loads without the key",
+        "covers": {"model": "locked", "weights_sha256": "0123456789ab", "data": "shapes", "source_id": "feedbeef",
+                   "split": "test", "n": 200, "date": "2026-12-02 10:00 UTC"},
+        "settings": {"top_k": 2, "budget": "quick", "fractions": list(fractions)},
+        "reference": {"locked_clean": 0.0, "locked_clean_without_locked_class": 0.2, "unlocked": 0.5, "chance": 0.2},
+        "attacks": {
+            "guessed-prompts": {"best": 1.0, "measure": "undone", "trained": False, "best_setting": "prompt 'a'",
+                                "scores": {"a": 1.0, "b": 0.21, "c": 0.05}, "screen_size": 100},
+            "wrong-machinery": {"best": 0.22, "measure": "undone", "trained": False, "best_setting": "seed +1",
+                                "scores": {"seed +1": 0.22}},
+            "generic-transforms": {"best": 0.05, "measure": "undone", "trained": False, "best_setting": "blur",
+                                   "scores": {"blur": 0.05}},
+            "fine-tune": {"best": 0.3, "measure": "gain", "trained": True, "gain": -0.05,
+                          "gain_fraction": fractions[0], "gain_setting": "x", "scratch": 0.35, "curve": ft},
+            "input-adapter": {"best": 0.45, "measure": "gain", "trained": True, "gain": 0.1,
+                              "gain_fraction": fractions[0], "gain_setting": "y", "scratch": 0.35, "curve": curve,
+                              "scores": {"input-adapter 10%": 0.45, "scratch 10%": 0.35}},
+        },
+    }
+    result["summary"] = summarise(result)
+    return result
+
+
+def test_attack_table_clamps_undone_and_marks_noise():
+    from modellock.attacks.suite import format_table, table_rows
+
+    rows = {r.label: r for r in table_rows(_suite_result())}
+    assert rows["attack: guessed-prompts"].undone == "100%"  # 267 % unclamped
+    assert rows["attack: generic-transforms"].undone == "0%"  # -50 % unclamped
+    assert rows["attack: wrong-machinery"].undone == "7% (noise)"  # 0.02 above locked, noise +-0.1
+    adapter = rows["attack: input-adapter 10%"]
+    assert adapter.gain == "+0.1000 (noise)" and adapter.undone == ""  # trained: judged by its gain
+    assert rows["attack: fine-tune 10%"].kind == "trained" and rows["attack: guessed-prompts"].kind == "untrained"
+    lines = format_table(_suite_result()).splitlines()
+    # the CLI leads with the summary line, then how to read it, the folder at rest and what it covers
+    assert lines[1].startswith("the lock does not hold: a trained attack beats training from scratch and an "
+                               "untrained attack undoes more than 25%")
+    assert lines[2].startswith("How to read this: 'gain over scratch'")
+    assert lines[3].startswith("folder at rest: sealed")
+    assert lines[4] == ("covers: model locked (weights sha256 0123456789ab...); data 'shapes' (source id feedbeef), "
+                        "split test, 200 images; 2026-12-02 10:00 UTC")
+
+
+class _Page(HTMLParser):
+    """The text of every element of a page, in order, with its tag and class."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.items = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.stack.append((tag, dict(attrs).get("class")))
+
+    def handle_endtag(self, tag):
+        if self.stack:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        if data.strip() and self.stack:
+            self.items.append((*self.stack[-1], data.strip()))
+
+
+def test_attack_report_page(tmp_path):
+    from modellock.attacks.report import write_attack_report
+
+    result = _suite_result()
+    page = write_attack_report(tmp_path, result).read_text()
+    parser = _Page()
+    parser.feed(page)
+    texts = [t for _, _, t in parser.items]
+    # the summary line is the first thing after the title; then the folder at rest and what the report covers
+    body = [item for item in parser.items if item[0] not in ("title", "style")]
+    assert body[0][0] == "h1" and body[1] == ("b", None, result["summary"]["line"])
+    facts = [t for tag, cls, t in parser.items if cls == "facts"]
+    assert facts[0].startswith("folder at rest: sealed; a thief with the folder alone gets: nothing loads")
+    assert "model locked (weights sha256 0123456789ab...)" in facts[1] and "2026-12-02" in facts[1]
+    assert "split test, 200 images" in facts[1] and "data 'shapes'" in facts[1]
+    assert texts.index("How to read this") < texts.index("Colour key") < texts.index("Results (accuracy)")
+    assert any(t.startswith("How to read this: 'gain over scratch'") for t in texts)
+    assert "100%" in texts and "0%" in texts and "267%" not in page and "-50%" not in page
+    # a single fraction: no curve, the trained attacks against scratch in a table instead
+    assert not (tmp_path / "fine-tune-curve.png").exists() and "fine-tune-curve.png" not in page
+    assert "Trained attacks against training from scratch" in texts and "+0.1000 (noise)" in texts
+    assert (tmp_path / "attacks.png").is_file() and (tmp_path / "attack-input-adapter.png").is_file()
+    two = write_attack_report(tmp_path / "two", _suite_result((0.05, 0.1))).read_text()
+    assert "fine-tune-curve.png" in two and (tmp_path / "two" / "fine-tune-curve.png").is_file()
+
+
+def test_attack_charts_colour_by_kind_and_keep_the_legend_off_the_bars():
+    from matplotlib.colors import to_hex
+
+    from modellock.attacks.report import BREAKS_HATCH, KIND_COLOURS, attack_figure, overview_figure
+
+    result = _suite_result()
+    for fig in (overview_figure(result),
+                attack_figure("guessed-prompts", result["attacks"]["guessed-prompts"], result["reference"], "accuracy"),
+                attack_figure("input-adapter", result["attacks"]["input-adapter"], result["reference"], "accuracy")):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        legend = ax.get_legend().get_window_extent()
+        bars = [p.get_window_extent() for p in ax.patches]
+        assert bars and not any(legend.overlaps(b) for b in bars)
+    ax = overview_figure(result).axes[0]
+    bars = {t.get_text(): p for t, p in zip(ax.get_yticklabels(), ax.patches)}
+    colour = {name: to_hex(p.get_facecolor()) for name, p in bars.items()}
+    assert colour["guessed-prompts"] == colour["generic-transforms"] == KIND_COLOURS["untrained"]
+    assert colour["input-adapter (10%)"] == colour["fine-tune (10%)"] == KIND_COLOURS["trained"]
+    assert colour["scratch (10%)"] == KIND_COLOURS["scratch"] != KIND_COLOURS["trained"] != KIND_COLOURS["untrained"]
+    # hatched where the attack breaks the lock: 100 % undone, a gain over scratch; not where it does not
+    assert bars["guessed-prompts"].get_hatch() == bars["input-adapter (10%)"].get_hatch() == BREAKS_HATCH
+    assert not bars["generic-transforms"].get_hatch() and not bars["fine-tune (10%)"].get_hatch()

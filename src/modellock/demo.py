@@ -107,9 +107,10 @@ def _report(out: Path, locked, key, wrong: dict, source, result: dict, attacks: 
     truth = [s.label for s in samples]
     names, c = locked.output_names, locked.config["num_classes"]
     has_locked = locked.locked_class is not None
+    opened = locked.open(key)  # the lock itself: no key, the key and a wrong key on the opened weights
     columns, cells = [], []
     for k, column in _grid_columns(key, wrong):
-        predictor = locked.predictor(k)
+        predictor = opened.predictor(k)
         images = predictor.edit(clean)
         logits = predictor.logits(images, edited=True)
         counted, ignored = logits.argmax(1).tolist(), logits[:, :c].argmax(1).tolist()
@@ -125,7 +126,8 @@ def _report(out: Path, locked, key, wrong: dict, source, result: dict, attacks: 
     rows = [[(im, (f"true class: {split.classes[truth[i]]}\n" if col == 0 else "") + cap)
              for col, (im, cap) in enumerate(cell[i] for cell in cells)] for i in range(len(samples))]
     notes = ["ModelLock demo on the built-in shapes dataset with the CPU key editor (keyed-filter). "
-             "The locked model answers wrongly on clean images and correctly on images edited with the key."]
+             "The locked model answers wrongly on clean images and correctly on images edited with the key; every "
+             "figure and image here is the lock on its opened weights."]
     return write_html_report(out, "modellock demo", result, columns, rows, notes, *_files_and_commands(out, samples),
                              grid_note=f"{len(samples)} test images; ✓ right, ✗ wrong. The table above scores all "
                              f"{result['n_test']} test images the same two ways.", attacks=attacks)
@@ -197,8 +199,9 @@ def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: di
     c = len(locked.classes)
     columns = [GridColumn("image"), GridColumn("edited with the key", "unlocked")]
     grid = []  # per column: (mask, caption) per image
+    opened = locked.open(key)  # the lock itself: no key, the key and a wrong key on the opened weights
     for k, column in _grid_columns(key, wrong):
-        predictor = locked.predictor(k)
+        predictor = opened.predictor(k)
         logits = predictor.logits(predictor.edit(clean), edited=True)
         masks, accs = [], []
         for out_logits, truth in zip(logits, truths):
@@ -215,7 +218,7 @@ def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: di
         columns.append(column)
         grid.append([(colour_mask(m, c), f"pixel acc {a:.2f}\n{IGNORED}: {b:.2f}") for m, (a, b) in zip(masks, accs)])
     columns.append(GridColumn("ground truth"))
-    edited = locked.predictor(key).edit(clean)
+    edited = opened.predictor(key).edit(clean)
     rows = [[(clean[i], samples[i].id), (edited[i], "input of the unlocked model"), *(col[i] for col in grid),
              (colour_mask(truths[i], c, split.ignore_index), "true mask")] for i in range(len(samples))]
     legend = ", ".join(f"{name} = RGB{tuple(int(v) for v in col)}" for name, col in

@@ -1,14 +1,21 @@
 """Evaluation: the lock matrix of a model on a test split.
 
 original model on clean data | locked model on clean data | locked model on key-edited data |
-locked model under wrong keys. Predictions of the locked output count as wrong; for models with a
-locked output the score with that output ignored (the thief's first move) is reported as well.
+locked model under wrong keys. Every locked row is scored on the *opened* weights (``LockedModel.open``
+with the key: what the key holder runs, and what a thief who reads a running process holds), wrong keys
+applied to those same weights: the figures measure the lock, not the seal. How the folder stores its
+weights is reported apart (``sealed``, ``folder_alone``: what a thief with the folder alone gets).
+Predictions of the locked output count as wrong; for models with a locked output the score with that
+output ignored (the thief's first move) is reported as well.
 Classification scores accuracy; segmentation scores mean IoU (with pixel accuracy and per-class IoU
 alongside), at each mask's own resolution. Launched with several processes, the edits and the
 classification predictions are shared among them (segmentation is scored by each process whole).
 """
 
 from __future__ import annotations
+
+import datetime
+from pathlib import Path
 
 import torch
 
@@ -21,6 +28,25 @@ from .model_folder import LockedModel
 from .progress import plural
 from .prompts import STYLE_PROMPTS
 from .train import predict_logits_shared
+
+
+FOLDER_ALONE = {True: "nothing loads without the key",
+                False: "the weights load without the key (stored plain): the lock is all that protects them"}
+
+
+def sealing(model: LockedModel) -> dict:
+    """How the model folder stores its weights, reported apart from the lock: ``sealed`` and ``folder_alone``
+    (what a thief holding the folder alone gets)."""
+    sealed = bool((model.config.get("lock") or {}).get("seal"))
+    return {"sealed": sealed, "folder_alone": FOLDER_ALONE[sealed]}
+
+
+def covers(model: LockedModel, source: ImageSource, split: str, n: int) -> dict:
+    """Which model (folder name, weights sha256 prefix), which data (name, source id, split, size) and when."""
+    sha = model.config.get("weights_sha256")
+    return {"model": model.path.name if model.path is not None else None, "weights_sha256": sha[:12] if sha else None,
+            "data": Path(source.spec).name or source.spec, "source_id": source.source_id, "split": split, "n": n,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def default_wrong_keys(key) -> dict:
@@ -66,16 +92,18 @@ def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource
 def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", baseline: LockedModel | None = None,
              wrong_keys: dict | None = None, batch_size: int = 256, device: str | None = None,
              progress: bool = True, handling: bool | None = None) -> dict:
-    """The evaluation matrix as a JSON-able dict (see the README for its fields).
+    """The evaluation matrix as a JSON-able dict (see the README for its fields), on ``model.open(key)``.
 
     ``handling``: also score the unlocked model on inputs that went through ordinary handling before the key
     edit (``modellock.handling.HANDLING``: JPEG quality 75, a resize by +-10 %, a 90 % crop; segmentation
-    leaves the crop out, its masks stay whole); default: when the key's editor is cheap (a CPU editor).
+    scores a cropped image against its window of the mask); default: when the key's editor is cheap (a CPU
+    editor).
     """
     from .data.checks import check_data
     from .tasks import task_type
 
     check_data(source, split, model.image_size, model.classes, training=False)
+    folder, model = model, model.open(key)  # the lock itself: every locked row on the opened weights
     data = source.split(split)
     seg = model.task == "segmentation"
     task = task_type(model.task)
@@ -88,7 +116,7 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
     run = dict(source=source, batch_size=batch_size, device=device, progress=progress)
     clean = scores(model, data, None, run)
     result = {"task": model.task, "metric": task.metric, "chance": _chance(model, data, clean),
-              "n_test": len(data)}
+              "n_test": len(data), **sealing(folder), "covers": covers(folder, source, split, len(data))}
     extra: dict = {}
     if baseline is not None:
         original = scores(baseline, data, None, run)
@@ -121,12 +149,10 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
 
         result["unlocked_under_handling"] = {}
         for name, handle in HANDLING.items():
-            if seg and name.startswith("crop"):
-                continue
             loaders = handled_loaders(model, data, key, handle, device)
-            opened = model.with_key(key)
-            result["unlocked_under_handling"][name] = task.evaluate_split(opened, data, loaders, batch_size,
-                                                                          progress)["score"]
+            masks = {"handling": name} if seg else {}  # each handled image scored against the labels it shows
+            result["unlocked_under_handling"][name] = task.evaluate_split(model, data, loaders, batch_size,
+                                                                          progress, **masks)["score"]
         result["handling_drop"] = max(result["unlocked"] - v for v in result["unlocked_under_handling"].values())
     if seg:
         result["pixel_accuracy"] = {k: v["pixel_accuracy"] for k, v in extra.items()}

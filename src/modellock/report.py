@@ -62,6 +62,24 @@ def matrix_rows(result: dict) -> list[MatrixRow]:
     return rows
 
 
+def sealing_text(result: dict) -> str:
+    """One line on how the folder stores its weights (``sealed``, ``folder_alone``), apart from the lock."""
+    if "sealed" not in result:
+        return ""
+    state = "sealed" if result["sealed"] else "not sealed"
+    return (f"folder at rest: {state}; a thief with the folder alone gets: {result['folder_alone']}. Every figure "
+            "here measures the lock itself, on the opened weights.")
+
+
+def covers_text(covers: dict | None) -> str:
+    """Which model, data and date a result covers, in one line."""
+    if not covers:
+        return ""
+    sha = f" (weights sha256 {covers['weights_sha256']}...)" if covers.get("weights_sha256") else ""
+    return (f"covers: model {covers.get('model') or '(in memory)'}{sha}; data '{covers['data']}' (source id "
+            f"{covers['source_id']}), split {covers['split']}, {covers['n']} images; {covers['date']}")
+
+
 def _has_locked_output(result: dict) -> bool:
     return result.get("locked_clean_without_locked_class") is not None
 
@@ -73,7 +91,8 @@ def format_table(result: dict) -> str:
     width = max(len(r.label) for r in rows + [MatrixRow("chance", "chance", 0.0)])
     metric = result["metric"]
     header = f"{'setting':<{width}}  {metric:>9}" + (f"  {IGNORED}" if two else "")
-    lines = [f"{result.get('task', '')} · {metric} · n_test={result['n_test']}", header]
+    lines = [f"{result.get('task', '')} · {metric} · n_test={result['n_test']}"]
+    lines += [t for t in (sealing_text(result), covers_text(result.get("covers"))) if t] + [header]
     for r in rows + [MatrixRow("chance", "chance", result["chance"])]:
         extra = f"  {r.ignored:>{len(IGNORED)}.4f}" if two and r.ignored is not None else ""
         lines.append(f"{r.label:<{width}}  {r.score:9.4f}{extra}")
@@ -186,21 +205,22 @@ def _files_html(files: dict[str, str], commands: list[str]) -> str:
 
 
 def _attacks_html(result: dict) -> str:
-    """The attack suite's summary line and table (``modellock.attacks.suite``), for a report page."""
-    from .attacks.suite import table_rows
+    """The attack suite's summary (the two figures first, and how to read them) and table
+    (``modellock.attacks.suite``), for a report page."""
+    from .attacks.suite import READING, table_rows
 
     settings = result.get("settings", {})
-    rows = "".join(f"<tr><td class='l'>{html.escape(label)}</td><td>{score:.4f}</td><td>{html.escape(undone)}</td>"
-                   f"<td class='l'>{html.escape(how)}</td></tr>" for label, score, undone, how in table_rows(result))
+    rows = "".join(f"<tr><td class='l'>{html.escape(r.label)}</td><td>{r.score:.4f}</td><td>{html.escape(r.undone)}"
+                   f"</td><td>{html.escape(r.gain)}</td><td class='l'>{html.escape(r.how)}</td></tr>"
+                   for r in table_rows(result))
     return (f"<h2>Attacks without the key ({html.escape(str(settings.get('budget')))} budget)</h2>"
-            f"<p><b>{html.escape(result['summary']['line'])}</b></p>"
-            f"<p>A thief who knows the method holds the locked model folder and "
+            f"<p class='summary'><b>{html.escape(result['summary']['line'])}</b></p>"
+            f"<p>{html.escape(READING)}</p>"
+            f"<p>A thief who knows the method holds the locked model's opened weights and "
             f"{', '.join(f'{f * 100:g}%' for f in settings.get('fractions', []))} of the training data with labels. "
-            "\"Lock undone\" is (attack - locked) / (unlocked - locked), the locked output ignored in both; fine-tuning "
-            "and distillation are compared with training from scratch on the thief's data (their gain). "
             "<code>modellock attack --budget full</code> runs the full thief.</p>"
-            f"<table><tr><th>setting</th><th>{html.escape(result['metric'])}</th><th>lock undone</th><th>how</th></tr>"
-            f"{rows}</table>")
+            f"<table><tr><th>setting</th><th>{html.escape(result['metric'])}</th><th>lock undone</th>"
+            f"<th>gain over scratch</th><th>how</th></tr>{rows}</table>")
 
 
 def write_html_report(out: Path, title: str, result: dict, columns: list[GridColumn | str], rows: list[list[tuple]],
@@ -222,7 +242,11 @@ def write_html_report(out: Path, title: str, result: dict, columns: list[GridCol
         "<tr>" + "".join(f"<td><img src='{_png_data_uri(im, scale)}'><br><small>"
                          f"{'<br>'.join(html.escape(line) for line in cap.splitlines())}</small></td>"
                          for im, cap in row) + "</tr>" for row in rows)
-    notes_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes or [])
+    facts = [t for t in (sealing_text(result), covers_text(result.get("covers"))) if t]
+    notes_html = (f"<p class='summary'><b>Attacks: {html.escape(attacks['summary']['line'])}</b></p>"
+                  if attacks and attacks.get("summary") else "")
+    notes_html += "".join(f"<p class='facts'>{html.escape(t)}</p>" for t in facts)
+    notes_html += "".join(f"<p>{html.escape(n)}</p>" for n in notes or [])
     attacks_html = _attacks_html(attacks) if attacks else ""
     files_html = f"<h2>Files and how to use them</h2>{_files_html(files, commands or [])}" if files else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -6,10 +6,13 @@ metric, the attacker's settings) and returns a JSON-able dict with at least ``be
 score it reaches on the test split. Adding an attack touches one module plus one line in
 ``_MODULES`` below; nothing else dispatches on names.
 
-Each attack declares what its score measures (``measure``): ``undone`` (the share of the lock it undoes:
-most attacks), ``gain`` (what the stolen weights are worth over training from scratch on the thief's data:
-fine-tuning, distillation) or ``tolerance`` (near misses of the true key, which a thief without the key
-cannot make: they tell how exact the key must be, and are not counted as attacks in the summary).
+Each attack declares whether it trains on the thief's labelled data (``trained=True``: fine-tuning, the
+adapters, the re-fitted head, distillation) and so what its score measures (``measure``): a trained attack
+measures its ``gain`` over training from scratch on the same images with the same budget and grid (what
+the stolen weights are worth to the thief, ``modellock.attacks.scratch``); an attack that trains nothing
+measures the share of the lock it ``undone``s, or its ``tolerance`` (near misses of the true key, which a
+thief without the key cannot make: they tell how exact the key must be, and are not counted as attacks in
+the summary).
 
 The true key is never in the context. An attack that must read it *on purpose* (near misses of the
 true prompt, the true prompt with the wrong machinery) declares a parameter named ``key``:
@@ -44,19 +47,25 @@ _REGISTRY: dict[str, "AttackSpec"] = {}
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """A registered attack: its function, whether it reads the true key, a one-line summary, what it measures."""
+    """A registered attack: its function, whether it reads the true key, a one-line summary, what it measures,
+    and whether it trains on the thief's labelled data (then it measures its gain over scratch)."""
 
     name: str
     fn: Callable[..., dict]
     reads_key: bool
     summary: str
     measure: str = "undone"
+    trained: bool = False
 
 
-def register_attack(name: str, measure: str = "undone"):
-    """Decorator adding ``fn(ctx, **options)`` (or ``fn(ctx, key, **options)``) under ``name``."""
+def register_attack(name: str, measure: str | None = None, trained: bool = False):
+    """Decorator adding ``fn(ctx, **options)`` (or ``fn(ctx, key, **options)``) under ``name``; ``trained``
+    attacks measure ``gain`` (over scratch), the others ``undone`` (default) or ``tolerance``."""
+    measure = measure or ("gain" if trained else "undone")
     if measure not in MEASURES:
         raise ValueError(f"attack {name!r}: measure must be one of {', '.join(MEASURES)}, not {measure!r}")
+    if trained != (measure == "gain"):
+        raise ValueError(f"attack {name!r}: an attack measures its gain over scratch exactly when it is trained")
 
     def wrap(fn):
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
@@ -68,7 +77,7 @@ def register_attack(name: str, measure: str = "undone"):
         if reads_key and params[1] != "key":
             raise TypeError(f"attack {name!r}: 'key' must come right after 'ctx'")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        _REGISTRY[name] = AttackSpec(name, fn, reads_key, summary, measure)
+        _REGISTRY[name] = AttackSpec(name, fn, reads_key, summary, measure, trained)
         fn.attack_name = name
         return fn
 

@@ -1,4 +1,4 @@
-"""What every attack gets: the locked model, the data, the task's score, and the attacker's means.
+"""What every attack gets: the locked model's opened weights, the data, the task's score, and the attacker's means.
 
 ``AttackContext`` never holds the true key. It holds a :class:`Machinery`: the key's editor and
 settings *without the prompt*, which the guessing attacks assume the attacker knows (the method
@@ -172,6 +172,9 @@ class AttackContext:
                 raise TypeError(f"AttackContext.{f.name}: an attack context never holds a key")
         if not isinstance(self.machinery, Machinery):
             raise TypeError("AttackContext.machinery must be a Machinery (a key's settings without its prompt)")
+        if getattr(self.model, "is_sealed", False):  # attacks measure the lock, never the seal's noise
+            raise ModelLockError("an attack context needs the opened weights (LockedModel.open(key)), not a sealed "
+                                 "model")
         self.task = self.task or task_for(self.model.config)
         self.budget = budget_named(self.budget)
         self.samples = int(self.samples or self.budget.samples)

@@ -7,8 +7,8 @@ output dropped): ``soft`` (the probabilities) or ``top-1`` (the winning class; s
 together with the thief's labelled share and its true labels. Each query budget (1k / 10k queries in the
 ``full`` budget) is one set of query images; every query is one model call.
 
-``gain`` = best student - best from-scratch model on the labelled share alone (the fine-tune attack's
-scratch grid at the same fraction, shared through the memo): what the locked model's answers are worth.
+``gain`` = best student - best from-scratch model on the labelled share alone (``modellock.attacks.scratch``,
+shared with the other trained attacks): what the locked model's answers are worth.
 The student trains with the scratch grid's best optimizer and learning rate.
 """
 
@@ -20,7 +20,8 @@ from torch.utils.data import ConcatDataset
 
 from . import register_attack
 from .context import percent
-from .fine_tune import _grid_row, _spec, cell_name
+from .fine_tune import _spec, cell_name
+from .scratch import scratch_baseline
 from .generic_transforms import TRANSFORMS
 from .prompt_catalogue import catalogue_prompts
 
@@ -86,7 +87,7 @@ def _student_score(ctx, queries, teacher, split, soft: bool, optimizer: str, lr:
     return ctx.score(ctx.outputs(ctx.test, model=model))
 
 
-@register_attack("distillation", measure="gain")
+@register_attack("distillation", trained=True)
 def distillation(ctx, queries=None, fraction: float | None = None, soft_targets=(True, False), view=None) -> dict:
     """A student trained on the locked model's answers for clean, transformed and guessed-prompt queries,
     plus the labelled share, vs. training from scratch on the labelled share alone.
@@ -98,8 +99,7 @@ def distillation(ctx, queries=None, fraction: float | None = None, soft_targets=
     fraction = float(fraction or max(ctx.fractions))
     split = ctx.attacker_split(fraction)
     label = percent(fraction)
-    scratch = _grid_row(ctx, "scratch", lambda: ctx.task.model_from_spec(_spec(ctx)), split, label,
-                        ctx.budget.grid(("whole",)), {"fraction": fraction})
+    scratch = scratch_baseline(ctx, fraction)
     cells = ctx.budget.grid(("whole",))
     optimizer, factor = next(((o, f) for o, f, p in cells if cell_name(o, ctx.lr * f, p) == scratch["best_cell"]),
                              cells[0][:2])
@@ -119,13 +119,17 @@ def distillation(ctx, queries=None, fraction: float | None = None, soft_targets=
             score = student() if view is not None else ctx.memo(
                 "distillation", {"fraction": fraction, "queries": int(n), "mode": mode, "optimizer": optimizer,
                                  "lr_cell": ctx.lr * factor}, student)
-            rows.append({"queries": int(n), "targets": mode, "score": score, "gain": score - scratch["best"]})
+            rows.append({"queries": int(n), "targets": mode, "fraction": fraction, "n_images": len(split),
+                         "score": score, "scratch": scratch["best"], "gain": score - scratch["best"]})
     best = max(rows, key=lambda r: r["score"])
     return {
         "best": best["score"],
         "best_setting": f"{best['queries']} queries, {best['targets']} targets + {label} labelled "
                         f"({len(split)} images); scratch {scratch['best']:.4f}, gain {best['gain']:+.4f}",
         "gain": best["gain"],
+        "gain_fraction": fraction,
+        "gain_setting": f"{best['queries']} queries, {best['targets']} targets + {label} labelled "
+                        f"({len(split)} images)",
         "fraction": fraction,
         "n_labelled": len(split),
         "scratch": scratch["best"],

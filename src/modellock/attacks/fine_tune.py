@@ -11,10 +11,10 @@ only), with the same number of training samples per cell:
   rates (its "head only" and "last blocks" cells would train a random trunk: left out);
 - ``pretrained``: the same, from the pretrained start the lock recorded, when it can be loaded here.
 
-``gain`` = best attack cell - best scratch cell: what stealing the locked weights is worth. Both sides
-pick their best cell on the whole test split (optimistic for both; the attack has more cells, so the
-comparison leans toward the thief). The lock holds when the gain is at most zero. Each trained score is
-memoised under the work folder.
+``gain`` = best attack cell - best scratch cell (``modellock.attacks.scratch``, shared with the other
+trained attacks): what stealing the locked weights is worth. Both sides pick their best cell on the whole
+test split (optimistic for both; the attack has more cells, so the comparison leans toward the thief).
+The lock holds when the gain is at most zero. Each trained score is memoised under the work folder.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ..errors import ModelLockError
 from ..heads import PartlyFrozen, set_trainable, with_fresh_head
 from . import register_attack
 from .context import percent
+from .scratch import scratch_baseline
 
 
 def _spec(ctx) -> dict:
@@ -92,7 +93,7 @@ def _grid_row(ctx, kind: str, make_model, split, label: str, cells, extra: dict)
     return {"best": finite[best], "best_cell": best, "grid": scores}
 
 
-@register_attack("fine-tune", measure="gain")
+@register_attack("fine-tune", trained=True)
 def fine_tune(ctx, fractions=None) -> dict:
     """Fine-tune the locked model (fresh head) over an optimizer x lr x part grid vs. training from scratch.
 
@@ -107,8 +108,7 @@ def fine_tune(ctx, fractions=None) -> dict:
         extra = {"fraction": fraction}
         attack = _grid_row(ctx, "fine-tune", lambda: with_fresh_head(ctx.model.model, ctx.num_outputs, ctx.num_classes),
                            split, label, ctx.budget.grid(), extra)
-        scratch = _grid_row(ctx, "scratch", lambda: task.model_from_spec(_spec(ctx)), split, label,
-                            ctx.budget.grid(("whole",)), extra)
+        scratch = scratch_baseline(ctx, fraction)
         row = {"fraction": fraction, "n_images": len(split), "attack": attack["best"],
                "attack_cell": attack["best_cell"], "scratch": scratch["best"], "scratch_cell": scratch["best_cell"],
                "gain": attack["best"] - scratch["best"], "attack_grid": attack["grid"], "scratch_grid": scratch["grid"]}
@@ -130,6 +130,9 @@ def fine_tune(ctx, fractions=None) -> dict:
                         f"scratch {best['scratch']:.4f}, gain {best['gain']:+.4f}",
         "gain": worst_gain["gain"],
         "gain_fraction": worst_gain["fraction"],
+        "scratch": worst_gain["scratch"],
+        "gain_setting": f"{percent(worst_gain['fraction'])} clean ({worst_gain['n_images']} images), "
+                        f"{worst_gain['attack_cell']}",
         "curve": rows,
         "pretrained_start": pretrained is not None,
         "notes": notes,

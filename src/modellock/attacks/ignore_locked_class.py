@@ -1,8 +1,9 @@
-"""Attack 0: ignore the locked output, then re-fit the linear head on the attacker's clean fraction.
+"""Attack 0: ignore the locked output; re-fit the linear head on the attacker's clean fraction.
 
-The cheapest moves of a thief: (a) take the argmax over the real classes only (config.json names the
-locked output), and (b) keep the locked model's features and fit a new linear classifier on them
-with a little clean labelled data. (b) applies to every recipe, locked output or not.
+The cheapest moves of a thief, two attacks: ``ignore-locked-class`` takes the argmax over the real classes
+only (config.json names the locked output; it trains nothing), ``refit-head`` keeps the locked model's
+features and fits a new linear classifier on them with a little clean labelled data (every recipe, locked
+output or not; trained, so it reports its gain over training from scratch on the same images).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 
 from . import register_attack
 from .context import percent
+from .scratch import over_scratch
 from ..heads import without_head
 
 
@@ -67,16 +69,27 @@ class LinearProbe(torch.nn.Module):
 
 @register_attack("ignore-locked-class")
 def ignore_locked_class(ctx, view=None) -> dict:
-    """Argmax over the real classes only, and a linear head re-fitted on the attacker's clean fraction.
+    """Argmax over the real classes only (the locked output is named in config.json).
 
     ``view`` (tests only) replaces every image the attack sees by ``view(images)``.
     """
     has_locked = ctx.model.locked_class is not None
     clean = ctx.outputs(ctx.test, fn=view) if view is not None else ctx.clean_outputs()
-    result = {"has_locked_class": has_locked, "argmax_real_classes": ctx.score(clean)}
+    score = ctx.score(clean)
+    setting = "locked output ignored" if has_locked else "argmax (no locked output)"
+    return {"has_locked_class": has_locked, "argmax_real_classes": score, "best": score, "best_setting": setting,
+            "scores": {setting: score}}
+
+
+@register_attack("refit-head", trained=True)
+def refit_head(ctx, view=None) -> dict:
+    """A linear head re-fitted on the locked model's features with the thief's clean fraction.
+
+    ``view`` (tests only) replaces every image the attack sees by ``view(images)``; its scores are never stored.
+    """
     trunk, _ = without_head(ctx.model.model, ctx.num_outputs)
     test_features = ctx.outputs(ctx.test, fn=view, model=trunk)
-    refit = {}
+    rows = []
     for fraction in ctx.fractions:
         split = ctx.attacker_split(fraction)
 
@@ -88,12 +101,12 @@ def ignore_locked_class(ctx, view=None) -> dict:
                 return {"score": ctx.score(head(test_features)), "n_images": len(split)}
 
         # with an injected view the score is not the thief's: never store it
-        refit[f"{fraction:g}"] = (compute() if view is not None
-                                  else ctx.memo("refit-head", {"fraction": fraction}, compute))
-    result["refit_head"] = refit
-    options = [("locked output ignored" if has_locked else "argmax (no locked output)", result["argmax_real_classes"])]
-    options += [(f"linear head re-fitted on {percent(float(f))} clean ({r['n_images']} images)", r["score"])
-                for f, r in refit.items()]
-    best = max(options, key=lambda o: o[1])
-    result.update(best=best[1], best_setting=best[0], scores=dict(options))
-    return result
+        r = compute() if view is not None else ctx.memo("refit-head", {"fraction": fraction}, compute)
+        rows.append({"fraction": fraction, **r})
+    best = max(rows, key=lambda r: r["score"])
+    gain = over_scratch(ctx, rows)
+    return {"best": best["score"],
+            "best_setting": f"linear head re-fitted on {percent(best['fraction'])} clean ({best['n_images']} images)",
+            "curve": rows, **gain,
+            "scores": {f"refit-head {percent(r['fraction'])}": r["score"] for r in rows}
+            | {f"scratch {percent(r['fraction'])}": r["scratch"] for r in rows}}

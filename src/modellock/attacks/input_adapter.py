@@ -21,6 +21,7 @@ from torch import nn
 from ..editors import editor_class
 from . import register_attack
 from .context import percent
+from .scratch import over_scratch
 
 
 class InputAdapter(nn.Module):
@@ -132,24 +133,31 @@ def _per_fraction(ctx, kind: str, make_adapter, lr: float, params: dict, fractio
             "curve": rows, "lr": lr, "scores": {f"{kind} {percent(r['fraction'])}": r["score"] for r in rows}}
 
 
-@register_attack("input-adapter")
+def _with_gain(ctx, run: dict) -> dict:
+    """``run`` with its gain over scratch per fraction (see ``modellock.attacks.scratch``)."""
+    gain = over_scratch(ctx, run["curve"])
+    run["scores"].update({f"scratch {percent(r['fraction'])}": r["scratch"] for r in run["curve"]})
+    return {**run, **gain}
+
+
+@register_attack("input-adapter", trained=True)
 def input_adapter(ctx, fractions=None, width: int = 16, lr: float = 3e-3) -> dict:
     """A small image-to-image net (3x3 colour-and-filter + small residual) in front of the frozen model.
 
     ``fractions`` overrides the context's (tests use 1.0).
     """
     r = _per_fraction(ctx, "input-adapter", lambda: InputAdapter(width), lr, {"width": width}, fractions)
-    return {**r, "parameters": sum(p.numel() for p in InputAdapter(width).parameters())}
+    return {**_with_gain(ctx, r), "parameters": sum(p.numel() for p in InputAdapter(width).parameters())}
 
 
-@register_attack("unet-adapter")
+@register_attack("unet-adapter", trained=True)
 def unet_adapter(ctx, fractions=None, widths=(32, 64, 128), lr: float = 1e-3) -> dict:
     """A U-Net adapter (multi-scale, ~0.5M parameters, started at the identity) in front of the frozen model."""
     r = _per_fraction(ctx, "unet-adapter", lambda: UNetAdapter(widths), lr, {"widths": list(widths)}, fractions)
-    return {**r, "parameters": sum(p.numel() for p in UNetAdapter(widths).parameters())}
+    return {**_with_gain(ctx, r), "parameters": sum(p.numel() for p in UNetAdapter(widths).parameters())}
 
 
-@register_attack("editor-family-adapter")
+@register_attack("editor-family-adapter", trained=True)
 def editor_family_adapter(ctx, fractions=None, restarts: int | None = None, lr: float = 3e-2) -> dict:
     """The key editor's own parameter family, fitted by gradient through the frozen model from random keys.
 
@@ -170,5 +178,9 @@ def editor_family_adapter(ctx, fractions=None, restarts: int | None = None, lr: 
                             {"editor": ctx.machinery.editor, "start": r}, fractions)
         runs.append(run)
     best = max(runs, key=lambda run: run["best"])
-    return {**best, "restarts": restarts, "runs": [run["curve"] for run in runs],
+    curve = [max((run["curve"][i] for run in runs), key=lambda row: row["score"]) for i in range(len(best["curve"]))]
+    best = {**best, "curve": [dict(row) for row in curve],
+            "scores": {f"editor-family-adapter {percent(r['fraction'])}": r["score"] for r in curve}}
+    return {**_with_gain(ctx, best), "restarts": restarts,
+            "runs": [run["curve"] for run in runs],
             "parameters": sum(q.numel() for q in cls.attack_family(ctx.machinery.key("probe")).parameters())}
