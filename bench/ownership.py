@@ -7,7 +7,9 @@ Every model is verified three ways: white box (its outputs), black box over HTTP
 toolkit's ``create_app`` serving it, every answer with all classes) and black box with labels only (segmentation:
 white box and the service's class areas). The table gives, per positive family and method, the AUC against the
 held-out negatives and the true-positive rate at zero false positives (both on the method's statistic), the
-verdicts (calibrated on the evidence's own independent models, not on the negatives) and the queries used.
+verdicts (calibrated on the evidence's own independent models, not on the negatives) and the queries used. The
+evidence's independent models are negatives too (``calibration/<i>``): their statistics do not depend on the
+calibration, and each one's verdict is decided against the evidence without it (left out).
 Results: ``<out>/verify.json`` and a markdown table on stdout.
 """
 
@@ -40,14 +42,22 @@ class LabelsOnly:
         return [{"class": r["class"], "label": r["label"]} for r in self.p.predict(images, top_k)]
 
 
-def suspects(out: Path, key) -> dict[str, tuple[str, torch.nn.Module, dict]]:
-    """name -> (group, network, config): negatives, the original, every positive (group = its family)."""
+def suspects(out: Path, key, evidence) -> dict[str, tuple[str, torch.nn.Module, dict]]:
+    """name -> (group, network, config): negatives (the held-out ones and the evidence's own independent models,
+    ``calibration/<i>``), the original, every positive (group = its family). Unfinished folders are skipped."""
     from modellock.model_folder import LockedModel
 
     found = {}
     for folder in sorted((out / "negatives").iterdir()):
+        if not (folder / "model.safetensors").exists():
+            continue
         m = LockedModel.from_pretrained(folder, device="cpu")
         found[f"negative/{folder.name}"] = ("negative", m.model, m.config)
+    given = {c["name"] for c in evidence.meta["calibration"] if c["source"] == "given"}
+    found = {n: f for n, f in found.items() if n.split("/")[1] not in given}  # those are calibration/<i> below
+    for i, folder in enumerate(_calibration_folders(out, evidence)):
+        m = LockedModel.from_pretrained(folder, device="cpu")
+        found[f"calibration/{i}"] = ("negative", m.model, m.config)
     m = LockedModel.from_pretrained(out / "original", device="cpu")
     found["original"] = ("original", m.model, m.config)
     for family in sorted((out / "positives").iterdir()):
@@ -57,6 +67,31 @@ def suspects(out: Path, key) -> dict[str, tuple[str, torch.nn.Module, dict]]:
             net, config = load_positive(folder, out / "locked", key)
             found[f"{family.name}/{folder.name}"] = (family.name, net, config)
     return found
+
+
+def _calibration_folders(out: Path, evidence) -> list[Path]:
+    """The model folders of the evidence's independent models, in its order."""
+    folders = []
+    for c in evidence.meta["calibration"]:
+        if c["source"] == "trained":
+            folders.append(out / "evidence-work" / f"independent-{c['seed'] - 1000}")
+        else:  # a held-out negative given to the evidence, or a model of an earlier evidence run
+            folders.append(next(f for f in (out / "negatives" / c["name"], out / "evidence-work" / c["name"])
+                                if f.exists()))
+    return folders
+
+
+def leave_out(evidence, i: int):
+    """The evidence without its independent model ``i`` (that model's verdict is then an honest held-out one)."""
+    import copy
+
+    ev = copy.copy(evidence)
+    ev.independent = evidence.independent[:i] + evidence.independent[i + 1:]
+    ev.meta = copy.deepcopy(evidence.meta)
+    w = ev.meta["weights"]["independent"]
+    if len(w) == len(evidence.independent):
+        ev.meta["weights"]["independent"] = w[:i] + w[i + 1:]
+    return ev
 
 
 def collect(task: str, evidence, found: dict, max_queries: int, folder: Path) -> dict:
@@ -88,7 +123,7 @@ def collect(task: str, evidence, found: dict, max_queries: int, folder: Path) ->
             accesses["black-box labels"] = LabelsOnly(model.predictor())
         for access, predictor in accesses.items():
             with TestClient(create_app(predictor)) as client:
-                suspect = HttpSuspect("http://testserver", max_queries=max_queries, client=client, task=task)
+                suspect = HttpSuspect("http://localhost", max_queries=max_queries, client=client, task=task)
                 per_set, take = ask(evidence, suspect)
                 asked[access] = (per_set, take, suspect.mode, suspect.queries, None)
         _save_answers(path, asked)
@@ -125,8 +160,9 @@ def decide_all(evidence, found: dict, collected: dict) -> dict:
     results = {}
     for name, asked in collected.items():
         results[name] = {"group": found[name][0]}
+        ev = leave_out(evidence, int(name.split("/")[1])) if name.startswith("calibration/") else evidence
         for access, (per_set, take, mode, queries, weights) in asked.items():
-            results[name][access] = decide(evidence, per_set, mode, take,
+            results[name][access] = decide(ev, per_set, mode, take,
                                            about={"suspect": name, "kind": access, "queries": int(queries)},
                                            weights=weights)
     return results
@@ -174,6 +210,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--independent", type=int, default=6, help="independent models the evidence trains")
     p.add_argument("--independent-epochs", type=int, default=None)
+    p.add_argument("--given", nargs="*", default=[],
+                   help="independent model folders for the evidence, by name: <out>/negatives/NAME (then counted "
+                        "as calibration models, left out in turn) or <out>/evidence-work/NAME")
+    p.add_argument("--independent-limit", type=int, default=None, help="train the evidence's models on N images")
     p.add_argument("--max-queries", type=int, default=300)
     p.add_argument("--stage", choices=("evidence", "all"), default="all")
     a = p.parse_args()
@@ -188,12 +228,15 @@ def main() -> None:
         t = time.time()
         build_evidence(LockedModel.from_pretrained(a.out / "locked", device="cpu"), key, source, path,
                        independent=a.independent, independent_epochs=a.independent_epochs,
+                       independent_limit=a.independent_limit,
+                       independent_models=[next(f for f in (a.out / "negatives" / g, a.out / "evidence-work" / g)
+                                                if f.exists()) for g in a.given],
                        work_dir=a.out / "evidence-work", log=log)
         log(f"evidence: {time.time() - t:.0f} s")
     if a.stage == "evidence":
         return
     evidence = Evidence.load(path)
-    found = suspects(a.out, key)
+    found = suspects(a.out, key, evidence)
     collected = collect(a.task, evidence, found, a.max_queries, a.out / "answers")
     results = decide_all(evidence, found, collected)
     (a.out / "verify.json").write_text(json.dumps(results, indent=1, default=float))

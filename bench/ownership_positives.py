@@ -113,7 +113,10 @@ def _ctx(task: str, out: Path, opened, source, key):
                          seed=0, train_batch_size=64 if task == "classification" else 32)
 
 
-def positives(task: str, out: Path) -> None:
+FAMILIES = ("fine-tune", "adapter", "pruned", "int8", "transfer", "distilled")
+
+
+def positives(task: str, out: Path, families=FAMILIES) -> None:
     from ownership_models import key_for, open_data
 
     from modellock.model_folder import LockedModel
@@ -125,12 +128,20 @@ def positives(task: str, out: Path) -> None:
     ctx = _ctx(task, out, opened, source, key)
     root = out / "positives"
     t0 = time.time()
-    best10 = _fine_tunes(ctx, opened, root / "fine-tune")
-    _adapters(ctx, opened, root / "adapter")
-    _pruned(opened, root / "pruned", best10)
-    _int8(root / "int8", best10)
-    _transfer(ctx, opened, source, root / "transfer")
-    _distilled(ctx, opened, out, root / "distilled")
+    if "fine-tune" in families:
+        best10 = _fine_tunes(ctx, opened, root / "fine-tune")
+    else:  # the 10 % fine-tune made earlier, if any (the pruned and int8 copies of it)
+        best10 = "10pct-best" if _done(root / "fine-tune" / "10pct-best") else None
+    if "adapter" in families:
+        _adapters(ctx, opened, root / "adapter")
+    if "pruned" in families:
+        _pruned(opened, root / "pruned", best10)
+    if "int8" in families and best10:
+        _int8(root / "int8", best10, task)
+    if "transfer" in families:
+        _transfer(ctx, opened, source, root / "transfer")
+    if "distilled" in families:
+        _distilled(ctx, opened, out, root / "distilled")
     log(f"positives: {time.time() - t0:.0f} s")
 
 
@@ -205,13 +216,14 @@ def _adapters(ctx, opened, root: Path) -> None:
             log(f"adapter {folder.name}: {score:.4f}")
 
 
-def _pruned(opened, root: Path, best10: str) -> None:
+def _pruned(opened, root: Path, best10: str | None) -> None:
     import torch.nn.utils.prune as prune
 
     from modellock.model_folder import LockedModel
 
-    bases = {"locked": opened.model, "ft10": LockedModel.from_pretrained(root.parent / "fine-tune" / best10,
-                                                                         device="cpu").model}
+    bases = {"locked": opened.model}
+    if best10:
+        bases["ft10"] = LockedModel.from_pretrained(root.parent / "fine-tune" / best10, device="cpu").model
     for base_name, base in bases.items():
         for amount in (0.3, 0.5, 0.7):
             folder = root / f"{base_name}-{round(amount * 100)}pct"
@@ -228,7 +240,9 @@ def _pruned(opened, root: Path, best10: str) -> None:
             log(f"pruned {folder.name}")
 
 
-def _int8(root: Path, best10: str) -> None:
+def _int8(root: Path, best10: str, task: str = "classification") -> None:
+    if task != "classification":
+        return  # dynamic int8 quantises Linear layers; the segmenter has none (it would be the model unchanged)
     for base in ("locked", f"fine-tune/{best10}"):
         folder = root / ("locked" if base == "locked" else "ft10")
         if not _done(folder):
@@ -300,7 +314,8 @@ def _distilled(ctx, opened, out: Path, root: Path) -> None:
     from modellock.serve.limits import Limits
     from modellock.serve.server import load_service
 
-    todo = [(n, mode) for n in (1000, 10000) for mode in ("labels", "probs")
+    counts = (1000, 10000) if ctx.task.name == "classification" else (1000, 3000)  # segmentation: 3,000 images
+    todo = [(n, mode) for n in counts for mode in ("labels", "probs")
             if not (ctx.task.name == "segmentation" and mode == "probs")
             and not _done(root / f"{mode}-{n // 1000}k")]
     if not todo:

@@ -282,11 +282,14 @@ def test_evidence_command_writes_a_private_record_without_the_key(tmp_path, run)
               "--independent-count", "0", "--wrong", "8", "--cutmix", "8", "--key-images", "6"]
     for i in range(3):
         common += ["--independent", tmp_path / f"ind{i}"]
-    _one_line_error(run("evidence", "--key", tmp_path / "wrong.toml", *common), "does not unlock")
+    refused = run("evidence", "--key", tmp_path / "wrong.toml", *common)
+    _one_line_error(refused, "locked: the key does not open this model", "wrong.toml")
     assert not (tmp_path / "owner.evidence").exists()
-    code, out, err = run("evidence", "--key", tmp_path / "key.toml", *common)
+    code, out, err = run("evidence", "--key", tmp_path / "key.toml", *common, "--pool", "20")
     assert code == 0, err
     assert "wrote" in out and "50 query images" in out
+    for text in (*refused[1:], out, err):  # neither key's prompt in what the commands print
+        assert "marmalade" not in text and "another prompt" not in text
     raw = (tmp_path / "owner.evidence").read_bytes()
     assert os.stat(tmp_path / "owner.evidence").st_mode & 0o777 == 0o600
     assert PROMPT.encode() not in raw and b"marmalade" not in raw
@@ -295,6 +298,8 @@ def test_evidence_command_writes_a_private_record_without_the_key(tmp_path, run)
                               "key_edited": 6, "key_wrong": 6}
     assert ev.truth.shape == (6, 3) and np.array_equal(ev.truth.sum(1), np.ones(6))
     assert len(ev.independent) == 3 and ev.classes == ["circle", "square", "triangle"]
+    assert ev.settings["pool"] == 20  # --pool: the held-out images the samples are drawn from
+    assert "marmalade" not in json.dumps(ev.meta)
     assert not np.array_equal(ev.images["sac_w"], ev.images["sac_w_key"])  # the key's edits, stored
     code, out, _ = run("verify", "--evidence", tmp_path / "owner.evidence", "--suspect", tmp_path / "locked",
                        "--json", tmp_path / "r.json")
@@ -302,8 +307,14 @@ def test_evidence_command_writes_a_private_record_without_the_key(tmp_path, run)
     assert result["methods"]["sac-w"]["value"] == 0.0  # the locked network itself: the owner's correlations
     assert result["methods"]["weights"]["value"] == 1.0  # and the owner's filters
     assert result["methods"]["weights"]["independent_mean"] < 0.5  # other initialisations' filters point elsewhere
-    assert code == 3 and result["verdict"] == "derived" and "verdict: derived" in out
+    # untrained models and 3 of them: the verdict itself is test_ownership_outcomes.py's; the exit code says it
+    assert code == (3 if result["verdict"] == "derived" else 0) and f"verdict: {result['verdict']}" in out
     assert result["kind"] == "white-box" and result["independent_models"] == 3
+    assert "marmalade" not in out and "marmalade" not in (tmp_path / "r.json").read_text()
+    before = (tmp_path / "owner.evidence").read_bytes()
+    _one_line_error(run("evidence", "--key", tmp_path / "key.toml", *common, "--key-images", "2", "--force"),
+                    "--key-images")
+    assert (tmp_path / "owner.evidence").read_bytes() == before  # a refused rerun loses nothing
 
 
 def test_segmentation_evidence_and_a_service_answering_class_areas(tmp_path):
@@ -329,7 +340,7 @@ def test_segmentation_evidence_and_a_service_answering_class_areas(tmp_path):
     assert set(ev.owner) == {"probs", "areas"} and ev.owner["areas"]["sac_w"].shape == (6, 3)
     assert np.allclose(ev.owner["areas"]["sac_m"].sum(1), 1)
     with TestClient(create_app(locked.unlock(key))) as client:
-        result = verify(ev, HttpSuspect("http://testserver", client=client, task="segmentation"))
+        result = verify(ev, HttpSuspect("http://localhost", client=client, task="segmentation"))
     assert result["answers"] == "areas" and result["queries"] == 39
     assert np.allclose(ev.truth.sum(1), 1) and ev.truth.shape == (5, 3)  # the masks' class shares
     assert set(result["methods"]) == {"sac-w", "sac-m", "key-feature"}

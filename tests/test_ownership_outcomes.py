@@ -1,6 +1,6 @@
 """Proof of ownership, the outcomes on a small real case: a locked shapes classifier (small-cnn, 16x16 images), its
 evidence calibrated on independent models trained like it, then a fine-tuned copy of its opened weights (the
-thief's), an independently trained model, and an input adapter in front of the opened weights (the attack
+thief's), a pruned copy, an independently trained model, and an input adapter in front of the opened weights (the attack
 suite's) served over HTTP with labels only."""
 
 from __future__ import annotations
@@ -58,6 +58,20 @@ def _fine_tuned(locked, key, source, fraction=0.1, lr=3e-3, part="head"):
     return fit(PartlyFrozen(model, frozen), _Repeat(pairs, 2000), config, progress=False).model
 
 
+def _pruned(net, amount):
+    """The thief's pruned copy: the smallest ``amount`` of the weights zeroed (global L1, as bench/ does)."""
+    import copy
+
+    import torch.nn.utils.prune as prune
+
+    model = copy.deepcopy(net)
+    params = [(m, "weight") for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
+    for m, name in params:
+        prune.remove(m, name)
+    return model
+
+
 def _suspect(net, locked, name):
     from modellock.ownership import ModelSuspect
 
@@ -73,6 +87,8 @@ def test_a_fine_tuned_copy_is_derived_and_an_independent_model_is_not(owner, tmp
     assert copy["verdict"] == "derived", copy
     weights = copy["methods"]["weights"]  # its filters still point the owner's way; independent ones do not
     assert weights["verdict"] == "derived" and weights["value"] > 0.5 > weights["independent_mean"]
+    pruned = verify(evidence, _suspect(_pruned(locked.open(key).model, 0.5), locked, "pruned copy"))
+    assert pruned["verdict"] == "derived", pruned  # half the opened weights zeroed: still the owner's
     other = train_independent(source, "small-cnn", 77, 6, tmp_path / "other", SIZE, lr=3e-3)
     independent = verify(evidence, _suspect(other.model, locked, "independent"))
     assert independent["verdict"] == "independent", independent

@@ -29,6 +29,8 @@ def evidence_cmd(
     cutmix: int = typer.Option(50, "--cutmix", min=4, help="SAC-m: CutMix images."),
     key_images: int = typer.Option(33, "--key-images", min=4, help="Key-feature test: held-out images, each asked "
                                    "clean, edited with the key and with a wrong key."),
+    pool: int = typer.Option(1000, min=8, help="Held-out images the samples are chosen from (each edited with the "
+                             "key once)."),
     alpha: float = typer.Option(0.01, help="False-positive rate of the verdict (split over the methods)."),
     work_dir: Optional[Path] = typer.Option(None, help="Keep the trained independent models here (reused when "
                                             "rerun); default: a temporary folder."),
@@ -49,13 +51,18 @@ def evidence_cmd(
         fail(f"{out}: is a folder; --out names the evidence file to write")
     k = Key.load(key)
     m = LockedModel.from_pretrained(model, device="cpu")
-    m.unlock(k)  # refuse a key that does not match, before any work
+    from ..errors import WrongKeyError
+
+    try:
+        m.unlock(k)  # refuse a key that does not match, before any work
+    except WrongKeyError as e:
+        fail(f"{model}: {e} (--key {key})")
     source = open_source(data, limits(train_limit, test_limit), task=m.task, ignore_index=m.ignore_index)
     log = lambda text: typer.echo(text, err=True)  # noqa: E731
     ev = build_evidence(m, k, source, out, split=split, train_split=train_split, independent=independent_count,
                         independent_models=independent or (), independent_arch=independent_arch,
                         independent_epochs=independent_epochs, independent_limit=independent_limit, n_wrong=wrong,
-                        n_cutmix=cutmix, n_key=key_images, alpha=alpha, work_dir=work_dir, log=log)
+                        n_cutmix=cutmix, n_key=key_images, alpha=alpha, pool=pool, work_dir=work_dir, log=log)
     sizes = ", ".join(f"{s} {n}" for s, n in ev.set_sizes().items())
     typer.echo(f"wrote {out} (private, mode 0600): {ev.num_queries} query images ({sizes}); "
                f"{len(ev.independent)} independent models; alpha {alpha:g}")

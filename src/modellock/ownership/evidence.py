@@ -17,7 +17,7 @@ from ..errors import ModelLockError
 from .record import Evidence
 from .weights import layers, similarity, sketch
 
-DEFAULTS = dict(n_wrong=50, n_cutmix=50, n_key=33, alpha=0.01, independent=6, pool=2000)
+DEFAULTS = dict(n_wrong=50, n_cutmix=50, n_key=33, alpha=0.01, independent=6, pool=1000)
 METHODS = ("sac-w", "sac-m", "key-feature")
 
 
@@ -32,9 +32,20 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
 
     ``independent`` models are trained from scratch on ``train_split`` (``independent_arch``, default the
     owner's; ``independent_epochs``, default the owner's up to 10; ``independent_limit`` images at most), kept
-    in ``work_dir`` and reused on a rerun; ``independent_models`` adds model folders trained elsewhere. Writes
-    the record to ``out`` when given.
+    in ``work_dir`` and reused on a rerun (without one, in a temporary folder removed at the end);
+    ``independent_models`` adds model folders trained elsewhere. The samples are drawn from ``pool`` held-out
+    images, each edited with the key once. Writes the record to ``out`` when given.
     """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="modellock-evidence-") as tmp:
+        return _build(model, key, source, out, split, train_split, independent, independent_models,
+                      independent_arch, independent_epochs, independent_limit, n_wrong, n_cutmix, n_key, alpha, pool,
+                      Path(work_dir) if work_dir else Path(tmp), log)
+
+
+def _build(model, key, source, out, split, train_split, independent, independent_models, independent_arch,
+           independent_epochs, independent_limit, n_wrong, n_cutmix, n_key, alpha, pool, work: Path, log) -> Evidence:
     from ..editors import get_editor, resolve_key
     from ..model_folder import LockedModel
     from ..tasks import task_type
@@ -110,16 +121,11 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
 
     # ------------------------------------------------------------------ independent models
     calibration, outputs, independents = [], [], []
-    work = Path(work_dir) if work_dir else None
     spec = model.config["architecture"]
     arch = independent_arch or spec["name"]
     epochs = independent_epochs or min(int((model.config.get("training") or {}).get("epochs") or 10), 10)
     lr = float((model.config.get("training") or {}).get("lr") or 1e-3)
     for i in range(independent):
-        if work is None:
-            import tempfile
-
-            work = Path(tempfile.mkdtemp(prefix="modellock-evidence-"))
         log(f"training independent model {i + 1}/{independent} ({arch}, {epochs} epochs, seed {1000 + i})")
         from .calibration import train_independent
 
