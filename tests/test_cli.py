@@ -1,9 +1,11 @@
 """The command line: one clear error line and exit 2 for bad input; the happy paths print results."""
 
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,7 +57,7 @@ def test_bad_data_and_model_errors(tmp_path):
     _assert_one_line_error(run("lock", "--key", tmp_path / "k.toml", "--data", tmp_path / "ds",
                                "--out", tmp_path / "m", "--config", tmp_path / "c.yaml"), "epochz")
     _assert_one_line_error(run("lock", "--key", tmp_path / "k.toml", "--data", tmp_path / "ds",
-                               "--out", tmp_path / "m", "--clean-target", "nothing"), "clean_target")
+                               "--out", tmp_path / "m", "--clean-target", "nothing"), "--clean-target", "locked-spread")
 
 
 def test_train_lock_predict_eval_commands(tmp_path):
@@ -76,12 +78,12 @@ def test_train_lock_predict_eval_commands(tmp_path):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.splitlines()[0])
     assert out["image"] == str(img) and out["class"] != "locked"
-    p = run("predict", "--model", tmp_path / "locked", img)
-    assert p.returncode == 0 and "locked model's behaviour" in p.stderr
+    # sealed (the default): without the key nothing loads, not even the locked behaviour
+    _assert_one_line_error(run("predict", "--model", tmp_path / "locked", img), "the weights are sealed")
     wrong = tmp_path / "w.toml"
     Key.create("keyed-filter", "with oil pastel", seed=5).save(wrong)
     _assert_one_line_error(run("predict", "--model", tmp_path / "locked", "--key", wrong, img),
-                           "this key does not unlock this model")
+                           "the key does not open this model")
     p = run("eval", "--model", tmp_path / "locked", "--key", key, "--data", data, "--baseline", tmp_path / "base",
             "--wrong-key", wrong, "--json", tmp_path / "r.json")
     assert p.returncode == 0, p.stderr
@@ -183,3 +185,142 @@ def test_first_contact_mistakes(tmp_path):
                            "file.txt: exists and is not a folder")
     p = run("edit", "--key", tmp_path / "k.toml", "--data", tmp_path / "ds", "--out", tmp_path / "file.txt")
     assert p.returncode == 1 and p.stderr.strip().splitlines() == [f"error: {tmp_path / 'file.txt'}: File exists"]
+
+
+# ------------------------------------------------------------------------------- first contact, round two
+PROGRESS = re.compile(r"\d+%\|")  # a progress bar's line
+
+
+def _main_error(capsys, *args) -> str:
+    """Run the CLI in this process; the one `error:` line it ends with (exit 2)."""
+    from modellock.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and not PROGRESS.search(line)]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, lines
+    return lines[0]
+
+
+def test_keygen_refuses_an_empty_prompt(tmp_path, capsys):
+    for prompt in ("", "   "):
+        line = _main_error(capsys, "keygen", "--out", tmp_path / "k.toml", "--editor", "keyed-filter", "--prompt", prompt)
+        assert "--prompt is empty" in line
+    assert not (tmp_path / "k.toml").exists()
+
+
+def test_predict_a_folder_predicts_its_images(tiny_locked, tmp_path, capsys):
+    from modellock.cli import main
+
+    root, source, *_ = tiny_locked
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    samples = source.split("test").samples[:3]
+    for i, s in enumerate(samples):
+        Image.open(s.path).save(folder / ("more" if i == 2 else "") / f"p{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    main(["predict", "--model", str(root / "locked"), "--key", str(root / "key.toml"), str(folder), "--json"])
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["image"] for r in results] == [str(folder / "more" / "p2.png"), str(folder / "p0.png"),
+                                             str(folder / "p1.png")]
+    assert all(r["class"] in source.classes for r in results)
+    (tmp_path / "empty").mkdir()
+    assert "empty: a folder with no image files" in _main_error(capsys, "predict", "--model", root / "locked",
+                                                                 tmp_path / "empty")
+
+
+def test_train_limit_below_the_class_count_says_so(tmp_path, capsys):
+    from modellock.data.synthetic import make_shapes_dataset
+
+    data = make_shapes_dataset(tmp_path / "shapes", 40, 10)
+    line = _main_error(capsys, "train", "--data", data, "--out", tmp_path / "m", "--train-limit", "5")
+    assert "--train-limit 5: below the 10 classes of split 'train'" in line and "--train-limit 10 or more" in line
+    assert not (tmp_path / "m").exists()
+
+
+def test_edit_error_names_the_file_not_a_buffer(tmp_path, capsys):
+    Key.create("keyed-filter", "with oil pastel").save(tmp_path / "k.toml")
+    for c in "ab":
+        (tmp_path / "ds" / "train" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.random.default_rng(i).integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(
+                tmp_path / "ds" / "train" / c / f"{i}.jpg")
+    bad = tmp_path / "ds" / "train" / "a" / "1.jpg"
+    bad.write_bytes(bad.read_bytes()[:300])
+    line = _main_error(capsys, "edit", "--key", tmp_path / "k.toml", "--data", tmp_path / "ds", "--out",
+                       tmp_path / "e", "--num-workers", "0")
+    assert line.startswith(f"error: {bad}: cannot read image") and "BytesIO" not in line, line
+    assert line.count(str(bad)) == 1
+
+
+def test_eval_refuses_an_unlocked_model_and_the_real_key_as_a_wrong_key(tiny_locked, tmp_path, capsys):
+    root, *_ = tiny_locked
+    line = _main_error(capsys, "eval", "--model", root / "original", "--key", root / "key.toml", "--data",
+                       root / "data")
+    assert "original: not a locked model (trained without a key)" in line and "--baseline" in line
+    same = tmp_path / "same.toml"
+    Key.load(root / "key.toml").save(same)
+    line = _main_error(capsys, "eval", "--model", root / "locked", "--key", root / "key.toml", "--data",
+                       root / "data", "--wrong-key", same)
+    assert f"--wrong-key {same}: this is the model's own key" in line
+
+
+def test_lock_out_into_an_unrelated_folder_refuses_without_writing(tmp_path, capsys, one_thread):
+    from modellock.cli import main
+    from modellock.data.synthetic import make_shapes_dataset
+
+    data = make_shapes_dataset(tmp_path / "shapes", 20, 10)
+    Key.create("keyed-filter", "with oil pastel").save(tmp_path / "k.toml")
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "holiday.jpg").write_bytes(b"jpeg")
+    (out / "notes.txt").write_text("mine")
+    line = _main_error(capsys, "lock", "--key", tmp_path / "k.toml", "--data", data, "--out", out)
+    assert f"{out}: a folder with other files (holiday.jpg, notes.txt)" in line and "--force" in line
+    assert sorted(p.name for p in out.iterdir()) == ["holiday.jpg", "notes.txt"]
+    main(["train", "--data", str(data), "--out", str(out), "--model", "tiny-cnn", "--epochs", "1", "--num-workers",
+          "0", "--force"])
+    assert (out / "model.safetensors").is_file() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_key_file_readable_by_others_gets_a_warning(tiny_locked, tmp_path, capsys):
+    from modellock.cli import main
+
+    root, source, *_ = tiny_locked
+    key = tmp_path / "k.toml"
+    key.write_bytes((root / "key.toml").read_bytes())
+    image = source.split("test").samples[0].path
+    for mode, warned in ((0o600, False), (0o644, True), (0o640, True)):
+        key.chmod(mode)
+        main(["predict", "--model", str(root / "locked"), "--key", str(key), str(image)])
+        err = capsys.readouterr().err
+        assert ("warning: " in err) == warned, err
+        if warned:
+            assert f"{key}: the key file is readable by others (mode {mode:04o})" in err and f"chmod 600 {key}" in err
+
+
+def test_accelerate_cpu_launch_of_one_process_when_two_were_asked(tmp_path):
+    """`accelerate launch --cpu --num_processes 2` runs one process without MPI: said before any work."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                        "-m", "modellock.cli", "editors"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert p.returncode != 0, p.stderr  # accelerate adds its own traceback and exit code 1 to ours (2)
+    lines = [line for line in p.stderr.splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and "accelerate launch asked for 2 processes but started one" in lines[0], p.stderr
+    assert "torchrun --nproc-per-node 2 -m modellock.cli" in lines[0] and "keyed-filter" not in p.stdout
+
+
+def test_a_launched_process_group_is_not_refused(monkeypatch, capsys):
+    from modellock.cli import main
+
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    main(["editors"])  # accelerate launch --cpu of one process: no MASTER_ADDR
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    main(["editors"])  # a process group (torchrun, --multi_gpu) has its size
+    assert capsys.readouterr().out.count("keyed-filter") == 2

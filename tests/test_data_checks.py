@@ -54,7 +54,7 @@ def test_class_without_training_images_is_an_error_in_another_split_a_warning(tm
 def test_files_that_are_not_images_and_tiny_images(tmp_path):
     root = _folder(tmp_path / "d", {"train/a": 2, "train/b": 2})
     (tmp_path / "d" / "train" / "b" / "notes.png").write_text("not a picture")
-    with pytest.raises(DataError, match=r"b/notes.png: cannot read image"):
+    with pytest.raises(DataError, match=r"1 file cannot be decoded .*b/notes.png \(not an image\)"):
         check_data(open_source(root), "train", 32)
     (tmp_path / "d" / "train" / "b" / "notes.png").unlink()
     Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(tmp_path / "d" / "train" / "a" / "icon.png")
@@ -129,3 +129,123 @@ def test_segmentation_class_without_pixels_warns(tmp_path):
         Image.fromarray(np.where(a == 4, 0, a).astype(np.uint8)).save(m)
     with pytest.warns(DataWarning, match="split 'train' has no pixels of class 'star'"):
         check_data(open_source(root), "train", 16)
+
+
+# ------------------------------------------------------------------------- truncated or corrupt files, links
+def _jpegs(root, spec: dict) -> str:
+    """``{"train/a": 3, ...}``: that many 24x24 noise JPEGs per class folder (a JPEG's header survives a cut)."""
+    rng = np.random.default_rng(0)
+    for folder, n in spec.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(root / folder / f"{i}.jpg")
+    return str(root)
+
+
+def _truncate(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 3 // 4])  # the header and the first rows stay
+
+
+def test_truncated_images_are_found_before_any_work(tmp_path, monkeypatch):
+    """The issue's case: a truncated JPEG passed the header check and stopped `lock` mid-training. Every file is
+    now decoded before any edit or training, and each bad one is named."""
+    monkeypatch.setenv("MODELLOCK_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "d"
+    source = open_source(_jpegs(root, {"train/a": 4, "train/b": 4, "test/a": 2, "test/b": 2}))
+    for f in (root / "train" / "a" / "1.jpg", root / "train" / "b" / "3.jpg"):
+        _truncate(f)
+    with Image.open(root / "train" / "a" / "1.jpg") as im:
+        assert im.size == (24, 24)  # the header alone looks fine
+    key = Key.create("keyed-filter", "with oil pastel")
+    with pytest.raises(DataError, match=r"split 'train': 2 files cannot be decoded \(truncated, corrupt or not an "
+                                        r"image\): .*a/1.jpg \(.*truncated.*\); .*b/3.jpg \(.*\); .*--skip-bad"):
+        lock_model(key, source, "tiny-cnn", tmp_path / "m", train=TINY, progress=False)
+    assert not (tmp_path / "m").exists()
+    check_data(source, "test", 24, training=False)  # the other split is fine
+
+
+def test_skip_bad_leaves_them_out_with_a_warning(tmp_path, capsys, one_thread):
+    from modellock.cli import main
+
+    root = tmp_path / "d"
+    data = _jpegs(root, {"train/a": 6, "train/b": 6, "test/a": 2, "test/b": 2})
+    _truncate(root / "train" / "b" / "2.jpg")
+    (root / "train" / "a" / "junk.jpg").write_bytes(b"not a jpeg at all")
+    args = ["train", "--data", data, "--out", str(tmp_path / "m"), "--model", "tiny-cnn", "--epochs", "1",
+            "--num-workers", "0", "--image-size", "24"]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "b/2.jpg" in err and "a/junk.jpg (not an image)" in err
+    main([*args, "--skip-bad"])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "left out 2 images that cannot be decoded" in warnings[0], warnings
+    assert "a/junk.jpg (not an image)" in warnings[0] and "b/2.jpg (" in warnings[0]
+    import json
+
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["training"]["n_train"] == 11
+
+
+def test_decoding_is_cached_by_file_hash(tmp_path, monkeypatch):
+    """A second check only hashes the files: the same bytes under another name are not decoded again; changed
+    bytes are."""
+    from modellock.data import checks
+
+    monkeypatch.setenv("MODELLOCK_CACHE", str(tmp_path / "cache"))  # these files were never checked
+    decoded = []
+    real = checks._decode
+    monkeypatch.setattr(checks, "_decode", lambda data: decoded.append(len(data)) or real(data))
+    root = tmp_path / "d"
+    _jpegs(root, {"train/a": 3, "train/b": 3})
+    check_data(open_source(str(root)), "train", 24)
+    assert len(decoded) == 6 and (cache_root() / checks.CHECKS_DB).is_file()
+    (root / "train" / "b" / "copy.jpg").write_bytes((root / "train" / "a" / "0.jpg").read_bytes())
+    check_data(open_source(str(root)), "train", 24)
+    assert len(decoded) == 6
+    Image.fromarray(np.full((24, 24, 3), 7, np.uint8)).save(root / "train" / "a" / "1.jpg")
+    check_data(open_source(str(root)), "train", 24)
+    assert len(decoded) == 7
+    _truncate(root / "train" / "a" / "2.jpg")  # a bad file is never cached as good
+    for _ in range(2):
+        with pytest.raises(DataError, match="a/2.jpg"):
+            check_data(open_source(str(root)), "train", 24)
+    assert len(decoded) == 9
+
+
+def test_a_worker_error_mid_training_is_one_clean_line(tmp_path, capsys, monkeypatch, one_thread):
+    """A file that breaks after the check (or a check that missed it) fails in a data-loader worker: the error
+    line names the file, without the worker's traceback that torch attaches."""
+    from modellock.cli import main
+    from modellock.data import checks
+
+    monkeypatch.setattr(checks, "check_decodes", lambda source, split, skip_bad=False: {},  # the check missed it
+                        raising=False)
+    root = tmp_path / "d"
+    data = _jpegs(root, {"train/a": 8, "train/b": 8})
+    _truncate(root / "train" / "a" / "5.jpg")
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", data, "--out", str(tmp_path / "m"), "--model", "tiny-cnn", "--epochs", "1",
+              "--num-workers", "2", "--batch-size", "4", "--image-size", "24"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if "error:" in line]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "\nerror: " in err, err[-2000:]
+    assert "a/5.jpg: cannot read image: truncated or corrupt" in lines[0], lines
+    assert "Traceback" not in lines[0] and "\\n" not in lines[0] and "DataLoader" not in lines[0]
+
+
+def test_links_that_lead_nowhere_are_named(tmp_path):
+    root = tmp_path / "d"
+    _folder(root, {"train/a": 2, "train/b": 2})
+    (root / "train" / "a" / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (root / "train" / "b" / "self.png").symlink_to(root / "train" / "b" / "self.png")
+    (root / "train" / "b" / "back").symlink_to(root / "train", target_is_directory=True)
+    (root / "train" / "a" / "fine.png").symlink_to(root / "train" / "a" / "0.png")
+    with pytest.warns(DataWarning) as caught:
+        check_data(open_source(str(root)), "train", 16)
+    message = next(str(w.message) for w in caught if "lead nowhere" in str(w.message))
+    assert "3 links in the data lead nowhere and are left out" in message
+    assert "train/a/gone.png (dangling)" in message and "train/b/self.png (a loop of links)" in message
+    assert "train/b/back (a loop: leads back to train)" in message and "fine.png" not in message

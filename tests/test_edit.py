@@ -59,6 +59,25 @@ def test_edit_writes_imagefolder_and_is_idempotent(tmp_path, cifar_small):
         edit_dataset(key, src, tmp_path / "out", progress=False)
 
 
+def test_edit_cache_folders_are_the_owners_only(tmp_path, monkeypatch):
+    """The edit cache (clean/edited pairs: enough to test prompt guesses for the CPU editors) was world-readable;
+    its root and every edit folder are 0700 now, an existing one narrowed when next used."""
+    from modellock.data.synthetic import make_shapes_dataset
+    from modellock.edit import cache_dir, edit_split
+
+    monkeypatch.setenv("MODELLOCK_CACHE", str(tmp_path / "cache"))
+    src = open_source(make_shapes_dataset(tmp_path / "shapes", 10, 4))
+    key = Key.create("keyed-filter", "with oil pastel")
+    folder = cache_dir(key, src)
+    (tmp_path / "cache" / "edits").mkdir(parents=True, mode=0o755)  # as an older modellock left it
+    (tmp_path / "cache" / "edits").chmod(0o755)
+    edit_split(key, src.split("train"), folder, progress=False, source=src)
+    for d in (tmp_path / "cache" / "edits", folder):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+    edit_dataset(key, src, tmp_path / "mine", progress=False)  # an edit folder of the user's own
+    assert (tmp_path / "mine").stat().st_mode & 0o777 == 0o700
+
+
 def test_edit_killed_and_resumed_in_subprocess(tmp_path, cifar_small):
     key = Key.create("keyed-filter", "with oil pastel")
     key.save(tmp_path / "k.toml")

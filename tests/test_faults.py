@@ -61,7 +61,7 @@ def _check_edit_folder(out: Path, complete: bool) -> int:
 
 # ------------------------------------------------------------------------------------------- kill -9
 def test_lock_killed_with_sigkill_resumes_to_the_same_model(tmp_path):
-    from safetensors.numpy import load_file
+    from modellock.model_folder import LockedModel
 
     data = make_shapes_dataset(tmp_path / "shapes", 200, 10)
     Key.create("keyed-filter", "with oil pastel").save(tmp_path / "k.toml")
@@ -77,15 +77,20 @@ def test_lock_killed_with_sigkill_resumes_to_the_same_model(tmp_path):
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "model.safetensors").exists(), "the lock finished before it was killed"
+    assert not (out / "model.sealed").exists(), "the lock finished before it was killed"
     assert (out / ".work/checkpoints/epoch-0002").exists()
+    assert (out / ".work").stat().st_mode & 0o777 == 0o700
+    left = [p for p in (out / ".work").rglob("*") if p.is_file()]  # what the kill left: sealed, or not secret
+    assert left and all(p.name.endswith(".sealed") or ".sealed." in p.name and p.name.endswith(".tmp")
+                        or p.name in ("trainer_state.json", "run.sha256") for p in left), left
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed after epoch" in resumed.stdout + resumed.stderr
     code, _, err = _cli([*args, "--out", tmp_path / "straight"])  # the same lock, never interrupted
     assert code in (0, None), err
-    a, b = load_file(out / "model.safetensors"), load_file(tmp_path / "straight" / "model.safetensors")
-    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    key = Key.load(tmp_path / "k.toml")
+    a, b = (LockedModel.from_pretrained(f, device="cpu", key=key).model.state_dict() for f in (out, tmp_path / "straight"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     assert not (out / ".work").exists()
 
 

@@ -136,12 +136,14 @@ def world(tmp_path_factory):
     key = Key.create("keyed-filter", PROMPT)
     key.save(root / "key.toml")
     build_tiny_locked_model(root / "model", key)
+    build_tiny_locked_model(root / "sealed", key, seal=True)
     predictor = LockedModel.from_pretrained(root / "model", device="cpu").unlock(key, device="cpu")
     limits = Limits(max_images=4, max_pixels=4096 * 4096, max_body_bytes=200_000)
     app = create_app(predictor, limits=limits, max_wait_ms=0)
-    with TestClient(app, raise_server_exceptions=True) as client:
+    with TestClient(app, base_url="http://localhost:8000", raise_server_exceptions=True) as client:
         yield {"root": root, "key": key, "predictor": predictor, "client": client,
-               "config": json.loads((root / "model" / "config.json").read_text())}
+               "config": json.loads((root / "model" / "config.json").read_text()),
+               "sealed_config": json.loads((root / "sealed" / "config.json").read_text())}
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +204,27 @@ def test_service_answers_every_request_with_a_result_or_a_4xx_json_error(world, 
         else:
             assert body["error"]["status"] == r.status_code and body["error"]["message"]
         assert "Traceback" not in r.text and PROMPT not in r.text
+
+
+HOSTS = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=60),
+    st.builds("".join, st.lists(st.sampled_from(["localhost", "127.0.0.1", "[::1]", "::1", "[", "]", ":", ":8000",
+                                                 ":99999", ":-1", "evil.example", ".", "@", "%00", " "]), max_size=5)))
+
+
+@fuzz(60)
+@given(host=HOSTS)
+def test_service_answers_any_host_header_with_a_result_or_a_400_421_json_error(world, host):
+    """A loopback service (no tokens): only the loopback names pass; nothing else reaches the model."""
+    record("service Host header", host)
+    with counted("service Host header"):
+        r = world["client"].get("/v1/model", headers={"host": host.encode("latin-1")})
+        assert r.status_code in (200, 400, 421), r.text
+        if r.status_code == 200:
+            assert host.lower().rsplit(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]") or \
+                host.lower() in ("localhost", "127.0.0.1", "[::1]"), host
+        else:
+            assert r.json()["error"]["status"] == r.status_code
 
 
 # ------------------------------------------------------------------------------------------- Python API
@@ -303,42 +326,46 @@ def model_folder_damage(draw):
     if kind == "config-junk":
         return kind, draw(st.binary(max_size=60))
     if kind == "missing":
-        return kind, draw(st.sampled_from(["config.json", "model.safetensors"]))
+        return kind, draw(st.sampled_from(["config.json", "weights"]))
     return kind, (draw(st.integers(0, 10_000)), draw(st.integers(1, 255)), draw(st.booleans()))
 
 
 @fuzz(25)
-@given(damage=model_folder_damage(), data=st.data())
-def test_model_folder_loads_or_raises_model_lock_error(world, tmp_path_factory, damage, data):
+@given(damage=model_folder_damage(), sealed=st.booleans(), data=st.data())
+def test_model_folder_loads_or_raises_model_lock_error(world, tmp_path_factory, damage, sealed, data):
+    """A damaged folder, plain or sealed (then opened with its key): it loads and runs, or one ModelLockError."""
     import shutil
 
     from modellock.model_folder import LockedModel
 
-    record("api LockedModel.from_pretrained", (damage, ))
+    record("api LockedModel.from_pretrained", (damage, sealed))
     folder = tmp_path_factory.mktemp("damaged")
-    shutil.copytree(world["root"] / "model", folder, dirs_exist_ok=True)
+    shutil.copytree(world["root"] / ("sealed" if sealed else "model"), folder, dirs_exist_ok=True)
     kind, arg = damage
-    weights = (folder / "model.safetensors").read_bytes()
+    name = "model.sealed" if sealed else "model.safetensors"
+    config = world["sealed_config" if sealed else "config"]
+    weights = (folder / name).read_bytes()
     if kind == "config":
-        cfg = _mutate_json(data.draw, dict(world["config"]))
+        cfg = _mutate_json(data.draw, dict(config))
         record("api LockedModel.from_pretrained", (damage, repr(cfg)))
         (folder / "config.json").write_text(json.dumps(cfg))
     elif kind == "config-junk":
         (folder / "config.json").write_bytes(arg)
     elif kind == "missing":
-        (folder / arg).unlink()
+        (folder / (name if arg == "weights" else arg)).unlink()
     else:
         where, flip, truncate = arg
         damaged = bytearray(weights[: len(weights) - where] if truncate else weights)
         if damaged and not truncate:
             damaged[where % len(damaged)] ^= flip
-        (folder / "model.safetensors").write_bytes(bytes(damaged))
+        (folder / name).write_bytes(bytes(damaged))
         if kind == "weights-rehashed":  # a tampered file with a matching hash: the parser itself must hold
-            cfg = dict(world["config"], weights_sha256=hashlib.sha256(damaged).hexdigest())
+            cfg = dict(config, weights_sha256=hashlib.sha256(damaged).hexdigest())
             (folder / "config.json").write_text(json.dumps(cfg))
     with counted("api LockedModel.from_pretrained"):
         try:
             model = LockedModel.from_pretrained(folder, device="cpu")
+            model = model.open(world["key"]) if sealed else model
         except ModelLockError:
             return
         model.predictor().predict([np.zeros((8, 8, 3), np.uint8)])  # what loads also runs

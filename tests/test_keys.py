@@ -133,3 +133,69 @@ def test_rank_prompts_prefers_edits_that_separate():
     assert [r["candidate"] for r in rows] in ([0, 1], [1, 0]) and rows[0]["score"] >= rows[1]["score"]
     weak = rank_prompts(key.replace(params={"strength": 0.05}), ["alpha one"], images, ["gamma three"])[0]
     assert weak["from_clean"] < rows[0]["from_clean"]  # a barely visible edit separates less from clean
+
+
+def test_keygen_draws_the_seed_from_secrets_unless_given(tmp_path):
+    """keygen used the paper's seed (1024) for every key: no entropy. Now 63 random bits (the TOML integer's
+    range) unless --seed is given."""
+    from modellock.cli import main
+
+    for name in ("a", "b", "c"):
+        main(["keygen", "--out", str(tmp_path / f"{name}.toml"), "--editor", "keyed-filter", "--prompt", "p"])
+    seeds = {Key.load(tmp_path / f"{n}.toml").seed for n in "abc"}
+    assert len(seeds) == 3 and 1024 not in seeds and all(0 <= s < 2**63 for s in seeds)
+    assert max(seeds) > 2**40  # drawn from the whole range, not a small one
+    main(["keygen", "--out", str(tmp_path / "d.toml"), "--editor", "keyed-filter", "--prompt", "p", "--seed", "7"])
+    assert Key.load(tmp_path / "d.toml").seed == 7
+
+
+def test_crafted_fingerprint_parameters_are_refused_before_scrypt_runs(monkeypatch):
+    """A fingerprint asking scrypt for p = 2^30 (hours) or 2^40 bytes of memory: one error, scrypt never runs."""
+    import hashlib
+
+    from modellock.errors import ModelLockError
+
+    k = Key.create("keyed-filter", "with oil pastel")
+    good = k.fingerprint()
+    monkeypatch.setattr(hashlib, "scrypt", lambda *a, **kw: pytest.fail(f"scrypt ran with {kw}"))
+    parts = good.split("$")
+    for index, value, message in [(3, str(2**30), "p=1073741824 out of bounds"), (1, str(2**40), "n=1099511627776"),
+                                  (1, "40000", "n=40000 is not a power of two"), (2, "4096", "r=4096 out of bounds"),
+                                  (4, "00" * 4, "salt length 4 bytes out of bounds")]:
+        crafted = parts.copy()
+        crafted[index] = value
+        with pytest.raises(ModelLockError, match=message) as e:
+            k.matches("$".join(crafted))
+        assert len(str(e.value).splitlines()) == 1
+    assert not k.matches("scrypt$" + "9" * 5000 + "$8$1$00$00")  # not a fingerprint: no match, no work
+
+
+def test_key_file_never_written_through_a_planted_file_or_symlink(tmp_path, monkeypatch):
+    """Key.save used a predictable temporary name opened without O_EXCL: a file planted there (mode 0644) kept
+    its mode, so the key landed world-readable, and a planted symlink was followed. Now the temporary file is
+    new (mkstemp: O_EXCL | O_NOFOLLOW, 0600), whatever sits at any name, and the key file ends 0600."""
+    import os
+    import tempfile
+
+    k = Key.create("keyed-filter", "with oil pastel", seed=7)
+    outside = tmp_path / "outside.txt"
+    path = tmp_path / "keys" / "k.toml"
+    path.parent.mkdir()
+    # the names the old code used, and the first name mkstemp will try (made predictable for the test)
+    planted = [path.with_name(f".k.toml.tmp{os.getpid()}"), path.with_name(f".k.toml.{os.getpid()}.tmp")]
+    symlink = path.with_name(".k.toml.planted.tmp")
+    names = iter(["planted", "fresh"])
+    monkeypatch.setattr(tempfile, "_get_candidate_names", lambda: names)
+    for p in planted:
+        p.write_text("")
+        p.chmod(0o644)
+    os.symlink(outside, symlink)
+    old = os.umask(0)
+    try:
+        k.save(path)
+    finally:
+        os.umask(old)
+    assert not outside.exists()  # the symlink was not followed
+    assert all(p.read_text() == "" and p.stat().st_mode & 0o777 == 0o644 for p in planted)  # nor reused
+    assert path.stat().st_mode & 0o777 == 0o600 and Key.load(path) == k
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, symlink.name] + [p.name for p in planted])

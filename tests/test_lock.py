@@ -67,7 +67,7 @@ def test_cifar_lock_unlocked_beats_locked(cifar_lock):
 def test_model_folder_contents_and_reload(cifar_lock):
     key, source, locked, out = cifar_lock
     folder = out / "locked"
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.sealed"]  # sealed
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["lock"]["editor"] == "keyed-filter" and key.matches(cfg["lock"]["fingerprint"])
     assert cfg["classes"] == source.classes + ["locked"] and cfg["locked_class"] == 10  # the default recipe
@@ -85,7 +85,7 @@ def test_model_folder_contents_and_reload(cifar_lock):
 
 def test_wrong_key_refused(cifar_lock):
     key, source, locked, out = cifar_lock
-    with pytest.raises(WrongKeyError, match="this key does not unlock this model"):
+    with pytest.raises(WrongKeyError, match="the key does not open this model"):
         locked.unlock(key.replace(seed=key.seed + 1))
     with pytest.raises(WrongKeyError):
         locked.unlock(key.replace(prompt="with oil pastels"))
@@ -95,18 +95,18 @@ def test_folder_errors(cifar_lock, tmp_path):
     key, source, locked, out = cifar_lock
     bad = tmp_path / "bad"
     shutil.copytree(out / "locked", bad)
-    (bad / "model.safetensors").unlink()
-    with pytest.raises(ModelLockError, match="missing model.safetensors"):
+    (bad / "model.sealed").unlink()
+    with pytest.raises(ModelLockError, match="missing model.sealed"):
         LockedModel.from_pretrained(bad)
     shutil.rmtree(bad)
     shutil.copytree(out / "locked", bad)
-    data = bytearray((bad / "model.safetensors").read_bytes())
+    data = bytearray((bad / "model.sealed").read_bytes())
     data[-5] ^= 0xFF
-    (bad / "model.safetensors").write_bytes(bytes(data))
+    (bad / "model.sealed").write_bytes(bytes(data))
     with pytest.raises(ModelLockError, match="sha256 does not match"):
         LockedModel.from_pretrained(bad)
     cfg = json.loads((out / "locked" / "config.json").read_text())
-    shutil.copy(out / "locked" / "model.safetensors", bad / "model.safetensors")
+    shutil.copy(out / "locked" / "model.sealed", bad / "model.sealed")
     (bad / "config.json").write_text(json.dumps({**cfg, "preprocessing": {**cfg["preprocessing"], "image_size": 64}}))
     with pytest.raises(ModelLockError, match="image_size 64 does not match"):
         LockedModel.from_pretrained(bad)
@@ -172,12 +172,13 @@ def test_end_to_end_with_tiny_instruct_pix2pix(tmp_path, tiny_model):
 
 
 def test_lock_is_deterministic_with_a_seed(tmp_path):
-    from safetensors.torch import load_file
-
     source = open_source(make_shapes_dataset(tmp_path / "shapes", 100, 20))
     key = Key.create("keyed-filter", "as a linocut")
     tc = TrainConfig(epochs=1, batch_size=32, num_workers=0, seed=3)
     for name in ("a", "b"):
         lock_model(key, source, "tiny-cnn", tmp_path / name, LockRecipe(), tc, progress=False)
-    a, b = (load_file(tmp_path / n / "model.safetensors") for n in ("a", "b"))
+    a, b = (LockedModel.from_pretrained(tmp_path / n, device="cpu", key=key).model.state_dict() for n in ("a", "b"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    # the same weights, sealed twice: a fresh salt and nonce each time, so the files share nothing
+    files = [(tmp_path / n / "model.sealed").read_bytes() for n in ("a", "b")]
+    assert files[0] != files[1] and files[0][-4096:] != files[1][-4096:]

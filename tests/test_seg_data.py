@@ -12,11 +12,13 @@ from modellock.data import make_shapes_segmentation_dataset, open_source
 from modellock.segmentation import data as segmentation
 from modellock.segmentation.data import VOC_CLASSES
 from modellock.errors import DataError
+from modellock.handling import HANDLING, RandomHandling, handled_mask
 from modellock.paths import cache_root
 from modellock.segmentation.transforms import (
     fixed_size_transform, image_transform, segmentation_collate, segmentation_transforms,
 )
 from modellock.train import IMAGENET_MEAN, IMAGENET_STD
+from seg_cases import COLOURS, IGNORE_COLOUR, colour_coded, decode, near_boundary
 
 
 def _mask(h, w, n_classes, seed):
@@ -172,37 +174,15 @@ def test_subset_keeps_task_and_is_stable(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ transforms
-COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
-IGNORE_COLOUR = np.array([255, 0, 255], np.uint8)
-
-
-def _colour_coded(h, w, block, seed):
-    """A mask of random class blocks with an ignored block, and an image painting class k in COLOURS[k]."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, len(COLOURS), size=(-(-h // block), -(-w // block)))
-    coarse[1, 1] = 255
-    mask = coarse.repeat(block, 0).repeat(block, 1)[:h, :w]
-    image = np.where((mask == 255)[..., None], IGNORE_COLOUR, COLOURS[np.minimum(mask, len(COLOURS) - 1)])
-    return image.astype(np.uint8), mask
-
-
 def _pixels(x):
     return (x * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) \
         .permute(1, 2, 0).numpy() * 255
 
 
-def _near_boundary(y):
-    """Pixels with a differently labelled pixel among their 8 neighbours, and those on the crop's edge
-    (their neighbours beyond it were cropped away)."""
-    p = np.pad(y, 1, constant_values=-1)
-    h, w = y.shape
-    return np.any([p[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] != y for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
-
-
 def _assert_aligned(x, y):
     """Every pixel away from a mask boundary has its class's colour (ignored ones: the ignore colour)."""
     colour, y = _pixels(x), y.numpy()
-    inner = ~_near_boundary(y)
+    inner = ~near_boundary(y)
     labelled = inner & (y != 255)
     assert np.abs(colour[labelled] - COLOURS[y[labelled]]).max() < 3
     magenta = np.abs(colour - IGNORE_COLOUR).max(axis=2) < 3
@@ -212,7 +192,7 @@ def _assert_aligned(x, y):
 
 @pytest.mark.parametrize("size,shape,block", [(32, (40, 48), 8), (96, (150, 200), 24)])
 def test_train_transform_keeps_mask_aligned(size, shape, block):
-    image, mask = _colour_coded(*shape, block, seed=size)
+    image, mask = colour_coded(*shape, block, seed=size)
     t = segmentation_transforms(size, train=True)
     checked = 0
     for seed in range(25):
@@ -260,7 +240,7 @@ def test_small_train_transform_pads_mask_with_ignore():
 
 
 def test_eval_transform_keeps_original_mask_and_collate():
-    image, mask = _colour_coded(50, 70, 10, seed=0)
+    image, mask = colour_coded(50, 70, 10, seed=0)
     t = segmentation_transforms(32, train=False)
     x, y = t(image, mask)
     assert x.shape == (3, 32, 32) and np.array_equal(y.numpy(), mask) and y.dtype == torch.int64
@@ -276,11 +256,67 @@ def test_eval_transform_keeps_original_mask_and_collate():
 
 @pytest.mark.parametrize("shape", [(50, 70), (20, 24)])
 def test_fixed_size_transform_resizes_both(shape):
-    image, mask = _colour_coded(*shape, 10, seed=1)
+    image, mask = colour_coded(*shape, 10, seed=1)
     x, y = fixed_size_transform(32)(image, mask)
     assert x.shape == (3, 32, 32) and y.shape == (32, 32) and y.dtype == torch.int64
     assert set(y.unique().tolist()) <= set(np.unique(mask).tolist())
     assert _assert_aligned(x, y) > 32 * 32 // 3
+
+
+# ------------------------------------------------------------------------------------- handling
+@pytest.mark.parametrize("jpeg", [0.0, 1.0])
+def test_random_handling_moves_the_mask_with_the_image(jpeg):
+    """Crops and resizes move image and mask together (JPEG too): the colours still paint the mask."""
+    image, mask = colour_coded(48, 64, 8, seed=3)
+    handle = RandomHandling(jpeg_probability=jpeg, probability=1.0)
+    sizes = set()
+    for seed in range(30):
+        torch.manual_seed(seed)
+        a, m = handle(image, mask)
+        assert a.shape[:2] == m.shape and m.dtype == np.int64
+        assert set(np.unique(m)) <= set(np.unique(mask))  # nearest neighbour: never a new value
+        inner = ~near_boundary(m)
+        assert inner.sum() > m.size // 2 and np.array_equal(decode(a)[inner], m[inner])
+        sizes.add(m.shape)
+    assert len(sizes) > 10  # the geometry was drawn afresh each time
+    torch.manual_seed(0)
+    a, m = RandomHandling(probability=0.0)(image, mask)
+    assert a is image and m is mask  # the common case: as it is
+
+
+@pytest.mark.parametrize("name", list(HANDLING))
+def test_each_handled_image_shows_its_handled_mask(name):
+    """The evaluation's masks: the handled image, mapped back onto ``handled_mask``'s grid, paints it."""
+    image, mask = colour_coded(48, 64, 8, seed=4)
+    a, m = HANDLING[name](image), handled_mask(name, mask)
+    back = np.asarray(Image.fromarray(a).resize(m.shape[::-1], Image.BILINEAR))
+    inner = ~near_boundary(m)
+    assert np.array_equal(decode(back)[inner], m[inner])
+    if name.startswith("crop"):  # scored against the whole mask, a crop would be shifted off its labels
+        whole = np.asarray(Image.fromarray(a).resize(mask.shape[::-1], Image.BILINEAR))
+        inner = ~near_boundary(mask)
+        assert (decode(whole)[inner] != mask[inner]).mean() > 0.05
+
+
+def test_handling_then_train_transform_keeps_alignment_and_voids_only_borders():
+    """Handling, then the training transform: aligned, and void (ignore_index) only in padded edge rows/columns."""
+    image, mask = colour_coded(40, 48, 8, seed=5)
+    mask = np.where(mask == 255, 0, mask)
+    image = COLOURS[mask]
+    handle, t = RandomHandling(jpeg_probability=0.0, probability=1.0), segmentation_transforms(32, train=True)
+    padded = 0
+    for seed in range(25):
+        torch.manual_seed(seed)
+        x, y = t(*handle(image, mask))
+        y = y.numpy()
+        inner = ~near_boundary(y) & (y != 255)  # two resamplings blur colours: read each pixel's nearest
+        assert inner.sum() > 32 * 32 // 3 and np.array_equal(decode(_pixels(x))[inner], y[inner])
+        ignored = y == 255
+        rows, cols = ignored.all(1), ignored.all(0)
+        assert np.array_equal(ignored, rows[:, None] | cols[None, :])
+        assert not rows[4:28].any() and not cols[4:28].any()
+        padded += ignored.any()
+    assert padded > 5
 
 
 # ------------------------------------------------------------------------------------- synthetic

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,10 +14,17 @@ from PIL import Image
 
 from modellock.cli import main
 from modellock.data.sources import Sample, Split
+from modellock.editors import get_editor
 from modellock.errors import ModelLockError
+from modellock.handling import HANDLING, RandomHandling
 from modellock.images import colour_mask, label_palette
+from modellock.key import Key
 from modellock.losses import LOCKED, LOCKED_SPREAD, MASK, SegmentationLockLoss
-from modellock.lockset import LockRecipe, SegmentationLockDataset, plan_lock_set
+from modellock.lockset import EditingCollate, LockRecipe, OnlineLockDataset, SegmentationLockDataset, plan_lock_set
+from modellock.segmentation.transforms import image_transform
+from modellock.tasks import task_type
+from modellock.train import IMAGENET_MEAN, IMAGENET_STD
+from seg_cases import COLOURS, IGNORE_COLOUR, colour_coded, decode, near_boundary
 
 
 # ----------------------------------------------------------------------------- loss
@@ -104,6 +112,77 @@ def test_segmentation_lock_dataset_targets():
                 assert int(mode) == LOCKED and torch.equal(mask, torch.from_numpy(true))
 
 
+def _colour_split(n: int = 6, shape=(40, 48)) -> Split:
+    """A split of colour-coded images (tests/seg_cases.py): each mask can be read back from its image."""
+    cases = [colour_coded(*shape, 8, seed=i) for i in range(n)]
+    return Split("train", ["red", "green", "blue", "yellow"], [Sample(f"{i}", -1) for i in range(n)],
+                 _reader=lambda s: cases[int(s.id)][0].copy(), _mask_reader=lambda s: cases[int(s.id)][1].copy(),
+                 task="segmentation")
+
+
+def test_online_lock_set_handles_images_and_masks_together():
+    """The lock set's random crops and resizes move each mask with its image, before the key edit and the
+    training transform: the key-edited and clean images still paint their masks (void only at padded edges)."""
+    split = _colour_split()
+    recipe = LockRecipe(edited_fraction=0.5, decoy_fraction=0.0, paired=False, clean_target="locked-class")
+    items = plan_lock_set(split, recipe)
+    editor = get_editor(Key.create("keyed-filter", "with oil pastel"))
+    swatches = [np.full((8, 8, 3), c, np.uint8) for c in np.concatenate([COLOURS, IGNORE_COLOUR[None]])]
+    edited_palette = np.stack([e[4, 4] for e in editor.edit(swatches)])  # the edit of each flat colour
+    base = SegmentationLockDataset(items, split, None, task_type("segmentation").transform(32, True))
+    online = OnlineLockDataset(base, RandomHandling(jpeg_probability=0.0, probability=1.0))
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    sizes = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        batch = [online[i] for i in range(len(items))]
+        sizes |= {mask.shape for _, _, _, mask in batch}
+        x, (y, mode) = EditingCollate(online, [editor])(batch)
+        for row, it in enumerate(items):
+            pixels = ((x[row] * std + mean) * 255).permute(1, 2, 0).numpy()
+            truth = y[row].numpy()
+            inner = ~near_boundary(truth)
+            read = decode(pixels, edited_palette if it.edited else None)
+            labelled = inner & (truth != 255)
+            assert labelled.sum() > 32 * 32 // 3 and np.array_equal(read[labelled], truth[labelled])
+            void = inner & (truth == 255) & (read != 255)  # void where no ignored block shows: the padding
+            edge = np.zeros_like(void)
+            edge[:4], edge[-4:], edge[:, :4], edge[:, -4:] = True, True, True, True
+            assert not (void & ~edge).any()
+            assert int(mode[row]) == (MASK if it.edited else LOCKED)
+    assert len(sizes) > 10  # the crops and resizes were drawn afresh, masks with them
+
+
+def _colour_reader(num_classes: int = 4) -> SimpleNamespace:
+    """A 'segmenter' that reads each pixel's class from its colour (the nearest of COLOURS), as evaluate sees it."""
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+
+    class Reader(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.palette = torch.nn.Parameter((torch.tensor(COLOURS / 255.0, dtype=torch.float32) - mean) / std,
+                                              requires_grad=False)
+
+        def forward(self, x):
+            return -((x[:, None] - self.palette[None, :, :, None, None]) ** 2).sum(2)
+
+    return SimpleNamespace(model=Reader(), config={"num_classes": num_classes}, ignore_index=255, locked_class=None,
+                           classes=["red", "green", "blue", "yellow"], inference_transform=lambda: image_transform(64))
+
+
+@pytest.mark.parametrize("name", list(HANDLING))
+def test_handled_evaluation_scores_each_image_against_the_labels_it_shows(name):
+    """Under each handling a perfect reader of the image scores near 1: the crop is scored against its
+    window of the mask (against the whole mask it would be shifted off its labels)."""
+    split = _colour_split(4, (48, 64))
+    task = task_type("segmentation")
+    loaders = [lambda s=s: HANDLING[name](split.load(s)) for s in split.samples]
+    score = task.evaluate_split(_colour_reader(), split, loaders, 4, False, handling=name)["score"]
+    assert score > 0.9
+    if name.startswith("crop"):
+        assert task.evaluate_split(_colour_reader(), split, loaders, 4, False)["score"] < score - 0.1
+
+
 # ----------------------------------------------------------------------------- colours
 
 
@@ -148,6 +227,7 @@ def test_segmentation_lock_end_to_end(seg_data, tmp_path, one_thread, capsys):
     assert r["unlocked"] > r["locked_clean_without_locked_class"] + 0.1, r
     assert r["original_clean"] > r["locked_clean"] + 0.2, r
     assert 0 <= r["pixel_accuracy"]["unlocked"] <= 1
+    assert set(r["unlocked_under_handling"]) == set(HANDLING)  # the crop too, scored against its window
     config = json.loads((tmp_path / "locked" / "config.json").read_text())
     assert config["task"] == "segmentation" and config["classes"][-1] == "locked" and config["ignore_index"] == 255
 
@@ -227,7 +307,8 @@ def test_segmentation_on_photo_layout(tmp_path, one_thread, capsys):
     assert set(r["per_class_iou"]["unlocked"]) == {"class_0", "class_1", "class_2"} and r["n_test"] == 12
     images = sorted((data / "test" / "images").iterdir())[:3]
     capsys.readouterr()
-    main(["predict", *map(str, images), "--model", str(tmp_path / "locked"), "--masks", str(tmp_path / "out")])
+    main(["predict", *map(str, images), "--model", str(tmp_path / "locked"), "--key", str(key),  # sealed: the key
+          "--masks", str(tmp_path / "out")])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     for image, line in zip(images, lines):

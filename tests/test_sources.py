@@ -88,3 +88,74 @@ def test_shared_cifar_archive_layout(cifar_small):
     assert len(src.split("train")) == 600 and len(src.split("test")) == 200
     s = src.split("test")
     assert s.load(s.samples[0]).shape == (32, 32, 3)
+
+
+def _symlink_chain_archive(path, folder_length: int):
+    """The long-symlink-chain pattern (CVE-2025-4517 family): a chain of links whose real path passes PATH_MAX,
+    so ``os.path.realpath`` stops resolving and ``filter="data"`` (before Python 3.11.13) misjudges where a
+    link points; a last link leads to the extraction folder's parent, and a file is written through it. The
+    chain's folders are sized so that they fit under PATH_MAX below a folder of ``folder_length`` characters."""
+    import io
+    import os
+
+    steps, inner = "abcdefghijklmnop", ""
+    comp = "d" * min(247, (4096 - 128 - folder_length) // len(steps) - 1)
+    with tarfile.open(path, "w:gz") as tar:
+        for step in steps:
+            d = tarfile.TarInfo(os.path.join(inner, comp))
+            d.type = tarfile.DIRTYPE
+            tar.addfile(d)
+            link = tarfile.TarInfo(os.path.join(inner, step))
+            link.type, link.linkname = tarfile.SYMTYPE, comp
+            tar.addfile(link)
+            inner = os.path.join(inner, comp)
+        long_link = os.path.join("/".join(steps), "l" * 254)
+        up = tarfile.TarInfo(long_link)
+        up.type, up.linkname = tarfile.SYMTYPE, "../" * len(steps)
+        tar.addfile(up)
+        escape = tarfile.TarInfo("escape")
+        escape.type, escape.linkname = tarfile.SYMTYPE, long_link + "/.."
+        tar.addfile(escape)
+        data = b"written outside the extraction folder\n"
+        member = tarfile.TarInfo("escape/pwned.txt")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    return path
+
+
+def test_archive_with_a_symlink_chain_is_refused_and_writes_nothing(tmp_path, monkeypatch):
+    """Issue 17: on this Python (3.11.7) ``filter="data"`` let the chain above write a file outside the folder,
+    with no error. Now every member that is not a regular file or a folder refuses the archive, before any
+    extraction, with one line naming it."""
+    monkeypatch.setenv("MODELLOCK_CACHE", str(tmp_path / "cache"))
+    extraction_folder = len(str(tmp_path / "cache" / "sources")) + len("/.evil-") + 16 + 1 + 32 + len(".tmp")
+    archive = _symlink_chain_archive(tmp_path / "evil.tar.gz", extraction_folder)
+    with pytest.raises(DataError) as e:
+        open_source(archive)
+    assert not [p for p in (tmp_path / "cache").rglob("pwned.txt")]  # nothing written, inside or out
+    assert str(e.value) == f"{archive}: member 'a' is a symbolic link; only regular files and folders are extracted"
+    assert not [p for p in (tmp_path / "cache" / "sources").iterdir()]  # no half-extracted folder left
+
+
+@pytest.mark.parametrize("kind", ["hardlink", "fifo", "absolute", "dotdot"])
+def test_archive_members_other_than_files_and_folders_are_refused(tmp_path, monkeypatch, kind):
+    import io
+
+    monkeypatch.setenv("MODELLOCK_CACHE", str(tmp_path / "cache"))
+    archive = tmp_path / f"{kind}.tar.gz"
+    png = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(png, format="PNG")
+    with tarfile.open(archive, "w:gz") as tar:
+        good = tarfile.TarInfo("pets/cat/a.png")
+        good.size = len(png.getvalue())
+        tar.addfile(good, io.BytesIO(png.getvalue()))
+        bad = tarfile.TarInfo({"absolute": "/tmp/x.png", "dotdot": "pets/../../x.png"}.get(kind, "pets/cat/b.png"))
+        if kind == "hardlink":
+            bad.type, bad.linkname = tarfile.LNKTYPE, "pets/cat/a.png"
+        elif kind == "fifo":
+            bad.type = tarfile.FIFOTYPE
+        else:
+            bad.size = len(png.getvalue())
+        tar.addfile(bad, io.BytesIO(png.getvalue()) if bad.isreg() else None)
+    with pytest.raises(DataError, match="hard link|device|outside the archive's folder"):
+        open_source(archive)

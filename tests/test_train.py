@@ -108,6 +108,40 @@ def test_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     assert data.reads == 2 * 192 and equal(weights(fresh), straight)
 
 
+def test_sealed_checkpoints_hold_no_readable_weights_and_resume(tmp_path):
+    """A sealed lock's checkpoints (issue 17: unsealed weights and optimizer state stayed in <out>/.work): every
+    file of a checkpoint is sealed, none is readable without the key, and a rerun with the key resumes to the
+    same weights as a run straight through; another key cannot resume it."""
+    import zlib
+
+    from safetensors.torch import load_file
+
+    from modellock.key import Key
+    from modellock.seal import SealError, Sealer
+
+    key = Key.create("keyed-filter", "a quiet marmalade haze")
+    config = TrainConfig(epochs=2, **CONFIG)
+    straight = weights(fit(new_model(), Colours(), config))
+    work = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):  # dies 10 images into epoch 2
+        fit(new_model(), Colours(fail_after=192 + 10), config, work_dir=work, sealer=Sealer(key))
+    saved = work / "checkpoints" / "epoch-0001"
+    names = sorted(p.name for p in saved.iterdir())
+    assert names == ["model.safetensors.sealed", "optimizer.pt.sealed", "trainer_state.json"], names
+    assert [p.name for p in (work / "checkpoints").iterdir()] == ["epoch-0001"]  # nothing else, no plain copy
+    for f in saved.glob("*.sealed"):
+        data = f.read_bytes()
+        assert len(zlib.compress(data, 9)) >= 0.98 * len(data) - 200, f.name  # ciphertext (but its header)
+    with pytest.raises(Exception):  # noqa: B017 - safetensors raises its own error type
+        load_file(str(saved / "model.safetensors.sealed"))
+    with pytest.raises(SealError, match="does not open"):
+        fit(new_model(), Colours(), config, work_dir=work, sealer=Sealer(key.replace(seed=key.seed + 1)))
+    data = Colours()
+    resumed = fit(new_model(seed=1), data, config, work_dir=work, sealer=Sealer(key))
+    assert data.reads == 192 and equal(weights(resumed), straight)  # only epoch 2 ran, to the same weights
+    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["epoch-0002"]
+
+
 def test_extending_a_finished_run_is_deterministic(tmp_path):
     """1 epoch, then epochs=2 on the same work_dir: runs epoch 2 only. The schedule now spans 2 epochs, so the
     result differs from a straight 2-epoch run (whose epoch 1 used other learning rates) but is reproducible."""

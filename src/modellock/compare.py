@@ -30,6 +30,7 @@ from typing import Callable
 from .errors import ModelLockError
 from .images import write_bytes_atomic
 from .lockset import LockRecipe
+from .model_folder import holds_model
 from .results_json import write_json
 from .train import TrainConfig
 
@@ -120,7 +121,7 @@ def _load_or_create_key(path: Path, editor: str, fields: dict, model_exists: boo
 def _model(folder: Path, train_fn: Callable, device=None):
     from .model_folder import LockedModel
 
-    if (folder / "model.safetensors").is_file():
+    if holds_model(folder):
         return LockedModel.from_pretrained(folder, device=device), True
     return train_fn(), False
 
@@ -166,7 +167,7 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
     comma-separated string (see the module docstring). ``out``: the comparison folder (models, keys,
     ``compare.json``, ``report.html``). ``budget`` (quick or full: the fine-tune attack's grid),
     ``samples``, ``screen`` and ``random_keys`` go to the attack context. ``seal`` stores every lock's weights
-    masked by its key (off by default here: the comparison is between the locks' methods; sealing applies to
+    sealed with its key (off by default here: the comparison is between the locks' methods; sealing applies to
     any of them alike). Classification and segmentation
     (scored in mIoU) alike: every step goes through the data's task type.
     Returns the result written to ``compare.json``.
@@ -192,7 +193,7 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    log("baseline: training on clean data" if not (out / "baseline" / "model.safetensors").is_file()
+    log("baseline: training on clean data" if not holds_model(out / "baseline")
         else "baseline: already trained, loading")
     baseline, _ = _model(out / "baseline", lambda: train_baseline(source, model_name, out / "baseline", train,
                                                                   image_size, pretrained), device)
@@ -200,11 +201,12 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
     for i, name in enumerate(names, 1):
         editor, fields, recipe = setups[name]
         folder = out / name
-        exists = (folder / "model.safetensors").is_file()
+        exists = holds_model(folder)
         key = _load_or_create_key(out / "keys" / f"{name}.toml", editor, fields, exists)
         log(f"[{i}/{len(names)}] {name} ({editor}): " + ("already trained, loading" if exists else "locking"))
         model, _ = _model(folder, lambda: lock_model(key, source, model_name, folder, recipe, train, image_size,
                                                      pretrained, device=device, progress=progress), device)
+        model = model.open(key)  # sealed (--seal): the lock is measured on the opened weights
         log(f"[{i}/{len(names)}] {name}: evaluating")
         evaluation = evaluate(model, key, source, baseline=baseline, wrong_keys=default_wrong_keys(key),
                               device=device, progress=progress)

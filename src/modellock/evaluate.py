@@ -96,7 +96,8 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
 
     ``handling``: also score the unlocked model on inputs that went through ordinary handling before the key
     edit (``modellock.handling.HANDLING``: JPEG quality 75, a resize by +-10 %, a 90 % crop; segmentation
-    leaves the crop out, its masks stay whole); default: when the key's editor is cheap (a CPU editor).
+    scores a cropped image against its window of the mask); default: when the key's editor is cheap (a CPU
+    editor).
     """
     from .data.checks import check_data
     from .tasks import task_type
@@ -148,11 +149,10 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
 
         result["unlocked_under_handling"] = {}
         for name, handle in HANDLING.items():
-            if seg and name.startswith("crop"):
-                continue
             loaders = handled_loaders(model, data, key, handle, device)
+            masks = {"handling": name} if seg else {}  # each handled image scored against the labels it shows
             result["unlocked_under_handling"][name] = task.evaluate_split(model, data, loaders, batch_size,
-                                                                          progress)["score"]
+                                                                          progress, **masks)["score"]
         result["handling_drop"] = max(result["unlocked"] - v for v in result["unlocked_under_handling"].values())
     if seg:
         result["pixel_accuracy"] = {k: v["pixel_accuracy"] for k, v in extra.items()}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -97,6 +99,18 @@ def decode_image(source, max_pixels: int | None = None, formats: tuple[str, ...]
                                      f"{max_pixels:,} pixels")
         im.load()
         return to_uint8_rgb(im)
+
+
+def image_size(source, max_pixels: int | None = None, formats: tuple[str, ...] | None = None,
+               name: str = "image") -> tuple[int, int]:
+    """An image's (width, height) from its header, nothing decoded; the same errors as ``decode_image``."""
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    with _reading(name, max_pixels, formats), Image.open(fp, formats=list(formats) if formats else None) as im:
+        w, h = im.size
+        if max_pixels is not None and w * h > max_pixels:
+            raise ImageTooLargeError(f"{name}: image is {w}x{h} ({w * h:,} pixels), over the limit of "
+                                     f"{max_pixels:,} pixels")
+        return w, h
 
 
 @contextlib.contextmanager
@@ -206,32 +220,45 @@ def save_png_atomic(image: np.ndarray, path: str | os.PathLike, fsync: bool = Fa
     leaves no temporary file. ``fsync`` adds durability against power loss at a large cost per small
     file; the edit stage fsyncs its manifest parts.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     data = buffer.getvalue()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with _removed_on_error(tmp), open(tmp, "wb") as f:
+    write_bytes_atomic(data, path, fsync=fsync)
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike, mode: int = 0o666, fsync: bool = True) -> None:
+    """Write bytes to a new temporary file beside ``path``, fsync, then rename: readers never see half a file.
+
+    The temporary file comes from ``tempfile.mkstemp``: a random name, opened with ``O_EXCL | O_NOFOLLOW`` and
+    mode 0600, so a file or symlink planted at a guessable name is never written through. ``mode`` (less the
+    umask) is set before any byte is written when it is wider, e.g. keep 0o600 for a secret."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    with _removed_on_error(tmp), os.fdopen(fd, "wb") as f:
+        if mode & ~0o600 & ~_umask():
+            os.fchmod(fd, mode & ~_umask())
         f.write(data)
         if fsync:
             f.flush()
             os.fsync(f.fileno())
     os.replace(tmp, path)
-    return hashlib.sha256(data).hexdigest()
 
 
-def write_bytes_atomic(data: bytes, path: str | os.PathLike, mode: int = 0o666) -> None:
-    """Write bytes under a temporary name, fsync, then rename: readers never see half a file. ``mode``
-    (less the umask) is the new file's permissions, e.g. 0o600 for a secret."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with _removed_on_error(tmp), os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process's umask (read once: from /proc where Linux shows it, else set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager

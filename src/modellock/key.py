@@ -54,6 +54,10 @@ _OPTIONAL = {"revision"}
 
 # scrypt cost: about 0.1 s and 32 MiB per fingerprint on a laptop core.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+# what a fingerprint or a sealed file may ask for when read: at least the cost above, at most 16 times it
+# (a crafted config.json cannot stall a reader), salts of 16-64 bytes, outputs of 16-64 bytes
+SCRYPT_BOUNDS = {"n": (2**15, 2**20), "r": (1, 32), "p": (1, 16), "salt": (16, 64), "dklen": (16, 64)}
+_MAX_COST = 16 * SCRYPT_N * SCRYPT_R * SCRYPT_P
 _CACHE_SALT = b"modellock/edit-cache/v1"
 _MAXMEM = 256 * 1024 * 1024
 
@@ -140,11 +144,9 @@ class Key:
         d = self.to_dict()
         params = d.pop("params")
         text = _HEADER + tomli_w.dumps(d) + (("\n[params]\n" + tomli_w.dumps(params)) if params else "")
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        from .images import write_bytes_atomic
+
+        write_bytes_atomic(text.encode("utf-8"), path, mode=0o600)  # a new temporary file (O_EXCL, O_NOFOLLOW)
         return path
 
     # ---------------------------------------------------------------- identity
@@ -163,24 +165,55 @@ class Key:
         return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
 
     def matches(self, fingerprint: str) -> bool:
-        """True when this key produced ``fingerprint``."""
-        try:
-            scheme, n, r, p, salt_hex, digest_hex = fingerprint.split("$")
-            if scheme != "scrypt":
-                return False
-            digest = hashlib.scrypt(
-                self.canonical(), salt=bytes.fromhex(salt_hex), n=int(n), r=int(r), p=int(p), maxmem=_MAXMEM,
-                dklen=len(digest_hex) // 2,
-            )
-        except (ValueError, TypeError):
+        """True when this key produced ``fingerprint``; ModelLockError when its scrypt parameters are out of
+        ``SCRYPT_BOUNDS`` (a crafted fingerprint that would take hours)."""
+        parsed = parse_fingerprint(fingerprint)
+        if parsed is None:
             return False
-        return hmac.compare_digest(digest.hex(), digest_hex)
+        n, r, p, salt, digest = parsed
+        return hmac.compare_digest(scrypt_bounded(self.canonical(), salt, n, r, p, len(digest)), digest)
 
     @cached_property
     def cache_id(self) -> str:
         """A stable, slow-hashed id naming this key's edit cache (not the fingerprint)."""
         digest = hashlib.scrypt(self.canonical(), salt=_CACHE_SALT, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=16, maxmem=_MAXMEM)
         return digest.hex()
+
+
+def check_scrypt(n: int, r: int, p: int, salt_len: int, dklen: int, where: str = "scrypt") -> None:
+    """ModelLockError naming the first scrypt parameter out of ``SCRYPT_BOUNDS`` (or of the cost bound)."""
+    from .errors import ModelLockError
+
+    for name, value in (("n", n), ("r", r), ("p", p), ("salt", salt_len), ("dklen", dklen)):
+        lo, hi = SCRYPT_BOUNDS[name]
+        if not lo <= value <= hi:
+            what = f"salt length {value} bytes" if name == "salt" else f"{name}={value}"
+            raise ModelLockError(f"{where}: scrypt {what} out of bounds ({lo}-{hi})")
+    if n & (n - 1):
+        raise ModelLockError(f"{where}: scrypt n={n} is not a power of two")
+    if n * r * p > _MAX_COST or 128 * n * r > _MAXMEM:
+        raise ModelLockError(f"{where}: scrypt n={n}, r={r}, p={p} costs more than the bound "
+                             f"({_MAX_COST // (SCRYPT_N * SCRYPT_R * SCRYPT_P)}x the default)")
+
+
+def scrypt_bounded(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int, where: str = "scrypt") -> bytes:
+    """``hashlib.scrypt`` after ``check_scrypt``: never more than the bounded cost."""
+    check_scrypt(n, r, p, len(salt), dklen, where)
+    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=_MAXMEM)
+
+
+def parse_fingerprint(fingerprint, where: str = "fingerprint") -> tuple[int, int, int, bytes, bytes] | None:
+    """``(n, r, p, salt, digest)`` of a ``scrypt$N$r$p$salt$hash`` fingerprint; None when it is not one;
+    ModelLockError when its parameters are out of ``SCRYPT_BOUNDS``."""
+    try:
+        scheme, n, r, p, salt_hex, digest_hex = fingerprint.split("$")
+        if scheme != "scrypt" or not all(x.isdigit() and len(x) <= 20 for x in (n, r, p)):
+            return None
+        parsed = int(n), int(r), int(p), bytes.fromhex(salt_hex), bytes.fromhex(digest_hex)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    check_scrypt(*parsed[:3], len(parsed[3]), len(parsed[4]), where)
+    return parsed
 
 
 def _validate(raw: dict, source: str, strict: bool = False) -> None:

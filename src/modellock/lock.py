@@ -3,8 +3,9 @@
 ``lock_model`` edits (through the edit cache) the share of training images the recipe names, trains
 the backbone on edited images with true labels and clean ones toward the locked answer, and saves the
 folder. ``train_baseline`` runs the same recipe on clean data only: the original model of every
-comparison. Both checkpoint every epoch under ``<out>/.work`` and resume when rerun. Launched with several
-processes, the editing and the training are shared among them and the main process writes the folder.
+comparison. Both checkpoint every epoch under ``<out>/.work`` (mode 0700; a sealed lock's checkpoints are sealed
+with its key, see ``modellock.seal``) and resume when rerun; ``.work`` goes once the folder is written. Launched
+with several processes, the editing and the training are shared among them and the main process writes the folder.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from .edit import cache_dir, edit_split
 from .editors import editor_class, get_editor, resolve_key
 from .errors import ModelLockError
 from .lockset import LOCKED_CLASS_NAME, LockRecipe, decoy_keys, plan_lock_set
-from .model_folder import FORMAT, LockedModel, library_versions
+from .model_folder import CONFIG, FORMAT, LockedModel, holds_model, library_versions
+from .paths import private_dir
 from .progress import plural, stage_bar
 from .tasks import task_type
 from .train import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, fit
@@ -39,7 +41,7 @@ def check_output(out, overwrite: bool) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ModelLockError(f"{out}: exists and is not a folder (--out names the model folder to write)")
-    if (out / "model.safetensors").exists() and not overwrite:
+    if holds_model(out) and not overwrite:
         raise ModelLockError(f"{out}: already holds a model (use --force to replace it)")
     return out
 
@@ -53,7 +55,7 @@ def _prepare_work_dir(work: Path, signature: dict) -> None:
         if work.exists() and (not marker.exists() or marker.read_text() != digest):
             print(f"{work}: checkpoints of a run with other settings; starting over")
             shutil.rmtree(work)
-        work.mkdir(parents=True, exist_ok=True)
+        private_dir(work)
         marker.write_text(digest)
     distributed.barrier()
 
@@ -63,8 +65,9 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
                     image_size: int | None, pretrained, desc: str, run_id: str, decoys=(),
                     augment: bool = True, progress: bool = True, recipe: LockRecipe | None = None,
                     editors: list | None = None, seal_key=None) -> LockedModel:
-    """Train on the lock set and save the folder. ``editors`` (the key's, then the decoys'): edit in the
-    training loop (online) instead of reading ``edits``/``decoys`` from the edit cache."""
+    """Train on the lock set and save the folder (sealed with ``seal_key`` when given: then the checkpoints too,
+    and the opened weights are returned). ``editors`` (the key's, then the decoys'): edit in the training loop
+    (online) instead of reading ``edits``/``decoys`` from the edit cache."""
     task = task_type(source.task)
     split = source.split(split_name)
     image_size = image_size or task.default_image_size(model_name)
@@ -77,7 +80,7 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
         from .handling import RandomHandling
         from .lockset import EditingCollate, OnlineLockDataset
 
-        handling = RandomHandling(geometry=task.name == "classification") if recipe.handling else None
+        handling = RandomHandling() if recipe.handling else None  # segmentation: masks follow (lockset)
         dataset = OnlineLockDataset(dataset, handling)
         raw = get_editor(editors[0].key.replace(alpha=1.0)) if recipe.distractor > 0 else None
         collate = EditingCollate(dataset, editors, recipe.distractor, raw)
@@ -95,8 +98,13 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
                                        for it in items],
                              "train": {k: v for k, v in train.to_dict().items() if k not in ("epochs", "num_workers")}})
     loss = task.lock_loss(len(source.classes), recipe, source.ignore_index)
+    sealer = None
+    if seal_key is not None:
+        from .seal import Sealer
+
+        sealer = Sealer(seal_key)
     model = fit(model, dataset, train, loss_fn=loss, work_dir=work, resume=True, desc=desc, progress=progress,
-                collate_fn=collate, hooks=hooks)
+                collate_fn=collate, hooks=hooks, sealer=sealer)
     if hooks is not None:
         hooks.close()
         lock_info = {**lock_info, "hardening": hooks.summary()}
@@ -115,16 +123,13 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
     }
     if task.name == "segmentation":
         config["ignore_index"] = source.ignore_index
-    if seal_key is not None:  # store the weights masked by the key (modellock.seal)
-        from .seal import seal_state
-
-        sealed, config["lock"]["seal"] = seal_state(model.cpu().state_dict(), seal_key)
-        model.load_state_dict(sealed)
     locked = LockedModel(model.cpu(), config)
-    if distributed.is_main():  # every process holds the same weights; one writes them
-        locked.save_pretrained(out)
+    if distributed.is_main():  # every process holds the same weights; one writes them (sealed with the key)
+        locked.save_pretrained(out, seal_key=seal_key)
         shutil.rmtree(work, ignore_errors=True)
     distributed.barrier()
+    if not distributed.is_main():  # the config as written (with its seal record), beside the same weights
+        locked = LockedModel(locked.model, json.loads((out / CONFIG).read_text(encoding="utf-8")), out)
     return locked
 
 

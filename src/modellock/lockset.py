@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch.utils.data import Dataset
 
 from .data.sources import Sample, Split
 from .errors import ModelLockError
+from .fields import Count, Fraction, NonNegative, NonNegativeInt, check_fields
 
 CLEAN_TARGETS = {
     "classification": ("wrong-label", "locked-class", "locked-spread"),
@@ -39,60 +42,45 @@ LOCKED_CLASS_NAME = "locked"
 
 @dataclass
 class LockRecipe:
-    """How the lock set is built (defaults chosen by the CIFAR-10 measurements in docs/benchmarks.md)."""
+    """How the lock set is built (defaults chosen by the CIFAR-10 measurements in docs/benchmarks.md).
 
-    edited_fraction: float = 0.7
-    clean_target: str = "locked-spread"
-    decoy_fraction: float | None = None  # default: two thirds of the images not edited with the key
-    decoy_keys: int = 128
-    locked_weight: float = 0.5  # locked-spread: probability mass on the locked output
+    Each field's type and range is checked (``modellock.fields``) when a recipe is made, and the same
+    annotations check a YAML ``--config`` and the command-line flags."""
+
+    edited_fraction: Fraction = 0.7
+    clean_target: Literal[ALL_CLEAN_TARGETS] = "locked-spread"
+    decoy_fraction: Optional[Fraction] = None  # default: two thirds of the images not edited with the key
+    decoy_keys: Count = 128
+    locked_weight: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5  # locked-spread: mass on the locked output
     # paired: the images trained toward the locked answer (clean or decoy-edited) also appear edited with
     # the key and their true label, so the lock costs no labelled data (the set grows by that share)
     paired: bool = True
     # online: edit in the training loop instead of through the edit cache (None: when the editor is cheap,
     # i.e. the CPU editors); handling: online, random crops, resizes and JPEG before the key edit
-    online: bool | None = None
+    online: Optional[bool] = None
     handling: bool = True
     # online: share of key-edited images whose edit is blended with another image (see EditingCollate)
-    distractor: float = 0.0
-    # seal: store the weights masked by the key (modellock.seal): stolen weights are noise (docs/benchmarks.md:
-    # the only lever measured here that leaves a weight thief no better off than training from scratch)
+    distractor: Fraction = 0.0
+    # seal: store the weights sealed with the key (modellock.seal: authenticated encryption, model.sealed): a copied
+    # folder or checkpoint loads nothing without the key (docs/security.md)
     seal: bool = True
     # hardening (modellock.harden): the simulated thief in the loop; weights, 0 = off
-    adversary: float = 0.0
-    adversary_every: int = 20
-    adversary_steps: int = 5
-    simulated_thief: float = 0.0
-    thief_every: int = 10
-    thief_steps: int = 5
-    separation: float = 0.0
-    seed: int = 0
+    adversary: Fraction = 0.0  # a share of each batch
+    adversary_every: Count = 20
+    adversary_steps: Count = 5
+    simulated_thief: Annotated[NonNegative, Field(le=10.0)] = 0.0
+    thief_every: Count = 10
+    thief_steps: Count = 5
+    separation: Annotated[NonNegative, Field(le=10.0)] = 0.0
+    seed: NonNegativeInt = 0
 
     def __post_init__(self):
+        check_fields(self, "recipe")
         if self.decoy_fraction is None:
             self.decoy_fraction = round((1.0 - self.edited_fraction) * 2 / 3, 6)
-        if self.clean_target not in ALL_CLEAN_TARGETS:
-            raise ModelLockError(f"recipe: clean_target must be one of {', '.join(ALL_CLEAN_TARGETS)}, "
-                                 f"not {self.clean_target!r}")
-        if not 0.0 <= self.edited_fraction <= 1.0:
-            raise ModelLockError(f"recipe: edited_fraction must be between 0 and 1, not {self.edited_fraction!r}")
-        if not 0.0 <= self.decoy_fraction <= 1.0 - self.edited_fraction + 1e-9:
-            raise ModelLockError(f"recipe: decoy_fraction must be between 0 and 1 - edited_fraction, "
-                                 f"not {self.decoy_fraction!r}")
-        if self.decoy_keys < 1:
-            raise ModelLockError(f"recipe: decoy_keys must be at least 1, not {self.decoy_keys!r}")
-        if not 0.0 < self.locked_weight <= 1.0:
-            raise ModelLockError(f"recipe: locked_weight must be in (0, 1], not {self.locked_weight!r}")
-        if not 0.0 <= self.distractor <= 1.0:
-            raise ModelLockError(f"recipe: distractor must be between 0 and 1, not {self.distractor!r}")
-        for name in ("adversary", "simulated_thief", "separation"):
-            if not 0.0 <= getattr(self, name) <= 10.0:
-                raise ModelLockError(f"recipe: {name} must be between 0 and 10, not {getattr(self, name)!r}")
-        if self.adversary > 1.0:
-            raise ModelLockError(f"recipe: adversary is a share of each batch, at most 1, not {self.adversary!r}")
-        for name in ("adversary_every", "adversary_steps", "thief_every", "thief_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ModelLockError(f"recipe: {name} must be at least 1, not {getattr(self, name)!r}")
+        if self.decoy_fraction > 1.0 - self.edited_fraction + 1e-9:
+            raise ModelLockError(f"recipe: decoy_fraction must be between 0 and 1 - edited_fraction "
+                                 f"({1.0 - self.edited_fraction:g}), not {self.decoy_fraction!r}")
 
     def harden_settings(self):
         """The hardening levers as :class:`modellock.harden.HardenSettings`."""
@@ -274,10 +262,11 @@ class SegmentationLockDataset(LockDataset):
             mask = np.where(valid, lut[np.where(valid, mask, 0)], mask)
         return mask
 
-    def finish(self, image, item: LockItem):
+    def finish(self, image, item: LockItem, mask: np.ndarray | None = None):
+        """``mask``: the item's mask after the image's handling (default: :meth:`mask`, the image unhandled)."""
         from .losses import LOCKED, LOCKED_SPREAD, MASK
 
-        x, y = self.transform(image, self.mask(item))
+        x, y = self.transform(image, self.mask(item) if mask is None else mask)
         mode = {"locked-class": LOCKED, "locked-spread": LOCKED_SPREAD}.get(item.answer, MASK)
         return x, (y, torch.tensor(mode))
 
@@ -286,10 +275,11 @@ class OnlineLockDataset(Dataset):
     """The lock set edited on the fly, for editors cheap enough to run in the training loop.
 
     Each item is the clean image after ``handling`` (random crops, resizes, JPEG: what an authorised user's
-    inputs go through before the key edit; None for none) and the index of the key it is edited with
-    (0: the key, ``j + 1``: decoy key ``j``, -1: none); :class:`EditingCollate` edits a batch with one
-    editor call per key, then ``base.finish`` builds each ``(input, target)``. Fresh handling every epoch,
-    and no edit cache on disk.
+    inputs go through before the key edit; None for none), the index of the key it is edited with
+    (0: the key, ``j + 1``: decoy key ``j``, -1: none), its index, and (segmentation, with handling) its mask
+    handled with the image (``handling(image, mask)``: crops and resizes move both), else None;
+    :class:`EditingCollate` edits a batch with one editor call per key, then ``base.finish`` builds each
+    ``(input, target)``. Fresh handling every epoch, and no edit cache on disk.
     """
 
     def __init__(self, base: LockDataset, handling=None):
@@ -300,10 +290,13 @@ class OnlineLockDataset(Dataset):
 
     def __getitem__(self, i):
         item = self.base.items[i]
-        image = self.base.split.load(item.sample)
+        image, mask = self.base.split.load(item.sample), None
         if self.handling is not None:
-            image = self.handling(image)
-        return image, (0 if item.edited else item.decoy + 1 if item.decoy >= 0 else -1), i
+            if isinstance(self.base, SegmentationLockDataset):
+                image, mask = self.handling(image, self.base.mask(item))
+            else:
+                image = self.handling(image)
+        return image, (0 if item.edited else item.decoy + 1 if item.decoy >= 0 else -1), i, mask
 
 
 class EditingCollate:
@@ -322,9 +315,9 @@ class EditingCollate:
         import torch
         from torch.utils.data import default_collate
 
-        images = [image for image, _, _ in batch]
+        images = [image for image, _, _, _ in batch]
         groups: dict[int, list[int]] = {}
-        for j, (_, k, _) in enumerate(batch):
+        for j, (_, k, _, _) in enumerate(batch):
             if k >= 0:
                 groups.setdefault(k, []).append(j)
         distracted = []
@@ -344,7 +337,8 @@ class EditingCollate:
                 other = originals[(j + 1 + int(torch.randint(0, len(batch) - 1, ()))) % len(batch)]
                 images[j] = blend(resize(other, raw.shape[:2]), raw, alpha)
         base = self.dataset.base
-        return default_collate([base.finish(images[j], base.items[i]) for j, (_, _, i) in enumerate(batch)])
+        return default_collate([base.finish(images[j], base.items[i], *(() if mask is None else (mask,)))
+                                for j, (_, _, i, mask) in enumerate(batch)])
 
 
 class ImageListDataset(Dataset):

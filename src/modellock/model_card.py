@@ -27,7 +27,9 @@ def render_card(config: dict) -> str:
             f"- editor: `{lock['editor']}`",
             f"- key fingerprint (scrypt, salted; not the key): `{lock['fingerprint'][:32]}...`",
             f"- recipe: {r.get('edited_fraction')} of the training images edited; the rest trained toward "
-            f"`{r.get('clean_target')}`", "",
+            f"`{r.get('clean_target')}`",
+            ("- weights: **sealed** (`model.sealed`: AES-256-GCM under a key derived from the key file; nothing "
+             "loads without the key)" if lock.get("seal") else "- weights: plain (`model.safetensors`)"), "",
             "## Unlock", "", "```bash",
             "modellock predict --model THIS_FOLDER --key KEY.toml image.jpg"
             + (" --masks masks/   # writes masks/image.png" if config.get("task") == "segmentation" else ""),
@@ -35,7 +37,7 @@ def render_card(config: dict) -> str:
             "from modellock import Key, LockedModel",
             "predictor = LockedModel.from_pretrained('THIS_FOLDER').unlock(Key.load('KEY.toml'))",
             "predictor.predict('image.jpg')   # a path, PIL image or array; or a list of them", "```", "",
-            "A key that does not match the fingerprint is refused.", "",
+            "A key that does not match the fingerprint is refused (`the key does not open this model`).", "",
         ]
     else:
         lines += ["A plainly fine-tuned model (no lock), the reference for lock evaluations.", ""]
@@ -68,8 +70,9 @@ def attack_summary_text(summary: dict) -> str:
                      f"({summary.get('worst_gain_attack')}" + (f", {frac * 100:g}% clean data" if frac else "")
                      + f": {summary.get('worst_gain_setting')})")
     if summary.get("worst_case_undone") is not None:
-        lines.append(f"- worst_case_undone: {summary['worst_case_undone']:.4f} ({summary.get('worst_case_attack')}: "
-                     f"{summary.get('worst_case_setting')})")
+        setting = f": {summary['worst_case_setting']}" if summary.get("worst_case_setting") else ""
+        lines.append(f"- worst_case_undone: {summary['worst_case_undone']:.4f} ({summary.get('worst_case_attack')}"
+                     f"{setting})")
     lines += ["", READING, ""]
     for field in ("fine_tune_gain", "distillation_gain"):
         if summary.get(field) is not None:

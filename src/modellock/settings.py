@@ -1,25 +1,52 @@
-"""Lock/train settings from a YAML file and command-line flags (flags win), checked by name."""
+"""Lock/train settings from a YAML file and command-line flags (flags win), checked by name, type and range.
+
+The types and ranges are those annotated on ``LockRecipe`` and ``TrainConfig`` (and ``RUN_TYPES`` here), checked
+with pydantic (``modellock.fields``): a YAML value and a flag go through the same check, and an error names the
+field and the file (``config file lock.yaml: epochs: input should be a valid integer, ..., not 'one'``) or the
+flag (``--epochs: input should be greater than or equal to 1, not 0``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import yaml
+from pydantic import Field
 
 from .errors import ModelLockError
+from .fields import NUMBER, Count, field_types, validate_values
 from .lockset import LockRecipe
 from .train import TrainConfig
 
+MIN_IMAGE_SIZE = 8  # pixels, as the data checks' smallest image
 RECIPE_FIELDS = {f.name for f in dataclasses.fields(LockRecipe)} - {"seed"}
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-RUN_FIELDS = {"model", "pretrained", "image_size", "train_limit", "test_limit", "split", "edits"}
+_NAME = Annotated[str, Field(min_length=1)]
+RUN_TYPES: dict[str, Any] = {"model": _NAME, "pretrained": _NAME, "split": _NAME, "edits": _NAME,
+                             "image_size": Annotated[int, NUMBER, Field(ge=MIN_IMAGE_SIZE)],
+                             "train_limit": Count, "test_limit": Count}
+RUN_FIELDS = set(RUN_TYPES)
+SETTING_TYPES: dict[str, Any] = {name: Optional[t] for name, t in
+                                 {**field_types(LockRecipe), **field_types(TrainConfig), **RUN_TYPES}.items()}
+
+
+def default(cls, name: str):
+    """The default of field ``name`` of a settings dataclass (for help texts)."""
+    return cls.__dataclass_fields__[name].default
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def load_settings(config: Path | None, **flags) -> dict:
-    """Merge a YAML mapping with flags that were given (not None); unknown YAML keys are errors."""
+    """Merge a YAML mapping with flags that were given (not None); unknown YAML keys and values of the wrong
+    type or out of range are errors naming the field and the file (or the flag)."""
     settings: dict = {}
     if config is not None:
+        where = f"config file {config}: "
         try:
             loaded = yaml.safe_load(Path(config).read_text()) or {}
         except FileNotFoundError:
@@ -28,14 +55,12 @@ def load_settings(config: Path | None, **flags) -> dict:
             raise ModelLockError(f"config file {config}: not valid YAML ({type(e).__name__})") from None
         if not isinstance(loaded, dict):
             raise ModelLockError(f"config file {config}: expected a mapping of settings")
-        known = RECIPE_FIELDS | TRAIN_FIELDS | RUN_FIELDS
-        for name in loaded:
-            norm = str(name).replace("-", "_")
-            if norm not in known:
-                raise ModelLockError(f"config file {config}: unknown setting {name!r}")
-            settings[norm] = loaded[name]
-    settings.update({k: v for k, v in flags.items() if v is not None})
-    return settings
+        named = {str(name).replace("-", "_"): value for name, value in loaded.items()}
+        shown = {str(name).replace("-", "_"): str(name) for name in loaded}
+        settings.update(validate_values(SETTING_TYPES, named, where, shown))
+    given = {k: v for k, v in flags.items() if v is not None}
+    settings.update(validate_values(SETTING_TYPES, given, names={k: flag_name(k) for k in given}))
+    return {k: v for k, v in settings.items() if v is not None}
 
 
 def _build(cls, fields: set, settings: dict, where: str):

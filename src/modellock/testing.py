@@ -184,9 +184,9 @@ def sample_images(n: int, size: tuple[int, int] = (64, 64), seed: int = 0) -> li
 
 
 def build_tiny_locked_model(path, key, classes=("circle", "square", "triangle"), task: str = "classification",
-                            image_size: int = 32, seed: int = 0, model: str | None = None):
+                            image_size: int = 32, seed: int = 0, model: str | None = None, seal: bool = False):
     """Save an untrained locked model folder (``model``: ``tiny-cnn`` by default, ``tiny-segnet`` for
-    segmentation) for ``key``.
+    segmentation) for ``key``; with ``seal``, its weights sealed with ``key`` (the opened weights are returned).
 
     Random weights, a real config (fingerprint of ``key``, a locked output) and model card: what a service or
     predictor test needs in a second, without training. Returns the ``LockedModel``.
@@ -214,5 +214,5 @@ def build_tiny_locked_model(path, key, classes=("circle", "square", "triangle"),
     if task == "segmentation":
         config["ignore_index"] = 255
     locked = LockedModel(net.eval(), config)
-    locked.save_pretrained(path)
+    locked.save_pretrained(path, seal_key=key if seal else None)
     return locked

@@ -3,7 +3,8 @@
 ``fit(model, dataset, config, loss_fn, work_dir)`` trains on a Dataset of ``(input CxHxW float, target)`` pairs
 that are already augmented (augmentation belongs to the dataset, so segmentation can move image and mask
 together). Each finished epoch is checkpointed into ``work_dir/checkpoints/epoch-NNNN`` (written to a temporary
-folder, then renamed); a rerun resumes from the latest complete checkpoint. The shuffling order and every random
+folder, then renamed; with a ``sealer``, the model and optimizer states sealed from memory, see ``modellock.seal``);
+a rerun resumes from the latest complete checkpoint. The shuffling order and every random
 draw of epoch ``e`` are seeded by ``(seed, e)`` (and the rank), so a run interrupted and resumed ends with the same weights as
 one run straight through. Launched with several processes (``accelerate launch``, ``torchrun``), each trains on
 its own block of every global batch, gradients are averaged (DDP), and only the main process writes.
@@ -14,6 +15,7 @@ Also here: ``predict_logits`` and ``classification_transforms`` (standard torchv
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -23,7 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -31,7 +33,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .errors import ModelLockError
+from .fields import Count, Fraction, NonNegative, NonNegativeInt, Positive, check_fields
 from .progress import plural, stage_bar
+from .workers import quiet_workers
 
 log = logging.getLogger(__name__)
 
@@ -43,35 +47,26 @@ STATE_FILE = "trainer_state.json"
 
 @dataclass
 class TrainConfig:
-    """Fine-tuning settings; ``grad_clip`` 0 means off, ``warmup_epochs`` may be fractional."""
+    """Fine-tuning settings; ``grad_clip`` 0 means off, ``warmup_epochs`` may be fractional. Each field's type
+    and range is checked (``modellock.fields``) when a config is made, and checks a YAML ``--config`` and flags."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
-    schedule: str = "cosine"  # cosine (linear warmup, cosine to 0) | onecycle (cosine up from lr/25, down to ~0)
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
-    seed: int = 0
-    num_workers: int = 2
-    mixed_precision: str = "no"  # no | bf16 | fp16
-    grad_clip: float = 0.0
-    checkpoint_every_epochs: int = 1
-    keep_checkpoints: int = 1
+    epochs: Count = 10
+    batch_size: Count = 128
+    lr: Positive = 1e-3
+    weight_decay: NonNegative = 0.05
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: momentum 0.9, nesterov
+    schedule: Literal["cosine", "onecycle"] = "cosine"  # cosine: linear warmup, cosine to 0; onecycle: up from lr/25
+    warmup_epochs: NonNegative = 1.0
+    label_smoothing: Fraction = 0.0
+    seed: NonNegativeInt = 0
+    num_workers: NonNegativeInt = 2
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    grad_clip: NonNegative = 0.0
+    checkpoint_every_epochs: Count = 1
+    keep_checkpoints: Count = 1
 
     def __post_init__(self):
-        choices = {"optimizer": ("adamw", "sgd"), "schedule": ("cosine", "onecycle"),
-                   "mixed_precision": ("no", "bf16", "fp16")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ModelLockError(f"train config: {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "checkpoint_every_epochs", "keep_checkpoints"):
-            if int(getattr(self, name)) < 1:
-                raise ModelLockError(f"train config: {name} must be at least 1, not {getattr(self, name)!r}")
-        for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "num_workers", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ModelLockError(f"train config: {name} must not be negative, not {getattr(self, name)!r}")
+        check_fields(self, "train config")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -119,15 +114,19 @@ def latest_checkpoint(checkpoint_dir: Path) -> tuple[int, Path] | None:
     return max(found) if found else None
 
 
-def _save_checkpoint(accelerator, checkpoint_dir: Path, epoch: int, state: dict, keep: int) -> None:
-    """``save_state`` into a temporary folder, renamed to ``epoch-NNNN`` once complete; old ones pruned."""
+def _save_checkpoint(accelerator, checkpoint_dir: Path, epoch: int, state: dict, keep: int, sealed=None) -> None:
+    """``save_state`` into a temporary folder, renamed to ``epoch-NNNN`` once complete; old ones pruned. With
+    ``sealed`` (``(model, optimizer, sealer)``), the states are sealed from memory instead (``_save_sealed``)."""
     final = checkpoint_dir / f"epoch-{epoch:04d}"
     tmp = checkpoint_dir / f".epoch-{epoch:04d}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
+    if sealed is not None:
+        _save_sealed(accelerator, tmp, *sealed)
+    else:
+        accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
@@ -148,6 +147,49 @@ def _save_checkpoint(accelerator, checkpoint_dir: Path, epoch: int, state: dict,
 
 def _checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
     return [(int(m.group(1)), d) for d in checkpoint_dir.iterdir() if (m := _CHECKPOINT.match(d.name))]
+
+
+def _save_sealed(accelerator, folder: Path, model, optimizer, sealer) -> None:
+    """The model's and the optimizer's state (and the fp16 loss scaler's), each serialised in memory and sealed
+    into ``NAME.sealed``: no plain byte of them reaches the disk. (Random states are not kept: every epoch
+    reseeds from ``(seed, epoch)``.)"""
+    from safetensors.torch import save
+
+    from .seal import write_sealed
+
+    weights = accelerator.get_state_dict(model)  # every process: collective where the model is sharded
+    if not accelerator.is_main_process:
+        return
+    parts = {"model.safetensors": save({k: v.detach().cpu().clone().contiguous() for k, v in weights.items()}),
+             "optimizer.pt": _torch_bytes(optimizer.state_dict())}
+    if accelerator.scaler is not None:
+        parts["scaler.pt"] = _torch_bytes(accelerator.scaler.state_dict())
+    for name, data in parts.items():
+        write_sealed(folder / f"{name}.sealed", data, sealer, f"checkpoint/{name}".encode())
+
+
+def _load_sealed(accelerator, folder: Path, model, optimizer, sealer) -> None:
+    """Open what ``_save_sealed`` wrote, in memory, into ``model`` and ``optimizer`` (each process)."""
+    from safetensors.torch import load
+
+    from .seal import read_sealed
+
+    def read(name: str) -> bytes:
+        return read_sealed(folder / f"{name}.sealed", sealer, f"checkpoint/{name}".encode())
+
+    def tensors(name: str):
+        return torch.load(io.BytesIO(read(name)), map_location="cpu", weights_only=True)
+
+    accelerator.unwrap_model(model).load_state_dict(load(read("model.safetensors")))
+    optimizer.load_state_dict(tensors("optimizer.pt"))
+    if accelerator.scaler is not None and (folder / "scaler.pt.sealed").is_file():
+        accelerator.scaler.load_state_dict(tensors("scaler.pt"))
+
+
+def _torch_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -189,6 +231,7 @@ def fit(
     progress: bool = True,
     collate_fn: Callable | None = None,
     hooks=None,
+    sealer=None,
 ) -> nn.Module:
     """Train ``model`` in place and return it (unwrapped, in eval mode, on the accelerator's device).
 
@@ -197,7 +240,8 @@ def fit(
     with ``resume`` a rerun continues after the latest complete one. ``collate_fn`` builds batches (e.g. editing
     them on the fly). ``hooks`` (see ``modellock.harden``) may add samples to a batch
     (``on_batch(model, inputs, targets, step)``), a loss term (``extra_loss(model, inputs, targets, outputs)``)
-    and gradient (``after_backward(model, step)``): the lock's simulated thief.
+    and gradient (``after_backward(model, step)``): the lock's simulated thief. ``sealer`` (``modellock.seal``):
+    checkpoints are sealed with it (the weights and optimizer state of a sealed lock never rest on disk in plain).
     """
     from accelerate.utils import set_seed
 
@@ -216,6 +260,7 @@ def fit(
         num_workers=config.num_workers,
         pin_memory=accelerator.device.type == "cuda",
         collate_fn=collate_fn,
+        **quiet_workers(config.num_workers),  # Ctrl-C: the main process alone ends the run (one line, exit 130)
     )
     optimizer = build_optimizer(model, config)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -238,7 +283,12 @@ def fit(
                    and getattr(config, k, v) != v]
         if changed:
             log.warning("%s: resuming with changed settings %s", folder, ", ".join(changed))
-        accelerator.load_state(str(folder))
+        if (folder / "model.safetensors.sealed").is_file():
+            if sealer is None:
+                raise ModelLockError(f"{folder}: a sealed checkpoint; resuming it needs the key it was sealed with")
+            _load_sealed(accelerator, folder, model, optimizer, sealer)
+        else:
+            accelerator.load_state(str(folder))
         accelerator.print(f"{desc}: resumed after epoch {start_epoch}/{config.epochs} from {folder}")
 
     # one bar for the whole stage (every epoch left), so its estimate of the time left covers the stage
@@ -284,7 +334,8 @@ def fit(
         last = epoch + 1 == config.epochs
         if checkpoint_dir is not None and ((epoch + 1) % config.checkpoint_every_epochs == 0 or last):
             state = {"epoch": epoch + 1, "global_step": (epoch + 1) * steps_per_epoch, "config": config.to_dict()}
-            _save_checkpoint(accelerator, checkpoint_dir, epoch + 1, state, config.keep_checkpoints)
+            _save_checkpoint(accelerator, checkpoint_dir, epoch + 1, state, config.keep_checkpoints,
+                             (model, optimizer, sealer) if sealer is not None else None)
     bar.close()
 
     model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -300,7 +351,8 @@ def predict_logits(model: nn.Module, data, batch_size: int = 256, num_workers: i
 
     Items may be ``(input, target)`` pairs or bare inputs; the model runs in eval mode on its own device.
     """
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, num_workers=num_workers)
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, num_workers=num_workers,
+                                                                  **quiet_workers(num_workers))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

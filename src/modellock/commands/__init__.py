@@ -8,14 +8,41 @@ here imports ``cli``, so there is no import circle. Adding a command touches one
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import one_line
 
+# -h as well as --help, for every command (click hands the names down to subcommands)
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Lock vision models with a secret diffusion-edit key, and unlock them.")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"modellock {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                       help="Show the version and exit.")):
+    """Lock vision models with a secret diffusion-edit key, and unlock them."""
+
+
+# the panels that group the options of `--help` (typer's rich help panels), the same names in every command
+INPUTS = "Inputs and outputs"
+DATA = "Data"
+RECIPE = "Lock recipe"
+TRAINING = "Training"
+EVALUATION = "Evaluation"
+RUN = "Running"
 
 # in the order ``modellock --help`` lists them
 COMMAND_MODULES = ("keys", "edit", "train", "predict", "evaluate", "demo", "attack", "compare", "serve")
@@ -30,6 +57,32 @@ def load_commands() -> typer.Typer:
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}")
     return app
+
+
+def warn(message: str) -> None:
+    """One ``warning: ...`` line on stderr (the main process only, when launched with several)."""
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"warning: {one_line(message)}", err=True)
+
+
+def load_key(path: Path):
+    """``Key.load(path)``, with the warning of ``warn_if_readable``."""
+    from ..key import Key
+
+    key = Key.load(path)
+    warn_if_readable(path)
+    return key
+
+
+def warn_if_readable(path: Path) -> None:
+    """A warning, as ssh gives, when a key file is readable by group or others."""
+    try:
+        mode = Path(path).stat().st_mode & 0o777
+    except OSError:
+        return
+    if os.name == "posix" and mode & 0o077:
+        warn(f"{path}: the key file is readable by others (mode {mode:04o}); anyone who reads it can unlock the "
+             f"models it locked: chmod 600 {path}")
 
 
 def fail(message: str, code: int = 2):

@@ -7,16 +7,18 @@ from typing import Optional
 
 import typer
 
-from . import app, fail
+from . import INPUTS, TRAINING, app, fail
 
 
 @app.command()
 def demo(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the demo's outputs (default: "
-                                       "demo-output, or demo-output-segmentation)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the evaluation JSON here."),
-    epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: the demo's)."),
-    task: str = typer.Option("classification", help="classification or segmentation."),
+                                       "demo-output, or demo-output-segmentation).", rich_help_panel=INPUTS),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the evaluation JSON here.",
+                                            rich_help_panel=INPUTS),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: the demo's).",
+                                         rich_help_panel=TRAINING),
+    task: str = typer.Option("classification", help="classification or segmentation.", rich_help_panel=TRAINING),
 ):
     """Run the whole flow on built-in data, no downloads: keygen, edit, train, lock, evaluate, report."""
     from ..demo import run_demo, run_segmentation_demo

@@ -7,30 +7,44 @@ from typing import List, Optional
 
 import typer
 
-from . import app, fail, parse_value
+from . import INPUTS, app, fail, parse_value
+from ..key import PAPER_DEFAULTS as D
+
+KEY = "Key"
+RANKING = "Ranking prompts"
 
 
 @app.command()
 def keygen(
-    out: Path = typer.Option(..., "--out", "-o", help="Key file to write (TOML, kept secret)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Key file to write (TOML, kept secret).", rich_help_panel=INPUTS),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing key file.", rich_help_panel=INPUTS),
     prompt: Optional[str] = typer.Option(None, help="Key prompt; when omitted, a composed prompt with 64+ bits of "
-                                         "entropy (a style and random words)."),
-    editor: str = typer.Option("instruct-pix2pix", help="Editor name (see `modellock editors`)."),
-    model: Optional[str] = typer.Option(None, help="Diffusion model hub id or local folder."),
-    revision: Optional[str] = typer.Option(None, help="Hub revision of the diffusion model."),
-    seed: Optional[int] = typer.Option(None),
-    steps: Optional[int] = typer.Option(None),
-    image_guidance: Optional[float] = typer.Option(None),
-    guidance: Optional[float] = typer.Option(None),
-    resolution: Optional[int] = typer.Option(None, help="Edit resolution (0 = the image's own size)."),
-    alpha: Optional[float] = typer.Option(None, help="Blend weight of the edit, 0..1."),
-    param: Optional[List[str]] = typer.Option(None, "--param", help="Editor setting NAME=VALUE (repeatable)."),
-    force: bool = typer.Option(False, help="Overwrite an existing key file."),
+                                         "entropy (a style and random words).", rich_help_panel=KEY),
+    editor: str = typer.Option("instruct-pix2pix", help="Editor name (see `modellock editors`).", rich_help_panel=KEY),
+    model: Optional[str] = typer.Option(None, help="Diffusion model hub id or local folder (default "
+                                        f"{D['model']}).", rich_help_panel=KEY),
+    revision: Optional[str] = typer.Option(None, help="Hub revision of the diffusion model.", rich_help_panel=KEY),
+    seed: Optional[int] = typer.Option(None, help="Seed of the edit's noise (default: 63 random bits from `secrets`; the "
+                                       "diffusion editor's torch generator keeps its low 32 bits).",
+                                       rich_help_panel=KEY),
+    steps: Optional[int] = typer.Option(None, help=f"Diffusion steps (default {D['steps']}).", rich_help_panel=KEY),
+    image_guidance: Optional[float] = typer.Option(None, help="Image guidance scale (default "
+                                                   f"{D['image_guidance']}).", rich_help_panel=KEY),
+    guidance: Optional[float] = typer.Option(None, help=f"Text guidance scale (default {D['guidance']}).",
+                                             rich_help_panel=KEY),
+    resolution: Optional[int] = typer.Option(None, help=f"Edit resolution (default {D['resolution']}; 0: the "
+                                             "image's own size; the block-wise editors: 0).",
+                                             rich_help_panel=KEY),
+    alpha: Optional[float] = typer.Option(None, help=f"Blend weight of the edit, 0..1 (default {D['alpha']}; the "
+                                          "block-wise editors: 1).",
+                                          rich_help_panel=KEY),
+    param: Optional[List[str]] = typer.Option(None, "--param", help="Editor setting NAME=VALUE (repeatable).",
+                                              rich_help_panel=KEY),
     rank_on: Optional[str] = typer.Option(None, "--rank-on", help="Data (folder, .tar.gz, torchvision:NAME): "
                                           "compose --candidates prompts and keep the one whose edits separate "
-                                          "best on a sample of these images."),
-    candidates: int = typer.Option(8, help="Prompts composed and ranked with --rank-on."),
-    sample: int = typer.Option(64, help="Images of --rank-on data the ranking edits."),
+                                          "best on a sample of these images.", rich_help_panel=RANKING),
+    candidates: int = typer.Option(8, help="Prompts composed and ranked with --rank-on.", rich_help_panel=RANKING),
+    sample: int = typer.Option(64, help="Images of --rank-on data the ranking edits.", rich_help_panel=RANKING),
 ):
     """Write a new key file (the paper's settings unless overridden)."""
     from ..key import Key
@@ -44,11 +58,17 @@ def keygen(
         if not sep or not name:
             fail(f"--param {item!r}: expected NAME=VALUE")
         params[name] = parse_value(value)
+    if prompt is not None and not prompt.strip():
+        fail("--prompt is empty: give the key's prompt, or leave --prompt out to compose one with 64+ bits of entropy")
     if rank_on is not None and prompt is not None:
         fail("--rank-on composes and ranks prompts; it cannot be used with --prompt")
     if candidates < 1 or sample < 1:
         fail(f"--candidates and --sample must be at least 1, not {candidates} and {sample}")
     composed = compose_prompt() if prompt is None else None
+    if seed is None:
+        import secrets
+
+        seed = secrets.randbits(63)  # the key file's seed field holds 63 bits (a TOML integer)
     key = Key.create(editor, prompt or composed[0], model=model, revision=revision, seed=seed, steps=steps,
                      image_guidance=image_guidance, guidance=guidance, resolution=resolution, alpha=alpha,
                      params=params or None)

@@ -7,31 +7,54 @@ from typing import List, Optional
 
 import typer
 
-from . import app
+from . import INPUTS, RUN, app, fail, load_key
+
+OUTPUT = "Output"
+
+
+def _image_files(paths: List[Path]) -> List[Path]:
+    """The files given, with each folder replaced by the image files in it (and its subfolders), sorted."""
+    from ..data.sources import IMAGE_EXTENSIONS
+
+    files = []
+    for p in paths:
+        if not p.is_dir():
+            files.append(p)
+            continue
+        found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
+                       and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        if not found:
+            fail(f"{p}: a folder with no image files ({', '.join(sorted(IMAGE_EXTENSIONS)[:6])}, ...)")
+        files.extend(found)
+    return files
 
 
 @app.command()
 def predict(
-    images: List[Path] = typer.Argument(..., help="Image files."),
-    model: str = typer.Option(..., "--model", "-m", help="Model folder or hub repo id."),
-    key: Optional[Path] = typer.Option(None, "--key", "-k", help="Key file; without it the model stays locked."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-    top_k: int = typer.Option(3, min=1, help="Classes listed per image in --json output."),
-    masks: Path = typer.Option(Path("masks"), "--masks", help="Segmentation: folder for the colour-coded mask PNGs."),
-    device: Optional[str] = typer.Option(None),
+    images: List[Path] = typer.Argument(..., help="Image files, or folders of them (every image inside, sorted).",
+                                        show_default=False),
+    model: str = typer.Option(..., "--model", "-m", help="Model folder or hub repo id.", rich_help_panel=INPUTS),
+    key: Optional[Path] = typer.Option(None, "--key", "-k", help="Key file; without it the model stays locked.",
+                                       rich_help_panel=INPUTS),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line.", rich_help_panel=OUTPUT),
+    top_k: int = typer.Option(3, min=1, help="Classes listed per image in --json output.", rich_help_panel=OUTPUT),
+    masks: Path = typer.Option(Path("masks"), "--masks", help="Segmentation: folder for the colour-coded mask PNGs.",
+                               rich_help_panel=OUTPUT),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, ... (default: cuda when present).",
+                                         rich_help_panel=RUN),
 ):
     """Predict classes of images (segmentation: a colour-coded mask per image), unlocking the model with KEY."""
-    from ..key import Key
     from ..model_folder import LockedModel
     from ..results_json import dumps
 
+    images = _image_files(images)
     m = LockedModel.from_pretrained(model, device=device)
     if key is None:
-        if m.is_locked:
+        if m.is_locked and not m.is_sealed:  # a sealed one stops at the next line: its weights need the key
             typer.echo("note: no key given: this is the locked model's behaviour on clean inputs", err=True)
         predictor = m.predictor()
     else:
-        predictor = m.unlock(Key.load(key), device=device)
+        predictor = m.unlock(load_key(key), device=device)
     if m.task == "segmentation":
         _write_masks(images, predictor.segment(list(images)), m, masks, as_json, top_k)
         return

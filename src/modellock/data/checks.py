@@ -4,31 +4,50 @@
 before they edit or train anything. Errors (``DataError``) name the split, class, file or value:
 
 - fewer than two classes, or (training) a class with no images in the split;
-- a label or mask value beyond the classes list; a mask whose size differs from its image's; a file
-  that is not an image;
+- a label or mask value beyond the classes list; a mask whose size differs from its image's;
+- files that are not images, or truncated or corrupt ones: every image (and mask) file is decoded in full,
+  in parallel threads (Pillow decodes without the GIL), and each one that fails is named; ``skip_bad``
+  leaves them out instead, with a warning naming each;
 - (with ``classes``) data whose classes differ from the model's;
 - images smaller than ``MIN_SIDE`` pixels.
 
 Warnings (``DataWarning``, one ``warning:`` line on the command line) are for what a user may mean:
 a class with no images in another split (or, evaluating, in this one), a segmentation class with no
-pixels, images smaller than the model's input (they are upscaled).
+pixels, images smaller than the model's input (they are upscaled), links in the data folder that lead
+nowhere (dangling, or a loop) and were left out.
 
-Image sizes come from file headers (no decoding); segmentation masks are read once per check.
+A file that decoded once is not decoded again: its sha256 and size are kept in ``<cache>/image-checks.sqlite``
+(the same bytes anywhere, under any name, are the same image), so a second check of the same data only reads
+and hashes its files. ``check_train_limit`` refuses a ``--train-limit`` below the number of classes.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
+import os
+import sqlite3
+import stat
+import threading
 import warnings
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DataError, DataWarning
+from ..paths import cache_root
 from .sources import ImageSource, Split
 
 MIN_SIDE = 8  # pixels: below this an "image" is an icon or a mistake, not something to learn from
+NAMED = 20  # files named in one error or warning line; more are counted
+CHECKS_DB = "image-checks.sqlite"
+CHUNK = 64  # files read, hashed and looked up together in one thread
 
 
 def pick_split(source: ImageSource, name: str | None, default: str = "train") -> str:
@@ -43,11 +62,12 @@ def pick_split(source: ImageSource, name: str | None, default: str = "train") ->
 
 
 def check_data(source: ImageSource, split: str, image_size: int | None = None, classes: list[str] | None = None,
-               training: bool = True) -> None:
+               training: bool = True, skip_bad: bool = False) -> None:
     """DataError for data no model can learn from (or be scored on); DataWarning for what may be meant.
 
     ``image_size`` is the model's input size; ``classes`` the model's class names (evaluation of a model);
-    ``training`` makes a class without images in ``split`` an error rather than a warning.
+    ``training`` makes a class without images in ``split`` an error rather than a warning. ``skip_bad`` leaves
+    the images that cannot be decoded out of the split (a warning names each) instead of an error naming each.
     """
     data = source.split(split)
     where = f"{source.spec}: split {split!r}"
@@ -55,13 +75,25 @@ def check_data(source: ImageSource, split: str, image_size: int | None = None, c
         raise DataError(f"{where} has no images")
     if classes is not None and list(classes) != list(source.classes):
         raise DataError(f"{where}: its classes differ from the model's: {_class_difference(classes, source.classes)}")
+    _warn_broken_links(source)
+    sizes = check_decodes(source, split, skip_bad)
+    data = source.split(split)
     if source.task == "segmentation":
         present = _check_masks(data, where)
     else:
         present = _check_labels(data, where)
     _check_classes(source, data, where, present, training)
-    if image_size:
-        _check_image_sizes(data, where, image_size)
+    _check_image_sizes(data, where, sizes, image_size)
+
+
+def check_train_limit(source: ImageSource, split: str, limit: int | None, option: str = "--train-limit") -> None:
+    """DataError when a class-balanced subset of ``limit`` images cannot hold every class of ``split``."""
+    if limit is None or source.task == "segmentation":
+        return
+    present = len({s.label for s in source.split(split).samples})
+    if limit < present:
+        raise DataError(f"{option} {limit}: below the {present} classes of split {split!r}; a class-balanced subset "
+                        f"needs at least one image per class (use {option} {present} or more)")
 
 
 def _class_difference(model: list[str], data: list[str]) -> str:
@@ -127,20 +159,15 @@ def _check_classes(source: ImageSource, data: Split, where: str, present: Counte
                               DataWarning, stacklevel=3)
 
 
-def _check_image_sizes(data: Split, where: str, image_size: int) -> None:
-    """From file headers: DataError for a file that is not an image or one smaller than MIN_SIDE;
-    a warning when images are smaller than the model's input."""
-    files = [s.path for s in data.samples if s.path is not None]
+def _check_image_sizes(data: Split, where: str, sizes: dict[Path, tuple[int, int]], image_size: int | None) -> None:
+    """DataError for an image smaller than MIN_SIDE; a warning when images are smaller than the model's input."""
+    files = [s.path for s in data.samples if s.path is not None and s.path in sizes]
     smaller, smallest = 0, None
     for path in files:
-        try:
-            with Image.open(path) as im:
-                w, h = im.size
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+        w, h = sizes[path]
         if min(w, h) < MIN_SIDE:
             raise DataError(f"{path}: image is {w}x{h} pixels; images must be at least {MIN_SIDE}x{MIN_SIDE}")
-        if min(w, h) < image_size:
+        if image_size and min(w, h) < image_size:
             smaller += 1
             if smallest is None or min(w, h) < min(smallest[1]):
                 smallest = (path, (w, h))
@@ -148,3 +175,194 @@ def _check_image_sizes(data: Split, where: str, image_size: int) -> None:
         path, (w, h) = smallest
         warnings.warn(f"{where}: {smaller} of {len(files)} images are smaller than the model's {image_size}x"
                       f"{image_size} input and are upscaled (smallest: {path}, {w}x{h})", DataWarning, stacklevel=3)
+
+
+# ----------------------------------------------------------------------------------------- decoding every file
+def check_decodes(source: ImageSource, split: str, skip_bad: bool = False) -> dict[Path, tuple[int, int]]:
+    """Decode every image (and mask) file of ``split`` in full; ``{image file: (width, height)}``.
+
+    A file that cannot be decoded is a DataError naming each such file, or with ``skip_bad`` its sample is
+    left out of the split (the source is changed) with a warning naming each. Files that decoded before (by
+    sha256) are only hashed.
+    """
+    data = source.split(split)
+    files = sorted({f for s in data.samples for f in (s.path, s.mask) if f is not None})
+    if not files:
+        return {}
+    results = _decode_files(files)
+    bad = {f: r for f, r in results.items() if isinstance(r, str)}
+    sizes = {f: r for f, r in results.items() if not isinstance(r, str)}
+    if not bad:
+        return sizes
+    where = f"{source.spec}: split {split!r}"
+    named = "; ".join(f"{f} ({bad[f]})" for f in list(bad)[:NAMED]) + \
+        (f"; and {len(bad) - NAMED} more" if len(bad) > NAMED else "")
+    if not skip_bad:
+        raise DataError(f"{where}: {_count(len(bad), 'file')} cannot be decoded (truncated, corrupt or not an "
+                        f"image): {named}; replace or remove them, or leave them out with --skip-bad")
+    kept = [s for s in data.samples if s.path not in bad and s.mask not in bad]
+    source.splits[split] = replace(data, samples=kept)
+    warnings.warn(f"{where}: left out {_count(len(data.samples) - len(kept), 'image')} that cannot be decoded: "
+                  f"{named}", DataWarning, stacklevel=2)
+    if not kept:
+        raise DataError(f"{where}: no image left that can be decoded")
+    return sizes
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _decode_files(files: list[Path]) -> dict[Path, tuple[int, int] | str]:
+    """``{file: (width, height)}`` for files that decode, ``{file: "why not"}`` for the others; in threads, a
+    chunk of files at a time (one cache query per chunk)."""
+    db = _ChecksCache()
+    workers = min(8, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) or 1)
+    chunks = [files[i:i + CHUNK] for i in range(0, len(files), CHUNK)]
+    results: dict = {}
+    with ThreadPoolExecutor(max(1, min(workers, len(chunks)))) as pool, \
+            tqdm(total=len(files), desc=f"checking {_count(len(files), 'image file')}", unit="file", delay=2.0,
+                 leave=False) as bar:
+        for chunk, found in zip(chunks, pool.map(lambda c: _decode_chunk(c, db), chunks)):
+            results.update(zip(chunk, found))
+            bar.update(len(chunk))
+    db.save()
+    return results
+
+
+def _decode_chunk(files: list[Path], db: "_ChecksCache") -> list[tuple[int, int] | str]:
+    """Read and hash each file; decode those whose hash the cache does not know."""
+    read = []
+    for path in files:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            read.append((None, f"cannot read it: {e.strerror or e}"))
+            continue
+        read.append((data, hashlib.sha256(data).hexdigest()))
+    known = db.get_many([digest for data, digest in read if data is not None])
+    found = []
+    for data, digest in read:
+        if data is None:
+            found.append(digest)  # why it could not be read
+        elif digest in known:
+            found.append(known[digest])
+        else:
+            found.append(_decode_new(data, digest, db))
+    return found
+
+
+def _decode_new(data: bytes, digest: str, db: "_ChecksCache") -> tuple[int, int] | str:
+    try:
+        size = _decode(data)
+    except Image.UnidentifiedImageError:
+        return "not an image"
+    except Exception as e:  # noqa: BLE001 - Pillow's decoders raise many types on corrupt data
+        return f"{type(e).__name__}: {str(e)[:120]}"
+    db.add(digest, size)
+    return size
+
+
+def _decode(data: bytes) -> tuple[int, int]:
+    """Decode an image file's bytes in full (every pixel: a truncated JPEG fails here, not mid-training); its
+    (width, height). Raises what Pillow raises."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return im.size
+
+
+class _ChecksCache:
+    """sha256 -> (width, height) of the files that decoded, in ``<cache>/image-checks.sqlite`` (one connection per
+    thread; new entries are written once, at the end). A cache that cannot be opened is simply not used."""
+
+    def __init__(self):
+        self.path = cache_root() / CHECKS_DB
+        self.local = threading.local()
+        self.new: dict[str, tuple[int, int]] = {}
+        self.lock = threading.Lock()
+
+    def _connection(self):
+        if not hasattr(self.local, "db"):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=30)
+                db.execute("CREATE TABLE IF NOT EXISTS decoded (sha256 TEXT PRIMARY KEY, width INT, height INT)")
+            except (OSError, sqlite3.Error):
+                db = None
+            self.local.db = db
+        return self.local.db
+
+    def get_many(self, digests: list[str]) -> dict[str, tuple[int, int]]:
+        db = self._connection()
+        if db is None or not digests:
+            return {}
+        try:
+            rows = db.execute(f"SELECT sha256, width, height FROM decoded WHERE sha256 IN "
+                              f"({', '.join('?' * len(digests))})", digests).fetchall()
+        except sqlite3.Error:
+            return {}
+        return {d: (int(w), int(h)) for d, w, h in rows}
+
+    def add(self, digest: str, size: tuple[int, int]) -> None:
+        with self.lock:
+            self.new[digest] = size
+
+    def save(self) -> None:
+        db = self._connection()
+        if db is None or not self.new:
+            return
+        try:
+            with db:
+                db.executemany("INSERT OR REPLACE INTO decoded VALUES (?, ?, ?)",
+                               [(d, w, h) for d, (w, h) in self.new.items()])
+        except sqlite3.Error:
+            pass  # a cache that cannot be written costs a decode next time, nothing else
+
+
+# ----------------------------------------------------------------------------------- links that lead nowhere
+def _warn_broken_links(source: ImageSource) -> None:
+    """A warning naming the links in a data folder that lead nowhere (dangling, or a loop): they are left out."""
+    if source.root is None:
+        return
+    broken = broken_links(source.root)
+    if broken:
+        named = ", ".join(f"{p.relative_to(source.root)} ({why})" for p, why in broken[:NAMED]) + \
+            (f" and {len(broken) - NAMED} more" if len(broken) > NAMED else "")
+        warnings.warn(f"{source.spec}: {_count(len(broken), 'link')} in the data lead nowhere and are left out: "
+                      f"{named}", DataWarning, stacklevel=3)
+
+
+def broken_links(root: Path) -> list[tuple[Path, str]]:
+    """``(link, why)`` for every symbolic link under ``root`` (hidden entries aside, as the sources skip them)
+    whose target does not exist ("dangling"), is a loop of links ("a loop of links"), or is a folder that
+    holds the link ("a loop: leads back to <folder>")."""
+    found, seen, stack = [], set(), [Path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            path = Path(e.path)
+            if e.is_symlink():
+                try:
+                    target = os.stat(e.path)
+                except OSError as err:
+                    found.append((path, "a loop of links" if err.errno == errno.ELOOP else "dangling"))
+                    continue
+                if stat.S_ISDIR(target.st_mode):
+                    real, here = os.path.realpath(e.path), os.path.realpath(folder)
+                    if here == real or here.startswith(real.rstrip(os.sep) + os.sep):
+                        found.append((path, f"a loop: leads back to {os.path.relpath(real, os.path.realpath(root))}"))
+                    else:
+                        stack.append(path)
+            elif e.is_dir(follow_symlinks=False):
+                stack.append(path)
+    return sorted(found)

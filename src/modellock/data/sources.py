@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import io
 import os
 import shutil
 import tarfile
@@ -29,8 +28,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
-from ..images import load_image, to_uint8_rgb
+from ..errors import DataError, ImageError
+from ..images import decode_image, load_image, to_uint8_rgb
 from ..paths import cache_root
 
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
@@ -71,6 +70,8 @@ class Split:
         """The image as HxWx3 uint8; DataError naming the file when it cannot be read."""
         try:
             return self._reader(sample) if self._reader else load_image(sample.path)
+        except ImageError:  # already names the file and what is wrong with it
+            raise
         except (OSError, ValueError, SyntaxError) as e:
             where = sample.path if sample.path else f"{self.name}/{sample.id}"
             raise DataError(f"{where}: cannot read image ({type(e).__name__}: {e})") from None
@@ -119,7 +120,9 @@ class Split:
         except OSError as e:
             raise DataError(f"{sample.path}: cannot read file ({e.strerror})") from None
         try:
-            return load_image(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
+            return decode_image(data, name=str(sample.path)), hashlib.sha256(data).hexdigest()
+        except ImageError:  # names the file, not the buffer it was decoded from
+            raise
         except (OSError, ValueError, SyntaxError) as e:
             raise DataError(f"{sample.path}: cannot read image ({type(e).__name__}: {e})") from None
 
@@ -297,7 +300,9 @@ def _open_folder(spec: str, path: Path, task: str | None, ignore_index: int) -> 
 
 
 def _extract_archive(archive: Path) -> Path:
-    """Extract once into the cache (temp folder, then rename); later calls reuse it."""
+    """Extract once into the cache (temp folder, then rename); later calls reuse it. Only regular files and
+    folders inside the archive's folder are extracted; any other member (a link, a device) refuses the archive
+    before anything is written, whatever this Python's extraction filters do (``_safe_members``)."""
     st = archive.stat()
     ident = hashlib.sha256(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
     target = cache_root() / "sources" / f"{archive.name.split('.')[0]}-{ident}"
@@ -307,13 +312,11 @@ def _extract_archive(archive: Path) -> Path:
     tmp.mkdir(parents=True)
     try:
         with tarfile.open(archive) as tar:
+            members = _safe_members(tar, archive)
             if hasattr(tarfile, "data_filter"):
-                tar.extractall(tmp, filter="data")
-            else:  # Python without extraction filters: refuse unsafe member paths ourselves
-                for m in tar.getmembers():
-                    if m.name.startswith(("/", "..")) or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
-                        raise DataError(f"{archive}: unsafe member {m.name!r}")
-                tar.extractall(tmp)
+                tar.extractall(tmp, members=members, filter="data")
+            else:
+                tar.extractall(tmp, members=members)
         try:
             os.rename(tmp, target)
         except OSError:  # another process won the race
@@ -321,7 +324,26 @@ def _extract_archive(archive: Path) -> Path:
     except (tarfile.TarError, EOFError, OSError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(f"{archive}: cannot extract archive ({type(e).__name__}: {e})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return target
+
+
+def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """Every member of ``tar``; DataError naming the first that is not a regular file or a folder, or whose
+    path leaves the archive's folder (absolute, or through ``..``). Links are refused outright: no chain of
+    them can lead a later member outside (the CVE-2025-4517 family of ``filter="data"`` bypasses)."""
+    members = tar.getmembers()
+    for m in members:
+        if not (m.isreg() or m.isdir()):
+            kind = ("a symbolic link" if m.issym() else "a hard link" if m.islnk() else "a device" if m.isdev()
+                    else "a special member")
+            raise DataError(f"{archive}: member {m.name!r} is {kind}; only regular files and folders are extracted")
+        parts = m.name.replace("\\", "/").split("/")
+        if m.name.startswith(("/", "\\")) or ".." in parts or (parts and parts[0].endswith(":")):
+            raise DataError(f"{archive}: member {m.name!r} has a path outside the archive's folder")
+    return members
 
 
 # -------------------------------------------------------------------------------------- torchvision

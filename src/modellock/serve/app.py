@@ -3,8 +3,11 @@
 Routes: ``POST /v1/predict`` (images as multipart files or base64 JSON), ``GET /v1/model``, ``GET /healthz``,
 ``GET /readyz``, ``GET /metrics`` (Prometheus text) and the OpenAPI schema (``/openapi.json``, ``/docs``).
 With a tokens file, ``/v1/*`` needs ``Authorization: Bearer TOKEN``; health, readiness, metrics and the
-schema stay open (they hold no data and no secret). Every error is JSON,
-``{"error": {"status": CODE, "message": "..."}}``, and names no secret.
+schema stay open (they hold no data and no secret). Without tokens (loopback only), every route answers
+only requests whose Host names the loopback or an allowed name (``hosts.py``). A request goes through:
+count and encoded sizes (413), ``top_k`` (422), image headers (400/413 per image and per request), the
+pixel budget of all requests (503), the caller's quota (429), then decoding on worker threads and the
+batcher. Every error is JSON, ``{"error": {"status": CODE, "message": "..."}}``, and names no secret.
 """
 
 from __future__ import annotations
@@ -12,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import logging
 import time
 import traceback
 from contextlib import asynccontextmanager
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import anyio
 import numpy as np
@@ -32,15 +34,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import ModelLockError
 from ..images import label_palette
-from .auth import TokenFile
+from .answers import Output
+from .auth import Quota, TokenFile
 from .batcher import Batcher, QueueFull, ShuttingDown
-from .limits import BodyLimit, BodyTooLarge, Limits, RequestError, decode_base64, read_image
+from .hosts import LOOPBACK_NAMES, HostCheck
+from .limits import (BodyLimit, BodyTooLarge, Limits, PixelBudget, RequestError, check_count, check_encoded_size,
+                     parse_json_images, read_images, read_sizes)
 from .metrics import CONTENT_TYPE_LATEST, ServiceMetrics
+from .quotas import LOCAL, QuotaRefused, Quotas
 
 log = logging.getLogger("modellock.serve")
 ROUTES = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
 _ALWAYS_OPEN = ("/healthz", "/readyz", "/metrics")  # answered even at the concurrency limit
-_DECODE_THREADS = 4  # images decoded at once: bounds the memory of decoding large images
+_DECODE_THREADS = 4  # requests decoding their images at once (the pixel budget bounds what they hold)
 
 
 # ---------------------------------------------------------------------------------------------- schemas
@@ -52,7 +58,8 @@ class TopClass(BaseModel):
 class Prediction(BaseModel):
     """Classification: the class, its index and probability, the top classes. Segmentation: areas and mask."""
 
-    image: str = Field(description="The file name of a multipart upload, or images[i] for the JSON list.")
+    image: str = Field(description="The file name of a multipart upload, or images[i] for the JSON list. "
+                       "With --output label, classification answers class and label only.")
     class_: Optional[str] = Field(None, alias="class")
     label: Optional[int] = None
     probability: Optional[float] = None
@@ -79,16 +86,19 @@ class ErrorResponse(BaseModel):
 
 
 _ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in {
-    400: "Not a usable image, bad base64 or a malformed body", 401: "No valid bearer token",
-    413: "Body, image count or image pixels over the limits", 415: "Neither multipart/form-data nor JSON",
-    422: "Missing or invalid fields", 503: "Queue full or shutting down (see Retry-After)",
+    400: "Not a usable image, bad base64, a malformed body or Host header", 401: "No valid bearer token",
+    413: "Body, image count, image bytes or pixels over the limits", 415: "Neither multipart/form-data nor JSON",
+    421: "The Host header names a host this service does not answer for",
+    422: "Missing or invalid fields", 429: "The token's quota of images is used (see Retry-After)",
+    503: "Queue or pixel budget full, or shutting down (see Retry-After)",
     504: "No answer within the request timeout"}.items()}
 
 _BODY_DOC = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {
         "image": {"type": "array", "items": {"type": "string", "format": "binary"},
                   "description": "One or more image files (PNG, JPEG, WebP, BMP, GIF, TIFF); any field name."},
-        "top_k": {"type": "integer", "description": "Classes listed per image (default 3)."}}}},
+        "top_k": {"type": "integer", "description": "Classes listed per image (default 3, or every class "
+                  "when there are fewer; at most --top-k with --output top-k)."}}}},
     "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
         "images": {"type": "array", "items": {"type": "string"},
                    "description": "Base64 image files, optionally as data:image/...;base64, URLs."},
@@ -97,15 +107,24 @@ _BODY_DOC = {"requestBody": {"required": True, "content": {
 
 # ---------------------------------------------------------------------------------------------- app
 def create_app(predictor, limits: Limits | None = None, max_batch: int = 32, max_wait_ms: float = 5.0,
-               tokens: TokenFile | None = None, name: str | None = None) -> FastAPI:
-    """The service of an unlocked ``predictor`` (``LockedModel.unlock(key)``); run it with any ASGI server."""
-    limits = limits or Limits()
+               tokens: TokenFile | None = None, name: str | None = None, output: Output | None = None,
+               quota: Quota | None = None, allowed_hosts: Sequence[str] = ()) -> FastAPI:
+    """The service of an unlocked ``predictor`` (``LockedModel.unlock(key)``); run it with any ASGI server.
+
+    ``output`` says how rich answers are; ``quota`` is every token's default quota (the tokens file may
+    give a token its own), or the quota of all requests together without tokens. Without ``tokens``
+    (loopback only) the Host header must name the loopback or one of ``allowed_hosts``; with tokens it is
+    checked only when ``allowed_hosts`` is given."""
+    limits, output = limits or Limits(), output or Output()
     model = predictor.locked
     metrics = ServiceMetrics()
     batcher = Batcher(_batch_function(predictor), max_batch=max_batch, max_wait_s=max_wait_ms / 1000.0,
                       max_queue=limits.max_queue, max_queue_pixels=limits.max_queue_pixels,
                       max_batch_pixels=limits.max_pixels, on_batch=metrics.observe_batch)
+    budget = PixelBudget(limits.max_queue_pixels)
+    quotas = Quotas(quota, tokens.quotas if tokens is not None else None)
     metrics.queue_depth.set_function(lambda: batcher.depth)
+    metrics.pixels_held.set_function(lambda: budget.held)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -117,46 +136,59 @@ def create_app(predictor, limits: Limits | None = None, max_batch: int = 32, max
     app = FastAPI(title="modellock", version=__version__, lifespan=lifespan,
                   description="Predictions of a locked model, unlocked with a key that stays on the server.")
     app.state.batcher, app.state.metrics, app.state.limits = batcher, metrics, limits
+    app.state.budget, app.state.quotas = budget, quotas
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, respond=_send_error)
+    if tokens is None or allowed_hosts:
+        app.add_middleware(HostCheck, allowed=(*LOOPBACK_NAMES, *allowed_hosts), respond=_send_error)
     app.add_middleware(_Observe, metrics=metrics, max_concurrency=limits.max_concurrency)
-    auth = [Depends(_token_check(tokens))] if tokens is not None else []
-    info = app.state.info = model_info(model, name, limits, max_batch, max_wait_ms, tokens is not None)
+    caller = _token_check(tokens) if tokens is not None else _local
+    info = app.state.info = model_info(model, name, limits, max_batch, max_wait_ms, tokens is not None, output)
     app.state.tokens = tokens
+    num_classes = len(model.classes)
 
-    @app.post("/v1/predict", response_model=PredictResponse, dependencies=auth, responses=_ERRORS,
+    @app.post("/v1/predict", response_model=PredictResponse, responses=_ERRORS,
               openapi_extra=_BODY_DOC, summary="Predict classes (or masks) of one or more images")
-    async def predict(request: Request) -> JSONResponse:  # the schema documents it; no per-field validation
+    async def predict(request: Request, who: str = Depends(caller)) -> JSONResponse:  # no per-field validation
         try:
-            return await asyncio.wait_for(_predict(request), limits.timeout_s)
+            return await asyncio.wait_for(_predict(request, who), limits.timeout_s)
         except asyncio.TimeoutError:
             raise RequestError(504, f"no answer within the request timeout of {limits.timeout_s:g} s") from None
 
-    async def _predict(request: Request) -> JSONResponse:
-        named, top_k = await _read_request(request, limits, len(model.classes))
-        limiter = request.app.state.decode_limiter
-        images = [await anyio.to_thread.run_sync(read_image, data, label, limits, limiter=limiter)
-                  for label, data in named]
+    async def _predict(request: Request, who: str) -> JSONResponse:
+        named, top_k, pixels = await _read_request(request, limits)
+        top_k = output.top_k_of(top_k, num_classes)
+        if not budget.reserve(pixels):
+            wait = batcher.retry_after()
+            raise RequestError(503, f"the service is busy ({budget.held:,} decoded pixels held, its limit "
+                                    f"{budget.limit:,}): try again in {wait} s", {"Retry-After": str(wait)})
         try:
-            results = await batcher.submit(images)
-        except QueueFull as e:
-            raise RequestError(503, str(e), {"Retry-After": str(e.retry_after)}) from None
-        except ShuttingDown:
-            raise RequestError(503, "the service is shutting down", {"Retry-After": "1"}) from None
-        except ModelLockError as e:
-            raise RequestError(400, str(e)) from None
+            try:
+                quotas.admit(who, len(named))
+            except QuotaRefused as e:
+                metrics.quota_refusals.labels(who, e.window).inc()
+                raise
+            metrics.token_images.labels(who).inc(len(named))
+            images = await anyio.to_thread.run_sync(read_images, named, limits,
+                                                    limiter=request.app.state.decode_limiter)
+            try:
+                results = await batcher.submit(images)
+            except QueueFull as e:
+                raise RequestError(503, str(e), {"Retry-After": str(e.retry_after)}) from None
+            except ShuttingDown:
+                raise RequestError(503, "the service is shutting down", {"Retry-After": "1"}) from None
+            except ModelLockError as e:
+                raise RequestError(400, str(e)) from None
+        finally:
+            budget.release(pixels)
         metrics.images.inc(len(images))
-        out = []
-        for (label, _), r in zip(named, results):
-            r = dict(r)
-            if "top" in r:
-                r["top"] = r["top"][:top_k]
-            out.append({"image": label, **r})
+        out = [{"image": label, **output.shape(r, top_k)} for (label, _), r in zip(named, results)]
         return JSONResponse({"task": model.task, "results": out})
 
-    @app.get("/v1/model", dependencies=auth, responses={401: _ERRORS[401]}, summary="What the model is")
-    async def get_model() -> dict:
-        return info
+    @app.get("/v1/model", responses={401: _ERRORS[401]}, summary="What the model is")
+    async def get_model(who: str = Depends(caller)) -> dict:
+        q = quotas.quota(who)
+        return {**info, "quota": {"images_per_minute": q.per_minute, "images_per_day": q.per_day}}
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict:
@@ -175,7 +207,8 @@ def create_app(predictor, limits: Limits | None = None, max_batch: int = 32, max
     return app
 
 
-def model_info(model, name: str | None, limits: Limits, max_batch: int, max_wait_ms: float, auth: bool) -> dict:
+def model_info(model, name: str | None, limits: Limits, max_batch: int, max_wait_ms: float, auth: bool,
+               output: Output | None = None) -> dict:
     """What a client may know: task, classes, input size, editor name, headline scores, limits. Never the key,
     its fingerprint or the names of the wrong keys tried."""
     lock = model.config.get("lock") or {}
@@ -194,7 +227,10 @@ def model_info(model, name: str | None, limits: Limits, max_batch: int, max_wait
         "modellock_version": __version__,
         "batching": {"max_batch": max_batch, "max_wait_ms": max_wait_ms},
         "limits": {"max_body_bytes": limits.max_body_bytes, "max_images": limits.max_images,
-                   "max_pixels": limits.max_pixels, "timeout_s": limits.timeout_s, "max_queue": limits.max_queue},
+                   "max_image_bytes": limits.max_image_bytes, "max_pixels": limits.max_pixels,
+                   "max_request_pixels": limits.max_request_pixels, "timeout_s": limits.timeout_s,
+                   "max_queue": limits.max_queue},
+        "output": (output or Output()).describe(len(model.classes)),
         "auth": "bearer" if auth else "none (loopback only)",
     }
 
@@ -231,64 +267,50 @@ def _mask_png(mask: np.ndarray, num_classes: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- requests
-async def _read_request(request: Request, limits: Limits, num_classes: int) -> tuple[list[tuple[str, bytes]], int]:
-    """``[(label, image bytes)]`` and ``top_k`` from a multipart or JSON body; RequestError otherwise."""
+async def _read_request(request: Request, limits: Limits) -> tuple[list[tuple[str, bytes]], Any, int]:
+    """``[(label, image bytes)]``, the raw ``top_k`` and the pixels of all images (from their headers) of a
+    multipart or JSON body, counted (and each image's size checked) before anything is decoded; RequestError
+    otherwise. JSON, base64 and the headers are read on a worker thread."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         named, top_k = await _read_multipart(request, limits)
-    elif ctype == "application/json" or ctype.endswith("+json"):
-        named, top_k = await _read_json(request)
-    else:
-        raise RequestError(415, "send images as multipart/form-data files or as JSON {\"images\": [base64, ...]}")
-    if not named:
-        raise RequestError(422, "no images in the request")
-    if len(named) > limits.max_images:
-        raise RequestError(413, f"{len(named)} images, over the limit of {limits.max_images} per request")
-    if top_k is None:
-        top_k = 3
-    if isinstance(top_k, str):
-        try:
-            top_k = int(top_k)
-        except ValueError:
-            raise RequestError(422, "top_k must be an integer") from None
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
-        raise RequestError(422, f"top_k must be an integer from 1 to {num_classes}")
-    return named, top_k
+        return named, top_k, sum(await anyio.to_thread.run_sync(read_sizes, named, limits))
+    if ctype == "application/json" or ctype.endswith("+json"):
+        body = await request.body()
+        return await anyio.to_thread.run_sync(_read_json, body, limits)
+    raise RequestError(415, "send images as multipart/form-data files or as JSON {\"images\": [base64, ...]}")
+
+
+def _read_json(body: bytes, limits: Limits):
+    named, top_k = parse_json_images(body, limits)
+    return named, top_k, sum(read_sizes(named, limits))
 
 
 async def _read_multipart(request: Request, limits: Limits):
-    try:
+    try:  # the parser stops at max_images + 1 files: counted as they stream in
         form = await request.form(max_files=limits.max_images + 1, max_fields=16)
     except StarletteHTTPException as e:  # the multipart parser's own refusals
         status = 413 if "Too many files" in str(e.detail) else 400
         raise RequestError(status, f"malformed multipart body ({e.detail})") from None
-    named, top_k = [], None
     try:
-        for field, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                label = (value.filename or field)[:200]
-                named.append((label, await value.read()))
-            elif field == "top_k":
-                top_k = value
+        files = [(field, value) for field, value in form.multi_items() if isinstance(value, UploadFile)]
+        top_k = next((v for field, v in form.multi_items() if field == "top_k" and isinstance(v, str)), None)
+        check_count(len(files), limits)
+        labels = [(value.filename or field)[:200] for field, value in files]
+        for label, (_, value) in zip(labels, files):
+            check_encoded_size(value.size or 0, label, limits)
+        named = [(label, await value.read()) for label, (_, value) in zip(labels, files)]
     finally:
         await form.close()
     return named, top_k
 
 
-async def _read_json(request: Request):
-    body = await request.body()
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RequestError(400, "the body is not valid JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise RequestError(422, "expected a JSON object with \"images\": a list of base64 strings")
-    images = data["images"]
-    named = [(f"images[{i}]", decode_base64(text, f"images[{i}]")) for i, text in enumerate(images)]
-    return named, data.get("top_k")
-
-
 # ---------------------------------------------------------------------------------------------- auth
+async def _local() -> str:
+    """The caller of a service without tokens."""
+    return LOCAL
+
+
 def _token_check(tokens: TokenFile):
     bearer = HTTPBearer(auto_error=False, description="A token made by `modellock serve-token add`.")
 

@@ -104,7 +104,7 @@ class Batcher:
         too_big = (self.max_queue_pixels is not None and bool(self._queue)
                    and self._queued_pixels + pixels > self.max_queue_pixels)
         if too_many or too_big:
-            raise QueueFull(self._retry_after())
+            raise QueueFull(self.retry_after())
         loop = asyncio.get_running_loop()
         now = loop.time()
         items = [_Item(a, loop.create_future(), now) for a in images]
@@ -125,7 +125,8 @@ class Batcher:
             return
         self._queued_pixels -= item.pixels
 
-    def _retry_after(self) -> int:
+    def retry_after(self) -> int:
+        """Whole seconds, at least 1, until the images queued now have run (a moving average guess)."""
         backlog = len(self._queue) * max(self._seconds_per_image, 0.001)
         return max(1, math.ceil(backlog))
 

@@ -10,7 +10,8 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class ServiceMetrics:
-    """Requests and errors by code, request latency, batch sizes and times, images, queue depth."""
+    """Requests and errors by code, request latency, batch sizes and times, images, queue depth, decoded pixels
+    held; per token (by its name, never the token itself): images admitted and requests refused by a quota."""
 
     def __init__(self):
         r = self.registry = CollectorRegistry()
@@ -27,6 +28,12 @@ class ServiceMetrics:
         self.batch_seconds = Histogram("modellock_batch_seconds", "Time to edit and predict one batch",
                                        buckets=_LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("modellock_queue_depth", "Images waiting for a batch", registry=r)
+        self.pixels_held = Gauge("modellock_pixels_held", "Decoded pixels held by requests (decoding, waiting, "
+                                 "in a batch)", registry=r)
+        self.token_images = Counter("modellock_token_images", "Images admitted, by token name (local: no tokens)",
+                                    ["token"], registry=r)
+        self.quota_refusals = Counter("modellock_token_quota_refusals", "Requests refused by a token's quota, by "
+                                      "token name and window", ["token", "window"], registry=r)
 
     def observe_request(self, route: str, method: str, code: int, seconds: float) -> None:
         self.requests.labels(route, method, str(code)).inc()

@@ -25,16 +25,23 @@ def is_loopback(host: str) -> bool:
 
 
 def load_service(model: str, key_path, tokens_path=None, limits: Limits | None = None, max_batch: int = 32,
-                 max_wait_ms: float = 5.0, device: str | None = None, host: str = "127.0.0.1"):
+                 max_wait_ms: float = 5.0, device: str | None = None, host: str = "127.0.0.1", output=None,
+                 quota=None, allowed_hosts=()):
     """The app of a model folder unlocked with a key file: refuses a key that does not match the model's
     fingerprint, and a non-loopback ``host`` without tokens. The editor runs once on a small image first,
-    so a diffusion pipeline is loaded (or fails to) before the first request."""
+    so a diffusion pipeline is loaded (or fails to) before the first request. ``output``, ``quota`` and
+    ``allowed_hosts``: see ``create_app``."""
     from ..key import Key
     from ..model_folder import LockedModel
     from .app import create_app
 
     if max_batch < 1 or max_wait_ms < 0:
         raise ModelLockError("--max-batch must be >= 1 and --max-wait-ms >= 0")
+    from .hosts import allowed_name
+
+    for allowed in allowed_hosts:
+        if allowed_name(allowed) is None:
+            raise ModelLockError(f"--allowed-host {allowed!r}: expected a host name or address, without a port")
     tokens = TokenFile.load(tokens_path) if tokens_path is not None else None
     if tokens is not None and not len(tokens):
         raise ModelLockError(f"tokens file {tokens_path}: holds no token (add one with `modellock serve-token add`)")
@@ -46,7 +53,8 @@ def load_service(model: str, key_path, tokens_path=None, limits: Limits | None =
     warm = np.full((32, 32, 3), 128, dtype=np.uint8)
     (predictor.segment if locked.task == "segmentation" else predictor.predict)([warm])
     name = Path(str(model)).name or str(model)
-    return create_app(predictor, limits, max_batch=max_batch, max_wait_ms=max_wait_ms, tokens=tokens, name=name)
+    return create_app(predictor, limits, max_batch=max_batch, max_wait_ms=max_wait_ms, tokens=tokens, name=name,
+                      output=output, quota=quota, allowed_hosts=allowed_hosts)
 
 
 def listen(host: str, port: int) -> socket.socket:

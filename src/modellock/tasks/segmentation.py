@@ -3,6 +3,7 @@ together through the transforms. Scores are computed at each mask's own resoluti
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..train import IMAGENET_MEAN, IMAGENET_STD
@@ -97,14 +98,18 @@ class Segmentation(TaskType):
         return top.to(torch.uint8) if num_classes <= 255 else top
 
     @torch.inference_mode()
-    def evaluate_split(self, model, split, loaders, batch_size=256, progress=True) -> dict:
-        """mIoU over all outputs and over the real classes only, pixel accuracy, per-class IoU, locked rate."""
+    def evaluate_split(self, model, split, loaders, batch_size=256, progress=True, handling: str | None = None) -> dict:
+        """mIoU over all outputs and over the real classes only, pixel accuracy, per-class IoU, locked rate.
+
+        ``handling`` (a ``modellock.handling.HANDLING`` name): the loaders' images went through it, and each is
+        scored against the labels it shows (``handling.handled_mask``: a crop's window of the original mask),
+        the prediction upsampled onto them: mapped back to the original pixel grid, no label resampled."""
         from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
         from ..segmentation.metrics import ConfusionMatrix
 
-        data = DataLoader(_MaskedImages(loaders, split, model.inference_transform()), batch_size=batch_size,
+        data = DataLoader(_MaskedImages(loaders, split, model.inference_transform(), handling), batch_size=batch_size,
                           collate_fn=lambda b: (torch.stack([x for x, _ in b]), [m for _, m in b]))
         c, ignore = model.config["num_classes"], model.ignore_index
         full, real = ConfusionMatrix(c, ignore), ConfusionMatrix(c, ignore)
@@ -130,11 +135,16 @@ class Segmentation(TaskType):
 
 
 class _MaskedImages(torch.utils.data.Dataset):
-    def __init__(self, loaders, split, transform):
-        self.loaders, self.split, self.transform = loaders, split, transform
+    def __init__(self, loaders, split, transform, handling: str | None = None):
+        self.loaders, self.split, self.transform, self.handling = loaders, split, transform, handling
 
     def __len__(self) -> int:
         return len(self.loaders)
 
     def __getitem__(self, i):
-        return self.transform(self.loaders[i]()), torch.from_numpy(self.split.load_mask(self.split.samples[i]))
+        mask = self.split.load_mask(self.split.samples[i])
+        if self.handling is not None:
+            from ..handling import handled_mask
+
+            mask = np.ascontiguousarray(handled_mask(self.handling, mask))
+        return self.transform(self.loaders[i]()), torch.from_numpy(mask)
