@@ -74,7 +74,11 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
     torch.manual_seed(train.seed)  # the fresh head and from-scratch weights follow the seed too
     model = task.create_model(model_name, num_outputs, image_size, pretrained)
     transform = task.transform(image_size, True, augment, IMAGENET_MEAN, IMAGENET_STD, source.ignore_index)
-    dataset = task.lock_dataset(items, split, edits, transform, decoys)
+    from .lockset import DecodedOnce
+
+    # every epoch reads every image: decoded once in this process (loader workers restart each epoch)
+    dataset = task.lock_dataset(items, DecodedOnce(split) if train.num_workers == 0 else split, edits, transform,
+                                decoys)
     collate, hooks = None, None
     if editors is not None:
         from .handling import RandomHandling
