@@ -42,7 +42,7 @@ def rss_mib(field: str) -> float:
 
 def child(stage: str, data: str, n: int, out: str) -> dict:
     """One measurement, in this (fresh) process."""
-    from modellock import distributed
+    from modellock.utils import distributed
     from modellock.data import open_source
     from modellock.edit import edit_split
     from modellock.key import Key

@@ -95,7 +95,7 @@ def same_images(a: Path, b: Path) -> bool:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from modellock import distributed
+    from modellock.utils import distributed
     from modellock.data import open_source
     from modellock.edit import default_workers
     from modellock.editors import get_editor

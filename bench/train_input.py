@@ -29,7 +29,7 @@ def main(argv=None) -> dict:
     import torch
     from PIL import Image
 
-    from modellock.images import load_image
+    from modellock.utils.images import load_image
     from modellock.testing import sample_images
     from modellock.train import classification_transforms
 

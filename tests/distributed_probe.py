@@ -19,7 +19,7 @@ from pathlib import Path
 
 import modellock.lock
 import modellock.train
-from modellock import distributed
+from modellock.utils import distributed
 from modellock.cli import main
 from modellock.lockset import LockDataset
 

@@ -10,7 +10,7 @@ from modellock.data import make_shapes_dataset, make_shapes_segmentation_dataset
 from modellock.data.checks import check_data, pick_split
 from modellock.key import Key
 from modellock.lock import lock_model, train_baseline
-from modellock.paths import cache_root
+from modellock.utils.paths import cache_root
 from modellock.train import TrainConfig
 
 TINY = TrainConfig(epochs=1, batch_size=16, num_workers=0)

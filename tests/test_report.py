@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from modellock.report import COUNTED, IGNORED, ROLE_COLOURS, format_table, markdown_table, matrix_rows
-from modellock.results_json import rounded, write_json
+from modellock.utils.results_json import rounded, write_json
 
 RESULT = {"task": "classification", "metric": "accuracy", "chance": 0.1, "n_test": 100, "original_clean": 0.99,
           "locked_clean": 0.0, "locked_clean_without_locked_class": 0.132, "locked_class_rate_clean": 0.95,

@@ -13,7 +13,7 @@ from modellock.segmentation import data as segmentation
 from modellock.segmentation.data import VOC_CLASSES
 from modellock.errors import DataError
 from modellock.handling import HANDLING, RandomHandling, handled_mask
-from modellock.paths import cache_root
+from modellock.utils.paths import cache_root
 from modellock.segmentation.transforms import (
     fixed_size_transform, image_transform, segmentation_collate, segmentation_transforms,
 )

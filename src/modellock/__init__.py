@@ -3,11 +3,10 @@
 The Python API in one line: ``LockedModel.from_pretrained("locked/").unlock(Key.load("key.toml")).predict(images)``.
 """
 
-__version__ = "0.1.0"
-
 from .editors import available_editors, get_editor, register_editor
 from .errors import DataError, DataWarning, ModelLockError, WrongKeyError
 from .key import Key
+from .version import __version__
 
 # imported on first use: they pull in torch, which the command line's help and key commands do not need
 _LAZY = {"LockedModel": ".model_folder", "Predictor": ".model_folder"}

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ModelLockError
-from .images import write_bytes_atomic
+from .utils.atomic import write_bytes_atomic
 from .lockset import LockRecipe
 from .model_folder import holds_model
-from .results_json import write_json
+from .utils.results_json import write_json
 from .train import TrainConfig
 
 LOCK_EDITORS = {"modellock": None, "pixel-shuffle": "pixel-shuffle", "negative-positive": "negative-positive",

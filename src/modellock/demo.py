@@ -15,7 +15,7 @@ from .key import Key
 from .lock import lock_model, train_baseline
 from .lockset import LockRecipe
 from .report import COUNTED, IGNORED, GridColumn, format_table, write_html_report
-from .results_json import write_json
+from .utils.results_json import write_json
 from .train import TrainConfig
 
 # The demo's key is public (it is in this file): a prompt outside the attacks' catalogue, so the guessing
@@ -190,7 +190,7 @@ def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: di
                          n: int = 6) -> Path:
     import torch
 
-    from .images import colour_mask, label_palette
+    from .utils.images import colour_mask, label_palette
 
     split = source.split("test")
     samples = split.samples[:: max(1, len(split.samples) // n)][:n]

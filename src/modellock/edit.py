@@ -42,14 +42,15 @@ from typing import Iterable, NamedTuple
 
 from tqdm.auto import tqdm
 
-from . import distributed
+from .utils import distributed
 from .data.sources import ImageSource, Sample, Split
 from .editors import Editor, editor_class, get_editor
 from .errors import DataError, WrongKeyError
-from .images import decode_image, save_png_atomic, write_bytes_atomic
-from .paths import cache_root, private_dir
-from .progress import plural, stage_bar
-from .workers import ignore_sigint, quiet_workers
+from .utils.images import decode_image, save_png_atomic
+from .utils.atomic import write_bytes_atomic
+from .utils.paths import cache_root, private_dir
+from .utils.progress import plural, stage_bar
+from .utils.workers import ignore_sigint, quiet_workers
 
 FORMAT = "modellock-edits/1"
 

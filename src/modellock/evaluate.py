@@ -25,7 +25,7 @@ from .editors import resolve_key
 from .lockset import ImageListDataset
 from .tasks.classification import accuracy  # noqa: F401  (re-exported)
 from .model_folder import LockedModel
-from .progress import plural
+from .utils.progress import plural
 from .prompts import STYLE_PROMPTS
 from .train import predict_logits_shared
 

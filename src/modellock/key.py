@@ -144,7 +144,7 @@ class Key:
         d = self.to_dict()
         params = d.pop("params")
         text = _HEADER + tomli_w.dumps(d) + (("\n[params]\n" + tomli_w.dumps(params)) if params else "")
-        from .images import write_bytes_atomic
+        from .utils.atomic import write_bytes_atomic
 
         write_bytes_atomic(text.encode("utf-8"), path, mode=0o600)  # a new temporary file (O_EXCL, O_NOFOLLOW)
         return path

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import distributed
+from .utils import distributed
 from .data.checks import check_data
 from .data.sources import ImageSource
 from .edit import cache_dir, edit_split
@@ -25,8 +25,8 @@ from .editors import editor_class, get_editor, resolve_key
 from .errors import ModelLockError
 from .lockset import LOCKED_CLASS_NAME, LockRecipe, decoy_keys, plan_lock_set
 from .model_folder import CONFIG, FORMAT, LockedModel, holds_model, library_versions
-from .paths import private_dir
-from .progress import plural, stage_bar
+from .utils.paths import private_dir
+from .utils.progress import plural, stage_bar
 from .tasks import task_type
 from .train import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, fit
 

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from .data.sources import Sample, Split
 from .errors import ModelLockError
-from .fields import Count, Fraction, NonNegative, NonNegativeInt, check_fields
+from .utils.fields import Count, Fraction, NonNegative, NonNegativeInt, check_fields
 
 CLEAN_TARGETS = {
     "classification": ("wrong-label", "locked-class", "locked-spread"),
@@ -44,7 +44,7 @@ LOCKED_CLASS_NAME = "locked"
 class LockRecipe:
     """How the lock set is built (defaults chosen by the CIFAR-10 measurements in docs/benchmarks.md).
 
-    Each field's type and range is checked (``modellock.fields``) when a recipe is made, and the same
+    Each field's type and range is checked (``modellock.utils.fields``) when a recipe is made, and the same
     annotations check a YAML ``--config`` and the command-line flags."""
 
     edited_fraction: Fraction = 0.7
@@ -330,7 +330,7 @@ class EditingCollate:
             for j, edited in zip(rows, self.editors[k].edit([images[j] for j in rows])):
                 images[j] = edited
         if distracted:
-            from .images import blend, resize
+            from .utils.images import blend, resize
 
             alpha = self.raw_editor.key.alpha
             for j, raw in zip(distracted, self.raw_editor.edit([originals[j] for j in distracted])):

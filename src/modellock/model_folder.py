@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from .errors import ModelLockError, WrongKeyError
-from .images import ImageInput, as_image_list, is_single_image, read_input_image, write_bytes_atomic
+from .utils.images import ImageInput, as_image_list, is_single_image, read_input_image
+from .utils.atomic import write_bytes_atomic
 
 FORMAT = "modellock-model/1"
 WEIGHTS, SEALED, CONFIG, CARD = "model.safetensors", "model.sealed", "config.json", "README.md"
@@ -178,7 +179,7 @@ class LockedModel:
     def save_evaluation(self, result: dict) -> None:
         """Record an evaluation in config.json and the model card (the weights are untouched); wrong keys under
         neutral labels (``stored_evaluation``)."""
-        from .results_json import rounded
+        from .utils.results_json import rounded
 
         self.config["evaluation"] = rounded(stored_evaluation(result))
         self._write_config()
@@ -186,7 +187,7 @@ class LockedModel:
     def save_attack_summary(self, summary: dict, settings: dict | None = None) -> None:
         """Record an attack suite's summary (worst case undone, fine-tune gain) in config.json and the card, without
         the settings or prompts that name what was tried (``stored_attack_summary``)."""
-        from .results_json import rounded
+        from .utils.results_json import rounded
 
         self.config["attack_summary"] = rounded(stored_attack_summary(summary, settings))
         self._write_config()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import write_bytes_atomic
+from .utils.atomic import write_bytes_atomic
 
 ROLE_COLOURS = {"reference": "#4c72b0", "unlocked": "#55a868", "no key": "#c44e52", "wrong key": "#dd8452",
                 "chance": "#000000"}

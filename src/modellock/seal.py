@@ -158,7 +158,7 @@ def _is_hex(v) -> bool:
 
 def write_sealed(path: str | os.PathLike, data: bytes, sealer: Sealer, context: bytes = b"") -> Path:
     """``data`` sealed into ``path`` (atomically: a new temporary file, then a rename)."""
-    from .images import write_bytes_atomic
+    from .utils.atomic import write_bytes_atomic
 
     write_bytes_atomic(sealer.seal(data, context), path)
     return Path(path)

@@ -1,7 +1,7 @@
 """Lock/train settings from a YAML file and command-line flags (flags win), checked by name, type and range.
 
 The types and ranges are those annotated on ``LockRecipe`` and ``TrainConfig`` (and ``RUN_TYPES`` here), checked
-with pydantic (``modellock.fields``): a YAML value and a flag go through the same check, and an error names the
+with pydantic (``modellock.utils.fields``): a YAML value and a flag go through the same check, and an error names the
 field and the file (``config file lock.yaml: epochs: input should be a valid integer, ..., not 'one'``) or the
 flag (``--epochs: input should be greater than or equal to 1, not 0``).
 """
@@ -16,7 +16,7 @@ import yaml
 from pydantic import Field
 
 from .errors import ModelLockError
-from .fields import NUMBER, Count, field_types, validate_values
+from .utils.fields import NUMBER, Count, field_types, validate_values
 from .lockset import LockRecipe
 from .train import TrainConfig
 

@@ -33,9 +33,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .errors import ModelLockError
-from .fields import Count, Fraction, NonNegative, NonNegativeInt, Positive, check_fields
-from .progress import plural, stage_bar
-from .workers import quiet_workers
+from .utils.fields import Count, Fraction, NonNegative, NonNegativeInt, Positive, check_fields
+from .utils.progress import plural, stage_bar
+from .utils.workers import quiet_workers
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ STATE_FILE = "trainer_state.json"
 @dataclass
 class TrainConfig:
     """Fine-tuning settings; ``grad_clip`` 0 means off, ``warmup_epochs`` may be fractional. Each field's type
-    and range is checked (``modellock.fields``) when a config is made, and checks a YAML ``--config`` and flags."""
+    and range is checked (``modellock.utils.fields``) when a config is made, and checks a YAML ``--config`` and flags."""
 
     epochs: Count = 10
     batch_size: Count = 128
@@ -204,7 +204,7 @@ def _accelerator(config: TrainConfig):
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.state import AcceleratorState
 
-    from . import distributed
+    from .utils import distributed
 
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision") != config.mixed_precision and distributed.num_processes() == 1:
@@ -373,7 +373,7 @@ def predict_logits_shared(model: nn.Module, data: Dataset, batch_size: int = 256
     block and every process returns all the logits, in order (so every process must call it)."""
     from torch.utils.data import Subset
 
-    from . import distributed
+    from .utils import distributed
 
     if distributed.num_processes() == 1:
         return predict_logits(model, data, batch_size)

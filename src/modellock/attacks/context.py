@@ -342,7 +342,7 @@ class AttackContext:
             except (OSError, ValueError, KeyError):
                 pass  # unreadable: compute again and overwrite
         value = compute()
-        from ..images import write_bytes_atomic
+        from ..utils.atomic import write_bytes_atomic
 
         write_bytes_atomic(json.dumps({"ident": ident, "value": value}, indent=1).encode(), path)
         return value

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from ..images import write_bytes_atomic
+from ..utils.atomic import write_bytes_atomic
 from ..report import ROLE_COLOURS, _png_data_uri, covers_text, sealing_text
 from .suite import READING, UNDONE_LIMIT, is_trained, noise_level, table_rows, undone
 

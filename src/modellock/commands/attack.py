@@ -74,7 +74,7 @@ def attack(
     from ..data import open_source
     from ..data.checks import check_data
     from ..model_folder import LockedModel
-    from ..paths import cache_root
+    from ..utils.paths import cache_root
     from ..attacks import attack_spec
     from ..attacks.context import budget_named
     from ..attacks.suite import format_table, run_suite
@@ -103,7 +103,7 @@ def attack(
                     diffusion_models=tuple(diffusion_model or ()), device=device, work_dir=work)
     typer.echo(format_table(run.result))
     if json_out:
-        from ..results_json import write_json
+        from ..utils.results_json import write_json
 
         write_json(json_out, run.result)
         typer.echo(f"wrote {json_out}")

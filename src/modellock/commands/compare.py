@@ -66,7 +66,7 @@ def compare(
     from ..data import open_source
     from ..data.checks import check_train_limit
     from ..errors import ModelLockError
-    from ..results_json import write_json
+    from ..utils.results_json import write_json
     from ..settings import load_settings, train_config_from
     from ..tasks import task_type
 

@@ -22,7 +22,7 @@ def demo(
 ):
     """Run the whole flow on built-in data, no downloads: keygen, edit, train, lock, evaluate, report."""
     from ..demo import run_demo, run_segmentation_demo
-    from ..results_json import write_json
+    from ..utils.results_json import write_json
 
     demos = {"classification": run_demo, "segmentation": run_segmentation_demo}
     if task not in demos:

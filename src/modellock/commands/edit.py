@@ -38,7 +38,7 @@ def edit(
 
     Under `accelerate launch` or `torchrun` every process edits its own share of each split.
     """
-    from .. import distributed
+    from ..utils import distributed
     from ..data import open_source
     from ..edit import edit_dataset, write_skip_list
 

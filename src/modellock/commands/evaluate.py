@@ -39,7 +39,7 @@ def eval_cmd(
 
     Under `accelerate launch` or `torchrun` the edits and predictions are shared among the processes.
     """
-    from .. import distributed
+    from ..utils import distributed
     from ..data import open_source
     from ..data.checks import check_decodes, pick_split
     from ..evaluate import evaluate
@@ -69,7 +69,7 @@ def eval_cmd(
         return
     typer.echo(format_table(result))
     if json_out:
-        from ..results_json import write_json
+        from ..utils.results_json import write_json
 
         write_json(json_out, result)
     if update_card and m.path is not None and Path(model).is_dir():

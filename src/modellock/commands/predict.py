@@ -45,7 +45,7 @@ def predict(
 ):
     """Predict classes of images (segmentation: a colour-coded mask per image), unlocking the model with KEY."""
     from ..model_folder import LockedModel
-    from ..results_json import dumps
+    from ..utils.results_json import dumps
 
     images = _image_files(images)
     m = LockedModel.from_pretrained(model, device=device)
@@ -67,8 +67,8 @@ def predict(
 
 def _write_masks(images: List[Path], results: list, m, folder: Path, as_json: bool, top_k: int) -> None:
     """One colour PNG per input (``<stem>.png``, numbered when stems repeat), then a line per image."""
-    from ..images import colour_mask, save_png_atomic
-    from ..results_json import dumps
+    from ..utils.images import colour_mask, save_png_atomic
+    from ..utils.results_json import dumps
 
     stems = [p.stem for p in images]
     for i, (p, r) in enumerate(zip(images, results)):

@@ -130,7 +130,7 @@ def lock(
 
     Under `accelerate launch` or `torchrun` the editing and the training are shared among the processes.
     """
-    from .. import distributed
+    from ..utils import distributed
     from ..harden import HARDEN_PRESET
     from ..lock import lock_model
     from ..settings import recipe_from, train_config_from
@@ -173,7 +173,7 @@ def train(
     skip_bad: bool = _opt["skip_bad"], task: Optional[str] = _opt["task"], ignore_index: int = _opt["ignore_index"],
 ):
     """Fine-tune the same recipe on clean data without a lock: the original (baseline) model."""
-    from .. import distributed
+    from ..utils import distributed
     from ..lock import train_baseline
     from ..settings import train_config_from
     from ..tasks import task_type

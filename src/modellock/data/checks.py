@@ -41,7 +41,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DataError, DataWarning
-from ..paths import cache_root
+from ..utils.paths import cache_root
 from .sources import ImageSource, Split
 
 MIN_SIDE = 8  # pixels: below this an "image" is an icon or a mistake, not something to learn from

@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError, ImageError
-from ..images import decode_image, load_image, to_uint8_rgb
-from ..paths import cache_root
+from ..utils.images import decode_image, load_image, to_uint8_rgb
+from ..utils.paths import cache_root
 
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
 IMAGE_EXTENSIONS = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}

@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import KeyFileError, ModelLockError
-from ..images import ImageLike, to_uint8_rgb
+from ..utils.images import ImageLike, to_uint8_rgb
 from . import editor_class, register_editor
 from .base import Editor
 

@@ -24,8 +24,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import DataError
-from ..images import to_uint8_rgb, write_bytes_atomic
-from ..paths import cache_root
+from ..utils.images import to_uint8_rgb
+from ..utils.atomic import write_bytes_atomic
+from ..utils.paths import cache_root
 from ..data.sources import IMAGE_EXTENSIONS, ImageSource, Sample, Split, _visible_dirs, read_mask
 
 CLASSES_FILE = "classes.txt"

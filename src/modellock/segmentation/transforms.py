@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
-from ..images import to_uint8_rgb
+from ..utils.images import to_uint8_rgb
 from ..train import IMAGENET_MEAN, IMAGENET_STD
 
 

@@ -31,9 +31,9 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ModelLockError
-from ..images import label_palette
+from ..utils.images import label_palette
 from .answers import Output
 from .auth import Quota, TokenFile
 from .batcher import Batcher, QueueFull, ShuttingDown

@@ -10,7 +10,7 @@ import json
 import math
 import os
 
-from .images import write_bytes_atomic
+from .atomic import write_bytes_atomic
 
 DIGITS = 4
 

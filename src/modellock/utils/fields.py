@@ -14,7 +14,7 @@ import typing
 
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 
-from .errors import ModelLockError
+from ..errors import ModelLockError
 
 
 def _not_bool(value):
