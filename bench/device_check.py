@@ -199,7 +199,7 @@ def check_training(cfg: dict, log) -> dict:
     set-up of each run cancels out."""
     import torch
 
-    from modellock.backbones import create_backbone
+    from modellock.nets.backbones import create_backbone
     from modellock.train import TrainConfig, fit
 
     size, batch = cfg["train_size"], cfg["train_batch"]

@@ -354,7 +354,7 @@ def test_attack_command(locked, tmp_path):
 
 # ------------------------------------------------------------------------------------ stronger thief (issue 11)
 def test_unet_adapter(locked, reference):
-    from modellock.attacks.input_adapter import UNetAdapter
+    from modellock.nets.adapters import UNetAdapter
 
     assert 3e5 <= sum(p.numel() for p in UNetAdapter().parameters()) <= 1e6  # the attack's default adapter
     with torch.no_grad():  # started at the identity

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from modellock.backbones import create_backbone
+from modellock.nets.backbones import create_backbone
 from modellock.errors import ModelLockError
 from modellock.train import TrainConfig, classification_transforms, fit, lr_at, predict_logits
 

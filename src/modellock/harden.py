@@ -116,7 +116,7 @@ class LockHardening:
 
     def _feature_hook(self, model):
         if self._hook is None:
-            from .heads import head_names
+            from .nets.heads import head_names
 
             net = self._unwrap(model)
             head = net.get_submodule(head_names(net, self.num_classes + 1)[0])
@@ -196,7 +196,7 @@ class LockHardening:
     def after_backward(self, model, step):
         if not self.s.simulated_thief or step % self.s.thief_every:
             return
-        from .heads import with_fresh_head
+        from .nets.heads import with_fresh_head
 
         net = self._unwrap(model)
         device = next(net.parameters()).device
@@ -241,7 +241,7 @@ class LockHardening:
 
 
 def _has_locked_output(net, num_classes) -> bool:
-    from .heads import head_names
+    from .nets.heads import head_names
 
     try:
         head_names(net, num_classes + 1)
@@ -326,7 +326,7 @@ def build_hardening(recipe, task, split, image_size: int, num_classes: int, trai
     """The hooks of a hardened lock: the thief's data (the training split's clean images with true targets),
     the adapters it learns (small, narrow U-Net, the key editor's family from random keys), the fine-tuning
     grid it samples (the attack grid's optimizers and learning-rate multiples around the lock's)."""
-    from .attacks.input_adapter import InputAdapter, PixelSpace, UNetAdapter
+    from .nets.adapters import InputAdapter, PixelSpace, UNetAdapter
     from .train import IMAGENET_MEAN, IMAGENET_STD
 
     mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ModelLockError
-from ..heads import PartlyFrozen, set_trainable, with_fresh_head
+from ..nets.heads import PartlyFrozen, set_trainable, with_fresh_head
 from . import register_attack
 from .context import percent
 from .scratch import scratch_baseline
@@ -54,7 +54,7 @@ def train_and_score(ctx, make_model, split, desc: str, optimizer: str = "adamw",
 
 def _probe_and_score(ctx, model, split, desc: str, optimizer: str, lr: float) -> float:
     """Train ``model``'s (fresh) head on the trunk's features of ``split`` (cached per model and split)."""
-    from ..heads import head_name, without_head
+    from ..nets.heads import head_name, without_head
     from ..tasks import Pairs
 
     trunk, _ = without_head(model, ctx.num_classes)

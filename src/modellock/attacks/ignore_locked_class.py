@@ -13,7 +13,7 @@ import torch
 from . import register_attack
 from .context import percent
 from .scratch import over_scratch
-from ..heads import without_head
+from ..nets.heads import without_head
 
 
 def _pixels(features: torch.Tensor, targets, ignore_index: int, limit: int, seed: int):

@@ -102,7 +102,7 @@ def model_patch_size(model, image_size: int = 224) -> int:
     if isinstance(model, str):
         import torch
 
-        from ..backbones import create_backbone
+        from ..nets.backbones import create_backbone
 
         name = model
         with torch.device("meta"):

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbones import _HUB_ID, _first_line, _resolve_pretrained, channels_last, load_pretrained
+from ..nets.backbones import _HUB_ID, _first_line, _resolve_pretrained, channels_last, load_pretrained
 from ..errors import ModelLockError
 
 log = logging.getLogger(__name__)

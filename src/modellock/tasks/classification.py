@@ -1,4 +1,4 @@
-"""Classification: one label per image, accuracy, backbones from ``modellock.backbones``."""
+"""Classification: one label per image, accuracy, backbones from ``modellock.nets.backbones``."""
 
 from __future__ import annotations
 
@@ -22,17 +22,17 @@ class Classification(TaskType):
     default_model = "small-cnn"
 
     def resolve_model(self, name: str):
-        from ..backbones import resolve_backbone
+        from ..nets.backbones import resolve_backbone
 
         return resolve_backbone(name)
 
     def create_model(self, name: str, num_outputs: int, image_size: int, pretrained=None):
-        from ..backbones import create_backbone
+        from ..nets.backbones import create_backbone
 
         return create_backbone(name, num_outputs, image_size, pretrained)
 
     def model_from_spec(self, spec: dict, pretrained=None):
-        from ..backbones import backbone_from_spec
+        from ..nets.backbones import backbone_from_spec
 
         return backbone_from_spec(spec, pretrained)
 

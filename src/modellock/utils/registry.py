@@ -47,6 +47,10 @@ class Registry:
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> None:
+        """Forget the entry ``name`` (tests that register a stand-in take it out again)."""
+        self._entries.pop(name, None)
+
     def register(self, name: str) -> Callable[[Any], Any]:
         """Decorator: register the decorated object under ``name`` and return it unchanged."""
         def wrap(entry):

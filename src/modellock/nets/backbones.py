@@ -1,8 +1,8 @@
 """Backbone registry: ``create_backbone(name, num_classes, image_size, pretrained)`` builds a classifier.
 
 Names are looked up in this order:
-- our registered models (``@register_backbone(name)`` on a factory ``fn(num_classes, image_size, pretrained)``):
-  ``small-cnn`` (CPU demos) and ``tiny-cnn`` (unit tests);
+- our registered models (``@register_backbone(name)`` on a factory ``fn(num_classes, image_size, pretrained)``,
+  one module of this folder each: ``simple_cnn.py`` holds ``small-cnn`` (CPU demos) and ``tiny-cnn`` (unit tests));
 - ``timm:NAME`` or a plain name timm knows (``vit_base_patch16_224``, ``resnet50.a1_in1k``);
 - ``torchvision:NAME`` (``torchvision:resnet18``).
 
@@ -24,83 +24,29 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Callable
-
 import torch
 from torch import nn
 
-from .errors import ModelLockError
+from ..errors import ModelLockError
+from ..utils.registry import Registry
 
 log = logging.getLogger(__name__)
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+# our backbones: a factory ``fn(num_classes, image_size, pretrained=False, **kwargs)`` per name, each registered in
+# its own module of this folder (``simple_cnn.py``: small-cnn, tiny-cnn) or by an installed plugin
+BACKBONES = Registry("backbone", package="modellock.nets", helpers=("adapters", "backbones", "heads"),
+                     group="backbones")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.safetensors")
 
 
 def register_backbone(name: str):
     """Decorator adding a factory ``fn(num_classes, image_size, pretrained=False, **kwargs)`` under ``name``."""
-
-    def wrap(fn):
-        if name in _REGISTRY and _REGISTRY[name] is not fn:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+    return BACKBONES.register(name)
 
 
 def available_backbones() -> list[str]:
     """Our registered names (timm and torchvision names come on top)."""
-    return sorted(_REGISTRY)
-
-
-# ----------------------------------------------------------------------------- our models
-
-
-class SimpleCNN(nn.Module):
-    """Stages of conv3x3-BN-ReLU (``depths[i]`` convs of ``widths[i]`` channels), each stage ending in a 2x2
-    max-pool, then global average pool and a linear head."""
-
-    def __init__(self, num_classes: int, widths=(32, 64, 128, 128), dropout: float = 0.0, depths=None):
-        super().__init__()
-        depths = tuple(depths) if depths is not None else (1,) * len(widths)
-        if len(depths) != len(widths) or min(depths) < 1:
-            raise ModelLockError(f"SimpleCNN: depths {depths!r} must give 1 or more convs for each of {len(widths)} stages")
-        blocks, cin = [], 3
-        for cout, depth in zip(widths, depths):
-            for _ in range(depth):
-                blocks += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-                cin = cout
-            blocks.append(nn.MaxPool2d(2, ceil_mode=True))
-        self.features = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(cin, num_classes)
-        self.pretrained_cfg = {"classifier": "head"}  # the head, named the way timm names it
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.pool(self.features(x)).flatten(1)))
-
-
-def _no_published_weights(name: str, pretrained: bool):
-    if pretrained:
-        raise ModelLockError(f"backbone {name!r} has no published weights; pass a .safetensors file as pretrained")
-
-
-@register_backbone("small-cnn")
-def small_cnn(num_classes: int, image_size: int = 32, pretrained: bool = False, **kwargs) -> nn.Module:
-    """About 0.54M parameters (five convs: 32, 64, 2x128, 256 channels); trains CIFAR-10-size images on a CPU
-    (docs/benchmarks.md: about 15 s an epoch of 10k 32x32 images on one thread; 0.767 on CIFAR-10 from
-    10k images in 20 epochs, against 0.747 for the former four-conv 0.24M model)."""
-    _no_published_weights("small-cnn", pretrained)
-    return SimpleCNN(num_classes, widths=(32, 64, 128, 256), depths=(1, 1, 2, 1), **kwargs)
-
-
-@register_backbone("tiny-cnn")
-def tiny_cnn(num_classes: int, image_size: int = 32, pretrained: bool = False, **kwargs) -> nn.Module:
-    """A few thousand parameters, for unit tests."""
-    _no_published_weights("tiny-cnn", pretrained)
-    return SimpleCNN(num_classes, widths=(8, 16), **kwargs)
+    return BACKBONES.names()
 
 
 # ----------------------------------------------------------------------------- lookup
@@ -108,7 +54,7 @@ def tiny_cnn(num_classes: int, image_size: int = 32, pretrained: bool = False, *
 
 def resolve_backbone(name: str) -> tuple[str, str]:
     """``(source, arch)`` with source in ``modellock``, ``timm``, ``torchvision``; ModelLockError if unknown."""
-    if name in _REGISTRY:
+    if name in BACKBONES:
         return "modellock", name
     source, _, arch = name.partition(":") if ":" in name else ("", "", name)
     if source in ("", "timm"):
@@ -163,7 +109,7 @@ def create_backbone(
         if weights[0] in ("hub", "timm-folder"):
             raise ModelLockError(f"pretrained {pretrained!r} holds timm weights; {name!r} is not a timm model")
         if source == "modellock":
-            model = _REGISTRY[arch](num_classes, image_size, weights[0] == "default", **model_args)
+            model = BACKBONES.get(arch)(num_classes, image_size, weights[0] == "default", **model_args)
         else:
             model = _create_torchvision(arch, num_classes, weights, model_args)
         if weights[0] == "file":
