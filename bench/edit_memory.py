@@ -45,7 +45,7 @@ def child(stage: str, data: str, n: int, out: str) -> dict:
     from modellock.utils import distributed
     from modellock.data import open_source
     from modellock.edit import edit_split
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model
     from modellock.lockset import LockRecipe
     from modellock.train import TrainConfig

@@ -64,7 +64,7 @@ def make_sources(root: Path, n: int, size: int) -> Path:
 
 
 def make_key(editor: str, size: int, workdir: Path):
-    from modellock.key import Key
+    from modellock.keys import Key
 
     if editor == "keyed-filter":
         return Key.create("keyed-filter", PROMPT)

@@ -129,7 +129,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
 
     from modellock.editors.instruct_pix2pix import InstructPix2PixEditor
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.testing import build_full_size_pix2pix, build_tiny_pix2pix, sample_images
 
     pipeline_name = "full-size random (SD 1.5 / InstructPix2Pix architecture)" if args.full_size else (

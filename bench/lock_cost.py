@@ -20,7 +20,7 @@ from pathlib import Path
 
 from modellock.data import open_source
 from modellock.harden import HARDEN_PRESET
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model
 from modellock.lockset import LockRecipe
 from modellock.train import TrainConfig

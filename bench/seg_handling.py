@@ -44,7 +44,7 @@ def run_seed(args, seed: int) -> dict:
     from modellock.data.synthetic import make_shapes_segmentation_dataset
     from modellock.demo import DEMO_PROMPT, SEGMENTATION_DEMO_TRAIN
     from modellock.evaluate import default_wrong_keys, evaluate
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model, train_baseline
     from modellock.lockset import LockRecipe
     from modellock.train import TrainConfig

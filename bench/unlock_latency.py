@@ -62,7 +62,7 @@ def make_locked(case: str, workdir: Path):
     """A locked model folder for ``case`` (1 epoch on 40 generated images), loaded back, and its key."""
     from modellock.data import open_source
     from modellock.data.synthetic import make_shapes_dataset
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model
     from modellock.lockset import LockRecipe
     from modellock.model_folder import LockedModel

@@ -29,10 +29,10 @@ from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.editors import get_editor
 from modellock.errors import ModelLockError
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model
 from modellock.lockset import LockRecipe
-from modellock.prompts import STYLE_PROMPTS
+from modellock.keys.prompts import STYLE_PROMPTS
 from modellock.train import TrainConfig
 
 PROMPT = "with a quiet marmalade haze"  # not in any catalogue

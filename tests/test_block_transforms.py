@@ -15,7 +15,7 @@ from modellock.editors.block_transforms import (FFX_ROUNDS, ffx_decrypt, ffx_enc
                                                 resolve_block_size)
 from modellock.errors import KeyFileError, ModelLockError
 from modellock.evaluate import evaluate
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model
 from modellock.lockset import LockRecipe, plan_lock_set
 from modellock.train import TrainConfig

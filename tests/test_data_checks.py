@@ -8,7 +8,7 @@ from PIL import Image
 from modellock import DataError, DataWarning
 from modellock.data import make_shapes_dataset, make_shapes_segmentation_dataset, open_source
 from modellock.data.checks import check_data, pick_split
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model, train_baseline
 from modellock.utils.paths import cache_root
 from modellock.train import TrainConfig

@@ -32,7 +32,7 @@ from hypothesis.extra import numpy as hnp
 
 from image_cases import MODES, image_bytes, png_with_header_size
 from modellock.errors import ModelLockError
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.testing import build_tiny_locked_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,7 +12,7 @@ from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.editors import get_editor
 from modellock.harden import HardenSettings, LockHardening
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model
 from modellock.lockset import EditingCollate, LockDataset, LockRecipe, OnlineLockDataset, decoy_keys, plan_lock_set
 from modellock.tasks import task_type

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from modellock.key import Key
+from modellock.keys import Key
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 PROGRESS = re.compile(r"\d+%\|")

@@ -10,7 +10,7 @@ from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.errors import ModelLockError, WrongKeyError
 from modellock.evaluate import evaluate
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model, train_baseline
 from modellock.lockset import LockRecipe, plan_lock_set
 from modellock.model_folder import LockedModel

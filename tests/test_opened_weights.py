@@ -12,7 +12,7 @@ from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.errors import ModelLockError
 from modellock.evaluate import evaluate
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model
 from modellock.lockset import LockRecipe
 from modellock.model_folder import LockedModel

@@ -98,7 +98,7 @@ def _images(folder: Path, source_image: Path) -> None:
 
 def _build_classification(root: Path) -> Path:
     from modellock.data import make_shapes_dataset, open_source
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model, train_baseline
     from modellock.train import TrainConfig
 
@@ -115,7 +115,7 @@ def _build_classification(root: Path) -> Path:
 
 def _build_segmentation(root: Path) -> Path:
     from modellock.data import make_shapes_segmentation_dataset, open_source
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model, train_baseline
     from modellock.train import TrainConfig
 

@@ -66,7 +66,7 @@ def test_decoy_edits_show_one_bar(tmp_path, capsys, one_thread):
     """Not one `edit train` bar per decoy key: one bar for the stage, saying what it does (the edit cache's path;
     online locks edit in the training loop)."""
     from modellock.data import make_shapes_dataset, open_source
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model
     from modellock.lockset import LockRecipe
     from modellock.train import TrainConfig

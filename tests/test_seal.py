@@ -19,11 +19,11 @@ from safetensors.torch import load, load_file, save
 from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.errors import ModelLockError, WrongKeyError
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model
 from modellock.lockset import LockRecipe
 from modellock.model_folder import LockedModel
-from modellock.seal import MAGIC, SealError, Sealer
+from modellock.keys.seal import MAGIC, SealError, Sealer
 from modellock.testing import build_tiny_locked_model
 from modellock.train import TrainConfig
 
@@ -347,7 +347,7 @@ def test_nothing_in_the_folder_names_or_narrows_the_key(locks, tmp_path):
     candidates narrowed); attack summaries could name a guessed prompt. The model folder keeps neutral labels
     and figures only; the evaluation returned to the caller keeps its names."""
     from modellock.evaluate import evaluate
-    from modellock.prompts import STYLE_PROMPTS
+    from modellock.keys.prompts import STYLE_PROMPTS
 
     source, plain, sealed, tmp = locks
     folder = tmp_path / "m"

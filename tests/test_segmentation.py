@@ -18,7 +18,7 @@ from modellock.editors import get_editor
 from modellock.errors import ModelLockError
 from modellock.handling import HANDLING, RandomHandling
 from modellock.utils.images import colour_mask, label_palette
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.losses import LOCKED, LOCKED_SPREAD, MASK, SegmentationLockLoss
 from modellock.lockset import EditingCollate, LockRecipe, OnlineLockDataset, SegmentationLockDataset, plan_lock_set
 from modellock.segmentation.transforms import image_transform

@@ -116,8 +116,8 @@ def test_sealed_checkpoints_hold_no_readable_weights_and_resume(tmp_path):
 
     from safetensors.torch import load_file
 
-    from modellock.key import Key
-    from modellock.seal import SealError, Sealer
+    from modellock.keys import Key
+    from modellock.keys.seal import SealError, Sealer
 
     key = Key.create("keyed-filter", "a quiet marmalade haze")
     config = TrainConfig(epochs=2, **CONFIG)

@@ -5,7 +5,7 @@ The Python API in one line: ``LockedModel.from_pretrained("locked/").unlock(Key.
 
 from .editors import available_editors, get_editor, register_editor
 from .errors import DataError, DataWarning, ModelLockError, WrongKeyError
-from .key import Key
+from .keys import Key
 from .version import __version__
 
 # imported on first use: they pull in torch, which the command line's help and key commands do not need

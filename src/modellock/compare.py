@@ -95,13 +95,13 @@ def lock_setup(lock: str, seed: int, block_size=4, modellock_editor: str = "keye
 
 def make_key(editor: str, fields: dict):
     """A fresh key of ``editor`` with a random prompt string (never logged)."""
-    from .key import Key
+    from .keys import Key
 
     return Key.create(editor, secrets.token_hex(16), **fields)
 
 
 def _load_or_create_key(path: Path, editor: str, fields: dict, model_exists: bool):
-    from .key import Key
+    from .keys import Key
 
     if path.is_file():
         key = Key.load(path)

@@ -11,7 +11,7 @@ import numpy as np
 from .data import open_source
 from .data.synthetic import make_shapes_dataset
 from .evaluate import default_wrong_keys, evaluate
-from .key import Key
+from .keys import Key
 from .lock import lock_model, train_baseline
 from .lockset import LockRecipe
 from .report import COUNTED, IGNORED, GridColumn, format_table, write_html_report

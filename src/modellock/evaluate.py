@@ -26,7 +26,7 @@ from .lockset import ImageListDataset
 from .tasks.classification import accuracy  # noqa: F401  (re-exported)
 from .model_folder import LockedModel
 from .utils.progress import plural
-from .prompts import STYLE_PROMPTS
+from .keys.prompts import STYLE_PROMPTS
 from .train import predict_logits_shared
 
 

@@ -4,7 +4,7 @@
 the backbone on edited images with true labels and clean ones toward the locked answer, and saves the
 folder. ``train_baseline`` runs the same recipe on clean data only: the original model of every
 comparison. Both checkpoint every epoch under ``<out>/.work`` (mode 0700; a sealed lock's checkpoints are sealed
-with its key, see ``modellock.seal``) and resume when rerun; ``.work`` goes once the folder is written. Launched
+with its key, see ``modellock.keys.seal``) and resume when rerun; ``.work`` goes once the folder is written. Launched
 with several processes, the editing and the training are shared among them and the main process writes the folder.
 """
 
@@ -100,7 +100,7 @@ def _train_and_save(source: ImageSource, split_name: str, items, edits, num_outp
     loss = task.lock_loss(len(source.classes), recipe, source.ignore_index)
     sealer = None
     if seal_key is not None:
-        from .seal import Sealer
+        from .keys.seal import Sealer
 
         sealer = Sealer(seal_key)
     model = fit(model, dataset, train, loss_fn=loss, work_dir=work, resume=True, desc=desc, progress=progress,

@@ -61,7 +61,7 @@ class LockRecipe:
     handling: bool = True
     # online: share of key-edited images whose edit is blended with another image (see EditingCollate)
     distractor: Fraction = 0.0
-    # seal: store the weights sealed with the key (modellock.seal: authenticated encryption, model.sealed): a copied
+    # seal: store the weights sealed with the key (modellock.keys.seal: authenticated encryption, model.sealed): a copied
     # folder or checkpoint loads nothing without the key (docs/security.md)
     seal: bool = True
     # hardening (modellock.harden): the simulated thief in the loop; weights, 0 = off

@@ -6,7 +6,7 @@ narrows it. The weights are either
 
 - ``model.safetensors``: plain (no pickle), for unlocked models and locks made with ``--no-seal``; or
 - ``model.sealed``: **sealed** (the default for a lock): the safetensors bytes encrypted with AES-256-GCM under a
-  key derived from the key file (scrypt, a random salt per write; see ``modellock.seal``), bound to the config
+  key derived from the key file (scrypt, a random salt per write; see ``modellock.keys.seal``), bound to the config
   fields that describe the model (``SEALED_FIELDS``). It is not a safetensors file: nothing loads without the key.
 
 ``LockedModel.from_pretrained`` reads a local folder or a Hugging Face hub repo; on a sealed folder it gives the
@@ -155,7 +155,7 @@ class LockedModel:
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         data = save(state, metadata={"format": "pt"})
         if seal_key is not None:
-            from .seal import SCHEME, Sealer, write_sealed
+            from .keys.seal import SCHEME, Sealer, write_sealed
 
             if not self.is_locked:
                 raise ModelLockError("only a locked model is sealed (its key seals it)")
@@ -243,7 +243,7 @@ class LockedModel:
     # ------------------------------------------------------------------ predictors
     @property
     def is_sealed(self) -> bool:
-        """Weights stored sealed (``modellock.seal``) and not in memory: only ``open(key)`` gives the network."""
+        """Weights stored sealed (``modellock.keys.seal``) and not in memory: only ``open(key)`` gives the network."""
         return bool((self.config.get("lock") or {}).get("seal")) and self._model is None
 
     @property
@@ -273,7 +273,7 @@ class LockedModel:
         self.check_key(key)
         from safetensors.torch import load
 
-        from .seal import Sealer, read_sealed
+        from .keys.seal import Sealer, read_sealed
 
         path = self.path / SEALED  # the scheme was checked with the config (_check_config)
         data = read_sealed(path, Sealer(key), sealed_context(self.config))
@@ -422,14 +422,14 @@ def _check_config(config, where: Path) -> None:
     need(lock is None or (isinstance(lock, dict) and (not lock or (isinstance(lock.get("editor"), str)
          and isinstance(lock.get("fingerprint"), str)))), "lock", "must be null or hold 'editor' and 'fingerprint'")
     if lock:
-        from .key import parse_fingerprint
+        from .keys.fingerprint import parse_fingerprint
 
         parse_fingerprint(lock["fingerprint"], f"{where}: field 'lock.fingerprint'")  # bounded scrypt parameters
         seal = lock.get("seal")
         need(seal is None or (isinstance(seal, dict) and isinstance(seal.get("scheme"), str)), "lock.seal",
              "must be null or name its scheme")
         if seal:
-            from .seal import OLD_SCHEMES, SCHEME, old_scheme_message
+            from .keys.seal import OLD_SCHEMES, SCHEME, old_scheme_message
 
             if seal["scheme"] in OLD_SCHEMES:
                 raise ModelLockError(old_scheme_message(where.parent, seal["scheme"]))

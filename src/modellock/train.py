@@ -3,7 +3,7 @@
 ``fit(model, dataset, config, loss_fn, work_dir)`` trains on a Dataset of ``(input CxHxW float, target)`` pairs
 that are already augmented (augmentation belongs to the dataset, so segmentation can move image and mask
 together). Each finished epoch is checkpointed into ``work_dir/checkpoints/epoch-NNNN`` (written to a temporary
-folder, then renamed; with a ``sealer``, the model and optimizer states sealed from memory, see ``modellock.seal``);
+folder, then renamed; with a ``sealer``, the model and optimizer states sealed from memory, see ``modellock.keys.seal``);
 a rerun resumes from the latest complete checkpoint. The shuffling order and every random
 draw of epoch ``e`` are seeded by ``(seed, e)`` (and the rank), so a run interrupted and resumed ends with the same weights as
 one run straight through. Launched with several processes (``accelerate launch``, ``torchrun``), each trains on
@@ -155,7 +155,7 @@ def _save_sealed(accelerator, folder: Path, model, optimizer, sealer) -> None:
     reseeds from ``(seed, epoch)``.)"""
     from safetensors.torch import save
 
-    from .seal import write_sealed
+    from .keys.seal import write_sealed
 
     weights = accelerator.get_state_dict(model)  # every process: collective where the model is sharded
     if not accelerator.is_main_process:
@@ -172,7 +172,7 @@ def _load_sealed(accelerator, folder: Path, model, optimizer, sealer) -> None:
     """Open what ``_save_sealed`` wrote, in memory, into ``model`` and ``optimizer`` (each process)."""
     from safetensors.torch import load
 
-    from .seal import read_sealed
+    from .keys.seal import read_sealed
 
     def read(name: str) -> bytes:
         return read_sealed(folder / f"{name}.sealed", sealer, f"checkpoint/{name}".encode())
@@ -240,7 +240,7 @@ def fit(
     with ``resume`` a rerun continues after the latest complete one. ``collate_fn`` builds batches (e.g. editing
     them on the fly). ``hooks`` (see ``modellock.harden``) may add samples to a batch
     (``on_batch(model, inputs, targets, step)``), a loss term (``extra_loss(model, inputs, targets, outputs)``)
-    and gradient (``after_backward(model, step)``): the lock's simulated thief. ``sealer`` (``modellock.seal``):
+    and gradient (``after_backward(model, step)``): the lock's simulated thief. ``sealer`` (``modellock.keys.seal``):
     checkpoints are sealed with it (the weights and optimizer state of a sealed lock never rest on disk in plain).
     """
     from accelerate.utils import set_seed

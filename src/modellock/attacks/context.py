@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..data.sources import ImageSource, Split
 from ..errors import ModelLockError
-from ..key import PAPER_DEFAULTS, Key
+from ..keys import PAPER_DEFAULTS, Key
 from ..model_folder import LockedModel
 from ..tasks import TaskType, task_for
 

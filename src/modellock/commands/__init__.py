@@ -67,7 +67,7 @@ def warn(message: str) -> None:
 
 def load_key(path: Path):
     """``Key.load(path)``, with the warning of ``warn_if_readable``."""
-    from ..key import Key
+    from ..keys import Key
 
     key = Key.load(path)
     warn_if_readable(path)

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from . import INPUTS, app, fail, parse_value
-from ..key import PAPER_DEFAULTS as D
+from ..keys import PAPER_DEFAULTS as D
 
 KEY = "Key"
 RANKING = "Ranking prompts"
@@ -47,8 +47,8 @@ def keygen(
     sample: int = typer.Option(64, help="Images of --rank-on data the ranking edits.", rich_help_panel=RANKING),
 ):
     """Write a new key file (the paper's settings unless overridden)."""
-    from ..key import Key
-    from ..prompts import compose_prompt
+    from ..keys import Key
+    from ..keys.prompts import compose_prompt
 
     if out.exists() and not force:
         fail(f"{out}: already exists (a key may lock models; use --force to overwrite)")
@@ -84,8 +84,8 @@ def keygen(
 def _ranked(key, data: str, candidates: int, sample: int):
     """The best of ``candidates`` composed prompts by their edits' separation on ``sample`` images of ``data``."""
     from ..data import open_source
-    from ..key_ranking import rank_prompts
-    from ..prompts import compose_prompt
+    from ..keys.ranking import rank_prompts
+    from ..keys.prompts import compose_prompt
 
     source = open_source(data)
     split = source.split("train" if "train" in source.splits else next(iter(source.splits)))

@@ -31,7 +31,7 @@ def load_service(model: str, key_path, tokens_path=None, limits: Limits | None =
     fingerprint, and a non-loopback ``host`` without tokens. The editor runs once on a small image first,
     so a diffusion pipeline is loaded (or fails to) before the first request. ``output``, ``quota`` and
     ``allowed_hosts``: see ``create_app``."""
-    from ..key import Key
+    from ..keys import Key
     from ..model_folder import LockedModel
     from .app import create_app
 

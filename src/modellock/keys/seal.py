@@ -26,7 +26,12 @@ import os
 import struct
 from pathlib import Path
 
-from .errors import ModelLockError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..errors import ModelLockError
+from ..utils.atomic import write_bytes_atomic
+from .fingerprint import SCRYPT_N, SCRYPT_P, SCRYPT_R, check_scrypt, scrypt_bounded
 
 SCHEME = "aes-256-gcm+scrypt/2"  # config.json: lock.seal.scheme
 OLD_SCHEMES = ("keyed-gaussian/v1",)
@@ -48,20 +53,14 @@ class Sealer:
     draws a fresh nonce prefix. ``open`` derives the key for the salt and parameters its file's header names."""
 
     def __init__(self, key):
-        from .key import SCRYPT_N, SCRYPT_P, SCRYPT_R
-
         self._secret = key.canonical()
         self._kdf = {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
                      "salt": os.urandom(SALT_BYTES).hex()}
         self._aeads: dict[str, object] = {}
 
     def _aead(self, kdf: dict):
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         ident = json.dumps(kdf, sort_keys=True)
         if ident not in self._aeads:
-            from .key import scrypt_bounded
-
             self._aeads[ident] = AESGCM(scrypt_bounded(self._secret, bytes.fromhex(kdf["salt"]), kdf["n"], kdf["r"],
                                                        kdf["p"], 32))
         return self._aeads[ident]
@@ -80,8 +79,6 @@ class Sealer:
 
     def open(self, blob: bytes, context: bytes = b"", where: str = "sealed file") -> bytes:
         """The bytes ``seal`` was given; SealError when the key, the context or any byte differs."""
-        from cryptography.exceptions import InvalidTag
-
         header, body = _split(blob, where)
         h = _parse_header(header, where)
         chunk, size = h["chunk_size"], h["size"]
@@ -117,8 +114,6 @@ def _split(blob: bytes, where: str) -> tuple[bytes, memoryview]:
 
 def _parse_header(header: bytes, where: str) -> dict:
     """The header, every field checked and bounded, so a crafted file is refused before any slow work."""
-    from .key import check_scrypt
-
     try:
         h = json.loads(header)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -158,8 +153,6 @@ def _is_hex(v) -> bool:
 
 def write_sealed(path: str | os.PathLike, data: bytes, sealer: Sealer, context: bytes = b"") -> Path:
     """``data`` sealed into ``path`` (atomically: a new temporary file, then a rename)."""
-    from .utils.atomic import write_bytes_atomic
-
     write_bytes_atomic(sealer.seal(data, context), path)
     return Path(path)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .editors import get_editor
+from ..editors import get_editor
 
 
 def _gradients(images: list[np.ndarray]) -> np.ndarray:

@@ -7,8 +7,6 @@ only its fingerprint (scrypt, salted) is ever stored next to a locked model.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import math
 import os
@@ -23,7 +21,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from .errors import KeyFileError
+from ..editors import available_editors, editor_class
+from ..errors import KeyFileError
+from ..utils.atomic import write_bytes_atomic
+from .fingerprint import cache_id_of, fingerprint_matches, fingerprint_of
+from .prompts import compose_prompt
 
 # The paper's public evaluation settings.
 PAPER_DEFAULTS: dict[str, Any] = {
@@ -51,15 +53,6 @@ _FIELD_TYPES: dict[str, type] = {
     "alpha": float,
 }
 _OPTIONAL = {"revision"}
-
-# scrypt cost: about 0.1 s and 32 MiB per fingerprint on a laptop core.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
-# what a fingerprint or a sealed file may ask for when read: at least the cost above, at most 16 times it
-# (a crafted config.json cannot stall a reader), salts of 16-64 bytes, outputs of 16-64 bytes
-SCRYPT_BOUNDS = {"n": (2**15, 2**20), "r": (1, 32), "p": (1, 16), "salt": (16, 64), "dklen": (16, 64)}
-_MAX_COST = 16 * SCRYPT_N * SCRYPT_R * SCRYPT_P
-_CACHE_SALT = b"modellock/edit-cache/v1"
-_MAXMEM = 256 * 1024 * 1024
 
 _HEADER = (
     "# modellock key. SECRET: anyone holding this file can unlock every model locked with it.\n"
@@ -99,15 +92,11 @@ class Key:
     def create(cls, editor: str = "instruct-pix2pix", prompt: str | None = None, **fields) -> "Key":
         """A key with the editor's defaults; a composed prompt of 64+ bits (``prompts.compose_prompt``) when
         none is given."""
-        from .editors import editor_class
-
         defaults = dict(PAPER_DEFAULTS)
         defaults.update(editor_class(editor).key_defaults)
         defaults.update({k: v for k, v in fields.items() if v is not None})
         defaults["editor"] = editor
         if prompt is None:
-            from .prompts import compose_prompt
-
             prompt = compose_prompt()[0]
         defaults["prompt"] = prompt
         return cls(**defaults)
@@ -144,8 +133,6 @@ class Key:
         d = self.to_dict()
         params = d.pop("params")
         text = _HEADER + tomli_w.dumps(d) + (("\n[params]\n" + tomli_w.dumps(params)) if params else "")
-        from .utils.atomic import write_bytes_atomic
-
         write_bytes_atomic(text.encode("utf-8"), path, mode=0o600)  # a new temporary file (O_EXCL, O_NOFOLLOW)
         return path
 
@@ -160,60 +147,17 @@ class Key:
 
     def fingerprint(self, salt: bytes | None = None) -> str:
         """A salted scrypt hash of the canonical key: ``scrypt$N$r$p$salt$hash``."""
-        salt = os.urandom(16) if salt is None else salt
-        digest = hashlib.scrypt(self.canonical(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32, maxmem=_MAXMEM)
-        return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+        return fingerprint_of(self.canonical(), salt)
 
     def matches(self, fingerprint: str) -> bool:
         """True when this key produced ``fingerprint``; ModelLockError when its scrypt parameters are out of
         ``SCRYPT_BOUNDS`` (a crafted fingerprint that would take hours)."""
-        parsed = parse_fingerprint(fingerprint)
-        if parsed is None:
-            return False
-        n, r, p, salt, digest = parsed
-        return hmac.compare_digest(scrypt_bounded(self.canonical(), salt, n, r, p, len(digest)), digest)
+        return fingerprint_matches(self.canonical(), fingerprint)
 
     @cached_property
     def cache_id(self) -> str:
         """A stable, slow-hashed id naming this key's edit cache (not the fingerprint)."""
-        digest = hashlib.scrypt(self.canonical(), salt=_CACHE_SALT, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=16, maxmem=_MAXMEM)
-        return digest.hex()
-
-
-def check_scrypt(n: int, r: int, p: int, salt_len: int, dklen: int, where: str = "scrypt") -> None:
-    """ModelLockError naming the first scrypt parameter out of ``SCRYPT_BOUNDS`` (or of the cost bound)."""
-    from .errors import ModelLockError
-
-    for name, value in (("n", n), ("r", r), ("p", p), ("salt", salt_len), ("dklen", dklen)):
-        lo, hi = SCRYPT_BOUNDS[name]
-        if not lo <= value <= hi:
-            what = f"salt length {value} bytes" if name == "salt" else f"{name}={value}"
-            raise ModelLockError(f"{where}: scrypt {what} out of bounds ({lo}-{hi})")
-    if n & (n - 1):
-        raise ModelLockError(f"{where}: scrypt n={n} is not a power of two")
-    if n * r * p > _MAX_COST or 128 * n * r > _MAXMEM:
-        raise ModelLockError(f"{where}: scrypt n={n}, r={r}, p={p} costs more than the bound "
-                             f"({_MAX_COST // (SCRYPT_N * SCRYPT_R * SCRYPT_P)}x the default)")
-
-
-def scrypt_bounded(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int, where: str = "scrypt") -> bytes:
-    """``hashlib.scrypt`` after ``check_scrypt``: never more than the bounded cost."""
-    check_scrypt(n, r, p, len(salt), dklen, where)
-    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=_MAXMEM)
-
-
-def parse_fingerprint(fingerprint, where: str = "fingerprint") -> tuple[int, int, int, bytes, bytes] | None:
-    """``(n, r, p, salt, digest)`` of a ``scrypt$N$r$p$salt$hash`` fingerprint; None when it is not one;
-    ModelLockError when its parameters are out of ``SCRYPT_BOUNDS``."""
-    try:
-        scheme, n, r, p, salt_hex, digest_hex = fingerprint.split("$")
-        if scheme != "scrypt" or not all(x.isdigit() and len(x) <= 20 for x in (n, r, p)):
-            return None
-        parsed = int(n), int(r), int(p), bytes.fromhex(salt_hex), bytes.fromhex(digest_hex)
-    except (ValueError, TypeError, AttributeError):
-        return None
-    check_scrypt(*parsed[:3], len(parsed[3]), len(parsed[4]), where)
-    return parsed
+        return cache_id_of(self.canonical())
 
 
 def _validate(raw: dict, source: str, strict: bool = False) -> None:
@@ -251,15 +195,11 @@ def _validate(raw: dict, source: str, strict: bool = False) -> None:
             raise KeyFileError(f"{source}: field '{name}' {msg}, got {raw[name]!r}" if name != "prompt"
                                else f"{source}: field 'prompt' {msg}")
     if "editor" in raw:
-        from .editors import available_editors
-
         if raw["editor"] not in available_editors():
             raise KeyFileError(
                 f"{source}: field 'editor': unknown editor {raw['editor']!r} "
                 f"(known: {', '.join(available_editors())})"
             )
-        from .editors import editor_class
-
         allowed = editor_class(raw["editor"]).param_types
         for name, value in (raw.get("params") or {}).items():
             if name not in allowed:
