@@ -163,7 +163,6 @@ def test_sealed_folder_is_ciphertext_and_opens_only_with_its_key(locks):
 
 def test_a_thief_with_the_folder_alone_gets_nothing(locks):
     """No key, no network: every way into the weights (the model, a predictor, an attack) stops at the seal."""
-    from modellock.attacks import run_attack
     from modellock.attacks.context import AttackContext, Budget, Machinery
 
     source, plain, sealed, tmp = locks
@@ -174,11 +173,12 @@ def test_a_thief_with_the_folder_alone_gets_nothing(locks):
         with pytest.raises(ModelLockError, match="the weights are sealed; they need the key"):
             use()
     budget = Budget("test", 200, ("adamw",), {"adamw": (1.0,)}, ("whole",), (50,))
-    ctx = AttackContext(stolen, source, Machinery.of(KEY.replace(prompt="a guess")), budget=budget, fractions=(1.0,),
-                        progress=False)
-    for attack in ("fine-tune", "input-adapter", "ignore-locked-class"):
-        with pytest.raises(ModelLockError, match="the weights are sealed"):
-            run_attack(attack, ctx)
+    with pytest.raises(ModelLockError, match="needs the opened weights"):  # no attack even starts on the folder
+        AttackContext(stolen, source, Machinery.of(KEY.replace(prompt="a guess")), budget=budget, fractions=(1.0,),
+                      progress=False)
+    opened = AttackContext(sealed, source, Machinery.of(KEY.replace(prompt="a guess")), budget=budget,
+                           fractions=(1.0,), progress=False)  # the opened weights (what lock_model returns) do
+    assert opened.model.opened
 
 
 def test_wrong_key_and_tampered_file_are_one_line_on_the_command_line(locks, tmp_path, capsys):
@@ -322,7 +322,6 @@ def test_one_key_two_models_reveal_nothing_about_each_other(tmp_path):
 def test_the_seal_keeps_from_a_folder_thief_what_an_adapter_takes_from_opened_weights(tmp_path):
     """A defence on the easy case of tests/test_attacks.py (keyed-filter at full strength, a plain locked class):
     on the opened weights the input adapter undoes the lock; from the sealed folder alone it cannot start."""
-    from modellock.attacks import run_attack
     from modellock.attacks.context import AttackContext, Budget, Machinery
     from modellock.evaluate import evaluate
 
