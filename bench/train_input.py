@@ -31,7 +31,7 @@ def main(argv=None) -> dict:
 
     from modellock.utils.images import load_image
     from modellock.testing import sample_images
-    from modellock.train import classification_transforms
+    from modellock.tasks.classification.transforms import classification_transforms
 
     torch.set_num_threads(1)
     width, height = (int(v) for v in args.size.split("x"))

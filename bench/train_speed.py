@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from modellock.nets.backbones import create_backbone
-from modellock.segmentation.models import create_segmenter
+from modellock.tasks.segmentation.models import create_segmenter
 
 
 def build(name: str, layout: str):

@@ -137,7 +137,7 @@ def test_timm_hub_folder_and_hub_id(tmp_path, monkeypatch):
 
 def test_conv_models_take_channels_last_images_and_save_as_before(tmp_path):
     """The channels-last pre-hook changes the layout the convolutions see, not the function or the weights."""
-    from modellock.segmentation.models import create_segmenter
+    from modellock.tasks.segmentation.models import create_segmenter
 
     torch.manual_seed(0)
     for model in (create_backbone("small-cnn", 4), create_segmenter("small-segnet", 3)):

@@ -32,7 +32,7 @@ def cifar_lock(tmp_path_factory, cifar_small):
 
 
 def test_lock_set_plan():
-    from modellock.data.sources import Sample, Split
+    from modellock.data.source import Sample, Split
 
     split = Split("train", ["a", "b", "c"], [Sample(f"{i}", i % 3) for i in range(100)])
     items = plan_lock_set(split, LockRecipe(edited_fraction=0.9, clean_target="wrong-label", seed=1, paired=False))

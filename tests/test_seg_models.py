@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modellock.segmentation import models as seg_models
+from modellock.tasks.segmentation import models as seg_models
 from modellock.errors import ModelLockError
-from modellock.segmentation.metrics import ConfusionMatrix, update_from_logits
-from modellock.segmentation.models import available_segmenters, create_segmenter, register_segmenter, segmenter_from_spec
+from modellock.tasks.segmentation.metrics import ConfusionMatrix, update_from_logits
+from modellock.tasks.segmentation.models import available_segmenters, create_segmenter, register_segmenter, segmenter_from_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -57,7 +57,7 @@ def test_our_models_shapes_spec_and_registry(monkeypatch):
                                   "task": "segmentation"}
     assert_spec_round_trip(create_segmenter("tiny-segnet", 3, widths=[4, 8, 12]))
 
-    monkeypatch.setattr(seg_models, "_REGISTRY", dict(seg_models._REGISTRY))
+    monkeypatch.setattr(seg_models.SEGMENTERS, "_entries", dict(seg_models.SEGMENTERS._entries))
 
     @register_segmenter("pixel-linear")
     def pixel_linear(num_classes, image_size, pretrained=False):

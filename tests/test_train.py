@@ -12,7 +12,8 @@ from torch.utils.data import Dataset
 
 from modellock.nets.backbones import create_backbone
 from modellock.errors import ModelLockError
-from modellock.train import TrainConfig, classification_transforms, fit, lr_at, predict_logits
+from modellock.tasks.classification.transforms import classification_transforms
+from modellock.train import TrainConfig, fit, lr_at, predict_logits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

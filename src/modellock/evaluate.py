@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from .data.sources import ImageSource, Split
+from .data.source import ImageSource, Split
 from .edit import cache_dir, edit_split
 from .editors import resolve_key
-from .lockset import ImageListDataset
+from .data.image_list import ImageListDataset
 from .tasks.classification import accuracy  # noqa: F401  (re-exported)
 from .model_folder import LockedModel
 from .utils.progress import plural
@@ -163,7 +163,7 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
 def _chance(model: LockedModel, split: Split, clean: dict) -> float:
     """The score of always answering the most frequent class (segmentation: its mIoU over the pixels)."""
     if model.task == "segmentation":
-        from .segmentation.metrics import majority_class_miou
+        from .tasks.segmentation.metrics import majority_class_miou
 
         return majority_class_miou(clean["pixel_counts"])
     counts = torch.bincount(torch.tensor([s.label for s in split.samples]), minlength=model.config["num_classes"])

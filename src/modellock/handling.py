@@ -86,6 +86,6 @@ class RandomHandling:
 
 
 def _resize_mask(mask: np.ndarray, h: int, w: int) -> np.ndarray:
-    from .segmentation.transforms import resize_mask
+    from .tasks.segmentation.transforms import resize_mask
 
     return resize_mask(mask, h, w)

@@ -298,7 +298,7 @@ class CleanPairs(torch.utils.data.Dataset):
 
 def _locked_targets(recipe, num_classes: int, segmentation: bool):
     """``y -> `` what clean inputs with true targets ``y`` are trained toward under ``recipe``."""
-    from .losses import LOCKED, LOCKED_SPREAD
+    from .tasks.segmentation.loss import LOCKED, LOCKED_SPREAD
 
     if segmentation:
         mode = LOCKED if recipe.clean_target == "locked-class" else LOCKED_SPREAD
@@ -327,7 +327,7 @@ def build_hardening(recipe, task, split, image_size: int, num_classes: int, trai
     the adapters it learns (small, narrow U-Net, the key editor's family from random keys), the fine-tuning
     grid it samples (the attack grid's optimizers and learning-rate multiples around the lock's)."""
     from .nets.adapters import InputAdapter, PixelSpace, UNetAdapter
-    from .train import IMAGENET_MEAN, IMAGENET_STD
+    from .utils.images import IMAGENET_MEAN, IMAGENET_STD
 
     mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
     seg = task.name == "segmentation"

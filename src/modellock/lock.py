@@ -19,7 +19,7 @@ import torch
 
 from .utils import distributed
 from .data.checks import check_data
-from .data.sources import ImageSource
+from .data.source import ImageSource
 from .edit import cache_dir, edit_split
 from .editors import editor_class, get_editor, resolve_key
 from .errors import ModelLockError
@@ -28,7 +28,8 @@ from .model_folder import CONFIG, FORMAT, LockedModel, holds_model, library_vers
 from .utils.paths import private_dir
 from .utils.progress import plural, stage_bar
 from .tasks import task_type
-from .train import IMAGENET_MEAN, IMAGENET_STD, TrainConfig, fit
+from .train import TrainConfig, fit
+from .utils.images import IMAGENET_MEAN, IMAGENET_STD
 
 
 def default_image_size(model_name: str, task: str = "classification") -> int:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, Optional
 
 import numpy as np
-import torch
 from pydantic import Field
 from torch.utils.data import Dataset
 
-from .data.sources import Sample, Split
+from .data.source import Sample, Split
+from .tasks.base import LockDataset, LockItem  # noqa: F401  (the lock set's items and dataset)
 from .errors import ModelLockError
 from .utils.fields import Count, Fraction, NonNegative, NonNegativeInt, check_fields
 
@@ -107,24 +107,6 @@ class LockRecipe:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class LockItem:
-    """One training image of the lock set.
-
-    ``answer`` is what it is trained toward: ``true`` or the recipe's clean target. Classification:
-    ``target`` is that answer as a distribution over the model's outputs. Segmentation: ``target`` is
-    empty, or the class permutation of ``wrong-label``; ``other`` indexes the image whose mask
-    ``wrong-mask`` uses.
-    """
-
-    sample: Sample
-    edited: bool
-    target: tuple = ()
-    decoy: int = -1  # index of the decoy key this image is edited with; -1 for none
-    answer: str = "true"
-    other: int = -1
 
 
 def _one_hot(i: int, k: int) -> tuple[float, ...]:
@@ -216,61 +198,6 @@ def decoy_keys(key, recipe: LockRecipe) -> list:
     return keys
 
 
-class LockDataset(Dataset):
-    """(transformed image, target distribution) for each lock item, read lazily from disk."""
-
-    def __init__(self, items: list[LockItem], split: Split, edits, transform, decoys=()):
-        self.items, self.split, self.edits, self.transform, self.decoys = items, split, edits, transform, decoys
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def image(self, item: LockItem):
-        """The image the model sees: edited with the key, with a decoy key, or clean."""
-        if item.edited:
-            return self.edits.load(self.split.name, item.sample)
-        if item.decoy >= 0:
-            return self.decoys[item.decoy].load(self.split.name, item.sample)
-        return self.split.load(item.sample)
-
-    def finish(self, image, item: LockItem):
-        """``(input, target)`` of ``item`` from the image the model sees."""
-        return self.transform(image), torch.tensor(item.target, dtype=torch.float32)
-
-    def __getitem__(self, i):
-        item = self.items[i]
-        return self.finish(self.image(item), item)
-
-
-class SegmentationLockDataset(LockDataset):
-    """(image, (mask, mode)) pairs; ``transform(image, mask)`` moves both together.
-
-    The mode says what losses.SegmentationLockLoss trains the item toward: its mask (true, or the
-    wrong one of ``wrong-mask``/``wrong-label``), the locked output, or the locked output spread.
-    """
-
-    def mask(self, item: LockItem) -> np.ndarray:
-        mask = self.split.load_mask(item.sample)
-        if item.answer == "wrong-mask":
-            other = self.split.load_mask(self.items[item.other].sample)
-            from .segmentation.transforms import resize_mask
-
-            mask = resize_mask(other, *mask.shape)
-        elif item.answer == "wrong-label":
-            lut = np.asarray(item.target, dtype=np.int64)
-            valid = (mask >= 0) & (mask < len(lut))
-            mask = np.where(valid, lut[np.where(valid, mask, 0)], mask)
-        return mask
-
-    def finish(self, image, item: LockItem, mask: np.ndarray | None = None):
-        """``mask``: the item's mask after the image's handling (default: :meth:`mask`, the image unhandled)."""
-        from .losses import LOCKED, LOCKED_SPREAD, MASK
-
-        x, y = self.transform(image, self.mask(item) if mask is None else mask)
-        mode = {"locked-class": LOCKED, "locked-spread": LOCKED_SPREAD}.get(item.answer, MASK)
-        return x, (y, torch.tensor(mode))
-
-
 class OnlineLockDataset(Dataset):
     """The lock set edited on the fly, for editors cheap enough to run in the training loop.
 
@@ -292,10 +219,7 @@ class OnlineLockDataset(Dataset):
         item = self.base.items[i]
         image, mask = self.base.split.load(item.sample), None
         if self.handling is not None:
-            if isinstance(self.base, SegmentationLockDataset):
-                image, mask = self.handling(image, self.base.mask(item))
-            else:
-                image = self.handling(image)
+            image, mask = self.base.handled(self.handling, image, item)
         return image, (0 if item.edited else item.decoy + 1 if item.decoy >= 0 else -1), i, mask
 
 
@@ -339,16 +263,3 @@ class EditingCollate:
         base = self.dataset.base
         return default_collate([base.finish(images[j], base.items[i], *(() if mask is None else (mask,)))
                                 for j, (_, _, i, mask) in enumerate(batch)])
-
-
-class ImageListDataset(Dataset):
-    """Transformed images from a list of zero-argument loaders (clean or edited), for inference."""
-
-    def __init__(self, loaders, transform):
-        self.loaders, self.transform = loaders, transform
-
-    def __len__(self) -> int:
-        return len(self.loaders)
-
-    def __getitem__(self, i):
-        return self.transform(self.loaders[i]())

@@ -196,7 +196,7 @@ def build_tiny_locked_model(path, key, classes=("circle", "square", "triangle"),
     from .editors import editor_class
     from .model_folder import FORMAT, LockedModel
     from .tasks import task_type
-    from .train import IMAGENET_MEAN, IMAGENET_STD
+    from .utils.images import IMAGENET_MEAN, IMAGENET_STD
 
     kind = task_type(task)
     with torch.random.fork_rng():

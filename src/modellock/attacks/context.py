@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..data.sources import ImageSource, Split
+from ..data.source import ImageSource, Split
 from ..errors import ModelLockError
 from ..keys import PAPER_DEFAULTS, Key
 from ..model_folder import LockedModel
@@ -238,7 +238,7 @@ class AttackContext:
         """Outputs on ``split``: of the locked model on images edited with ``key`` (edit cache), or of
         ``model`` (default: the locked model) on the images, passed through ``fn`` when given."""
         from ..evaluate import split_logits
-        from ..lockset import ImageListDataset
+        from ..data.image_list import ImageListDataset
         from ..train import predict_logits
 
         if key is not None:

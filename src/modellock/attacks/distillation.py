@@ -142,7 +142,7 @@ def distillation(ctx, queries=None, fraction: float | None = None, soft_targets=
 
 def teacher_outputs(ctx, images: list[np.ndarray]) -> torch.Tensor:
     """The locked model's outputs for ``images`` (one query each)."""
-    from ..lockset import ImageListDataset
+    from ..data.image_list import ImageListDataset
     from ..train import predict_logits
 
     data = ImageListDataset([lambda a=a: a for a in images], ctx.model.inference_transform())

@@ -14,7 +14,7 @@ OUTPUT = "Output"
 
 def _image_files(paths: List[Path]) -> List[Path]:
     """The files given, with each folder replaced by the image files in it (and its subfolders), sorted."""
-    from ..data.sources import IMAGE_EXTENSIONS
+    from ..data.source import IMAGE_EXTENSIONS
 
     files = []
     for p in paths:

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError, DataWarning
 from ..utils.paths import cache_root
-from .sources import ImageSource, Split
+from .source import ImageSource, Split
 
 MIN_SIDE = 8  # pixels: below this an "image" is an icon or a mistake, not something to learn from
 NAMED = 20  # files named in one error or warning line; more are counted

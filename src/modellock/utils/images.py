@@ -17,6 +17,9 @@ from PIL import Image
 from ..errors import DataError, ImageError, ImageInputError, ImageTooLargeError
 from .atomic import write_bytes_atomic
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation every backbone and transform here uses
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 ImageLike = Union[np.ndarray, Image.Image]
 ImageInput = Union[str, os.PathLike, np.ndarray, Image.Image]  # what predictors accept, alone or in a list
 

@@ -27,7 +27,7 @@ from ..errors import DataError
 from ..utils.images import to_uint8_rgb
 from ..utils.atomic import write_bytes_atomic
 from ..utils.paths import cache_root
-from ..data.sources import IMAGE_EXTENSIONS, ImageSource, Sample, Split, _visible_dirs, read_mask
+from .source import IMAGE_EXTENSIONS, ImageSource, Sample, Split, read_mask, visible_dirs
 
 CLASSES_FILE = "classes.txt"
 VOC_CLASSES = (
@@ -44,7 +44,7 @@ def is_segmentation_folder(path: Path) -> bool:
 
 def is_segmentation_layout(root: Path) -> bool:
     """Whether ``root`` is one split or holds split folders of the segmentation layout."""
-    return is_segmentation_folder(root) or any(is_segmentation_folder(d) for d in _visible_dirs(root))
+    return is_segmentation_folder(root) or any(is_segmentation_folder(d) for d in visible_dirs(root))
 
 
 def open_segmentation_folder(spec: str, root: Path, ignore_index: int = 255) -> ImageSource:
@@ -52,7 +52,7 @@ def open_segmentation_folder(spec: str, root: Path, ignore_index: int = 255) -> 
     if is_segmentation_folder(root):
         named = {"all": root}
     else:
-        named = {d.name: d for d in _visible_dirs(root) if is_segmentation_folder(d)}
+        named = {d.name: d for d in visible_dirs(root) if is_segmentation_folder(d)}
     samples = {name: _paired_samples(d) for name, d in named.items()}
     samples = {name: s for name, s in samples.items() if s}
     if not samples:

@@ -30,35 +30,28 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nets.backbones import _HUB_ID, _first_line, _resolve_pretrained, channels_last, load_pretrained
-from ..errors import ModelLockError
+from ...nets.backbones import _HUB_ID, _first_line, _resolve_pretrained, channels_last, load_pretrained
+from ...errors import ModelLockError
+from ...utils.registry import Registry
 
 log = logging.getLogger(__name__)
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+SEGMENTERS = Registry("segmenter", group="segmenters")  # ours are defined below
 
 
 def register_segmenter(name: str):
     """Decorator adding a factory ``fn(num_classes, image_size, pretrained=False, **kwargs)`` under ``name``."""
-
-    def wrap(fn):
-        if name in _REGISTRY and _REGISTRY[name] is not fn:
-            raise ValueError(f"segmenter {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+    return SEGMENTERS.register(name)
 
 
 def available_segmenters() -> list[str]:
     """Our registered names (torchvision:NAME and segformer:NAME come on top)."""
-    return sorted(_REGISTRY)
+    return SEGMENTERS.names()
 
 
 # ----------------------------------------------------------------------------- our models
@@ -144,7 +137,7 @@ SEGFORMER_SIZES: dict[str, dict] = {
 
 def resolve_segmenter(name: str) -> tuple[str, str]:
     """``(source, arch)`` with source in ``modellock``, ``torchvision``, ``segformer``; ModelLockError if unknown."""
-    if name in _REGISTRY:
+    if name in SEGMENTERS:
         return "modellock", name
     source, _, arch = str(name).partition(":")
     if source == "torchvision":
@@ -185,7 +178,7 @@ def create_segmenter(name: str, num_classes: int, image_size: int = 32, pretrain
         if kind == "hub":
             raise ModelLockError(f"pretrained {pretrained!r} is a hub id; {name!r} takes a local .safetensors file")
         if source == "modellock":
-            model = _REGISTRY[arch](num_classes, image_size, kind == "default", **model_args)
+            model = SEGMENTERS.get(arch)(num_classes, image_size, kind == "default", **model_args)
             if where is not None:
                 load_pretrained(model, where, num_classes)
         else:

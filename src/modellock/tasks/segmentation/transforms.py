@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import DataError
-from ..utils.images import to_uint8_rgb
-from ..train import IMAGENET_MEAN, IMAGENET_STD
+from ...errors import DataError
+from ...utils.images import to_uint8_rgb
+from ...utils.images import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _resize_image(a: np.ndarray, h: int, w: int) -> np.ndarray:

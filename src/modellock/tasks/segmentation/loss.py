@@ -1,39 +1,13 @@
-"""The lock losses: what a locked model is trained to minimise, per task.
-
-Both add, to the usual cross-entropy, a term over the real classes alone: it trains what a thief
-sees when they drop the locked output, so that among the real classes a clean input's answer is
-still wrong whatever the locked output does.
-"""
+"""The segmentation lock loss: per-pixel cross-entropy toward the mask, the locked output or the locked output
+spread, plus the real-class term (what a thief sees when they drop the locked output)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-# what a segmentation lock item is trained toward (see lockset.SegmentationLockDataset)
+# what a segmentation lock item is trained toward (see lock_dataset.SegmentationLockDataset)
 MASK, LOCKED, LOCKED_SPREAD = 0, 1, 2
-
-
-class LockLoss(torch.nn.Module):
-    """Classification: cross-entropy toward a target distribution over all outputs, plus the real-class term.
-
-    Rows with no mass on the real classes (``locked-class``) skip the second term.
-    """
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.num_classes = num_classes
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(logits, target)
-        if logits.shape[1] == self.num_classes:
-            return loss
-        real = target[:, : self.num_classes]
-        mass = real.sum(dim=1)
-        rows = mass > 0
-        if rows.any():
-            loss = loss + F.cross_entropy(logits[rows, : self.num_classes], real[rows] / mass[rows, None])
-        return loss
 
 
 class SegmentationLockLoss(torch.nn.Module):

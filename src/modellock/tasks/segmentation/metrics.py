@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import ModelLockError
+from ...errors import ModelLockError
 
 
 class ConfusionMatrix:

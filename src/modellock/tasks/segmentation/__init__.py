@@ -1,4 +1,4 @@
-"""Segmentation: a class per pixel, mean IoU, models from ``modellock.segmentation``; image and mask move
+"""Segmentation: a class per pixel, mean IoU, models in ``models.py`` (lock set, loss, transforms, metrics beside it); image and mask move
 together through the transforms. Scores are computed at each mask's own resolution."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..train import IMAGENET_MEAN, IMAGENET_STD
-from . import Pairs, TaskType, register_task
+from ...utils.images import IMAGENET_MEAN, IMAGENET_STD
+from .. import Pairs, TaskType, register_task
 
 
 @register_task
@@ -17,17 +17,17 @@ class Segmentation(TaskType):
     default_model = "small-segnet"
 
     def resolve_model(self, name: str):
-        from ..segmentation.models import resolve_segmenter
+        from .models import resolve_segmenter
 
         return resolve_segmenter(name)
 
     def create_model(self, name: str, num_outputs: int, image_size: int, pretrained=None):
-        from ..segmentation.models import create_segmenter
+        from .models import create_segmenter
 
         return create_segmenter(name, num_outputs, image_size, pretrained)
 
     def model_from_spec(self, spec: dict, pretrained=None):
-        from ..segmentation.models import segmenter_from_spec
+        from .models import segmenter_from_spec
 
         return segmenter_from_spec(spec, pretrained)
 
@@ -39,7 +39,7 @@ class Segmentation(TaskType):
     def transform(self, image_size: int, train: bool, augment: bool = True, mean=None, std=None,
                   ignore_index: int = 255):
         """(image, mask) -> (input, mask); training without ``augment`` resizes both to the input size."""
-        from ..segmentation.transforms import fixed_size_transform, segmentation_transforms
+        from .transforms import fixed_size_transform, segmentation_transforms
 
         mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
         if train and not augment:
@@ -47,7 +47,7 @@ class Segmentation(TaskType):
         return segmentation_transforms(image_size, train, mean, std, ignore_index)
 
     def inference_transform(self, image_size: int, mean=None, std=None):
-        from ..segmentation.transforms import image_transform
+        from .transforms import image_transform
 
         return image_transform(image_size, mean or IMAGENET_MEAN, std or IMAGENET_STD)
 
@@ -55,12 +55,12 @@ class Segmentation(TaskType):
         return image_size  # the whole image is resized to SxS
 
     def lock_dataset(self, items, split, edits, transform, decoys=()):
-        from ..lockset import SegmentationLockDataset
+        from .lock_dataset import SegmentationLockDataset
 
         return SegmentationLockDataset(items, split, edits, transform, decoys)
 
     def lock_loss(self, num_classes: int, recipe=None, ignore_index: int = 255):
-        from ..losses import SegmentationLockLoss
+        from .loss import SegmentationLockLoss
 
         return SegmentationLockLoss(num_classes, ignore_index, recipe.locked_weight if recipe else 0.5)
 
@@ -70,14 +70,14 @@ class Segmentation(TaskType):
 
     def score(self, outputs, targets, num_classes, ignore_locked=True, ignore_index=255) -> float:
         """mIoU over the real classes; without ``ignore_locked`` a pixel won by the locked output is a miss."""
-        from ..segmentation.metrics import ConfusionMatrix, update_from_logits
+        from .metrics import ConfusionMatrix, update_from_logits
 
         cm = ConfusionMatrix(int(num_classes), ignore_index)
         update_from_logits(cm, outputs, targets, num_classes if ignore_locked else None)
         return cm.miou()
 
     def chance(self, targets, num_classes: int, ignore_index: int = 255) -> float:
-        from ..segmentation.metrics import majority_class_miou
+        from .metrics import majority_class_miou
 
         counts = torch.zeros(num_classes, dtype=torch.long)
         for m in targets:
@@ -107,7 +107,7 @@ class Segmentation(TaskType):
         from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
-        from ..segmentation.metrics import ConfusionMatrix
+        from .metrics import ConfusionMatrix
 
         data = DataLoader(_MaskedImages(loaders, split, model.inference_transform(), handling), batch_size=batch_size,
                           collate_fn=lambda b: (torch.stack([x for x, _ in b]), [m for _, m in b]))
