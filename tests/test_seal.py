@@ -345,6 +345,7 @@ def test_nothing_in_the_folder_names_or_narrows_the_key(locks, tmp_path):
     """Issue 17: the stored evaluation named the pool prompts tried as wrong keys ("not the key": a pool key's
     candidates narrowed); attack summaries could name a guessed prompt. The model folder keeps neutral labels
     and figures only; the evaluation returned to the caller keeps its names."""
+    from modellock.attacks import available_attacks
     from modellock.evaluate import evaluate
     from modellock.keys.prompts import STYLE_PROMPTS
 
@@ -359,7 +360,7 @@ def test_nothing_in_the_folder_names_or_narrows_the_key(locks, tmp_path):
         {"worst_case_undone": 0.42, "worst_case_attack": "guessed-prompts", "worst_case_setting": "as a linocut",
          "fine_tune_gain": 0.1, "line": "worst case: guessed-prompts (as a linocut) undoes 42% of the lock"},
         {"budget": "quick", "fractions": [0.05], "prompts": ["as a linocut", STYLE_PROMPTS[0]], "lr": 0.001,
-         "diffusion_model": "someone/private-model"})
+         "diffusion_model": "someone/private-model"}, available_attacks())
     stored = json.loads((folder / "config.json").read_text())
     assert set(stored["evaluation"]["wrong_keys"]) == {"wrong key 1", "wrong key 2", "wrong key 3"}
     assert stored["attack_summary"]["worst_case_undone"] == 0.42

@@ -79,11 +79,12 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
 def _attack(out: Path, locked, key, source, baseline, log, options: dict) -> dict:
     """The attack suite with the demo's quick thief; its summary goes to the model card too."""
     from .attacks.suite import format_table as attack_table
+    from .attacks import available_attacks
     from .attacks.suite import run_suite
 
     run = run_suite(locked, key, source, None, baseline, progress=False, work_dir=out / "attack-work", **options)
     write_json(out / "attacks.json", run.result)
-    locked.save_attack_summary(run.result["summary"], run.result["settings"])
+    locked.save_attack_summary(run.result["summary"], run.result["settings"], available_attacks())
     log(attack_table(run.result))
     return run.result
 

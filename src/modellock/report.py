@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .model_folder.card import COUNTED, IGNORED, MatrixRow, _has_locked_output, markdown_table, matrix_rows  # noqa: F401
 from .utils.atomic import write_bytes_atomic
 
 ROLE_COLOURS = {"reference": "#4c72b0", "unlocked": "#55a868", "no key": "#c44e52", "wrong key": "#dd8452",
                 "chance": "#000000"}
-COUNTED = "locked output counted wrong"
-IGNORED = "locked output ignored"
 
 READING_GUIDE = [
     ("original", "reference", "the same network trained normally, without a lock: the score to match."),
@@ -36,30 +35,6 @@ READING_GUIDE = [
      "that answer as wrong; the second drops that output and takes the best real class, as a thief would."),
     ("chance", "chance", "always answering the most frequent class. Near or below chance means useless."),
 ]
-
-
-@dataclass
-class MatrixRow:
-    label: str
-    role: str
-    score: float
-    ignored: float | None = None  # the score with the locked output ignored (models with one)
-
-
-def matrix_rows(result: dict) -> list[MatrixRow]:
-    """The rows of an evaluation result (see ``modellock.evaluate``), chance excluded."""
-    rows = []
-    if result.get("original_clean") is not None:
-        rows.append(MatrixRow("original model, clean images", "reference", result["original_clean"]))
-    rows.append(MatrixRow("locked model, clean images (no key)", "no key", result["locked_clean"],
-                          result.get("locked_clean_without_locked_class")))
-    rows.append(MatrixRow("unlocked: images edited with the key", "unlocked", result["unlocked"],
-                          result.get("unlocked_without_locked_class")))
-    rows += [MatrixRow(f"unlocked, input {n} before the key edit", "unlocked", v)
-             for n, v in (result.get("unlocked_under_handling") or {}).items()]
-    ignored = result.get("wrong_keys_without_locked_class") or {}
-    rows += [MatrixRow(f"wrong key: {n}", "wrong key", v, ignored.get(n)) for n, v in (result.get("wrong_keys") or {}).items()]
-    return rows
 
 
 def sealing_text(result: dict) -> str:
@@ -80,10 +55,6 @@ def covers_text(covers: dict | None) -> str:
             f"{covers['source_id']}), split {covers['split']}, {covers['n']} images; {covers['date']}")
 
 
-def _has_locked_output(result: dict) -> bool:
-    return result.get("locked_clean_without_locked_class") is not None
-
-
 def format_table(result: dict) -> str:
     """A fixed-width text table of an evaluation result, with a header row."""
     rows = matrix_rows(result)
@@ -98,18 +69,6 @@ def format_table(result: dict) -> str:
         lines.append(f"{r.label:<{width}}  {r.score:9.4f}{extra}")
     if result.get("locked_class_rate_clean") is not None:
         lines.append(f"{'share of clean images answered locked':<{width}}  {result['locked_class_rate_clean']:9.4f}")
-    return "\n".join(lines)
-
-
-def markdown_table(result: dict) -> str:
-    """The same table in Markdown (model cards)."""
-    two = _has_locked_output(result)
-    metric = result.get("metric", "accuracy")
-    lines = [f"| setting | {metric} |" + (f" {metric}, {IGNORED} |" if two else ""),
-             "| --- | --- |" + (" --- |" if two else "")]
-    for r in matrix_rows(result) + [MatrixRow("chance", "chance", result.get("chance", float("nan")))]:
-        extra = (f" {r.ignored:.4f} |" if r.ignored is not None else " |") if two else ""
-        lines.append(f"| {r.label} | {r.score:.4f} |{extra}")
     return "\n".join(lines)
 
 

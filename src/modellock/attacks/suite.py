@@ -21,19 +21,14 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..errors import ModelLockError
+from ..model_folder.card import READING, UNDONE_LIMIT  # noqa: F401  (the reading guide the card and reports share)
 from . import attack_spec, available_attacks, run_attack
 from .context import AttackContext, Machinery
 
 KEY_PROMPT_LABEL = "[the key prompt]"
 GRID_GUESSES = 3
-UNDONE_LIMIT = 0.25  # the largest share of the lock an untrained attack may undo for the lock to hold
-READING = ("How to read this: 'gain over scratch' is what an attack that trains on the thief's labelled images "
-           "scores above a model trained from scratch on those same images (above 0: the stolen weights help the "
-           "thief); 'undone' is the share of the gap between locked and unlocked that an attack training nothing "
-           f"closes; the lock holds when the worst gain is <= 0 and the worst undone <= {UNDONE_LIMIT:.0%}.")
 FAILS = {"worst_gain_over_scratch": "a trained attack beats training from scratch",
          "worst_case_undone": f"an untrained attack undoes more than {UNDONE_LIMIT:.0%}"}
-
 _REFERENCE_ROWS = [
     ("original_clean", "original model, clean"),
     ("locked_clean", "locked model, clean"),

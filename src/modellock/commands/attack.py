@@ -75,7 +75,7 @@ def attack(
     from ..data.checks import check_data
     from ..model_folder import LockedModel
     from ..utils.paths import cache_root
-    from ..attacks import attack_spec
+    from ..attacks import attack_spec, available_attacks
     from ..attacks.context import budget_named
     from ..attacks.suite import format_table, run_suite
     from ..tasks import task_for
@@ -108,7 +108,7 @@ def attack(
         write_json(json_out, run.result)
         typer.echo(f"wrote {json_out}")
     if update_card and m.path is not None and Path(model).is_dir():
-        m.save_attack_summary(run.result["summary"], run.result["settings"])
+        m.save_attack_summary(run.result["summary"], run.result["settings"], available_attacks())
     if report:
         from ..attacks.report import write_attack_report
 

@@ -17,7 +17,10 @@ class TaskType(ABC):
 
     name: str = ""
     metric: str = ""
+    metric_label: str = ""  # the metric in words (model cards, demo lines)
     default_model: str = ""
+    per_pixel: bool = False  # answers are masks (predictors segment, scores per pixel)
+    predict_cli_extra: str = ""  # what the model card's ``modellock predict`` line adds for this task
 
     # ------------------------------------------------------------------ models
     @abstractmethod

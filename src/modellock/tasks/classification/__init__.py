@@ -19,6 +19,7 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None
 class Classification(TaskType):
     name = "classification"
     metric = "accuracy"
+    metric_label = "accuracy"
     default_model = "small-cnn"
 
     def resolve_model(self, name: str):

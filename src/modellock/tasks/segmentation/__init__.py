@@ -14,6 +14,9 @@ from .. import Pairs, TaskType, register_task
 class Segmentation(TaskType):
     name = "segmentation"
     metric = "miou"
+    metric_label = "mean IoU"
+    per_pixel = True
+    predict_cli_extra = " --masks masks/   # writes masks/image.png"
     default_model = "small-segnet"
 
     def resolve_model(self, name: str):
