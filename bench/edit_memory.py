@@ -47,7 +47,7 @@ def child(stage: str, data: str, n: int, out: str) -> dict:
     from modellock.edit import edit_split
     from modellock.keys import Key
     from modellock.lock import lock_model
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.train import TrainConfig
 
     distributed.state()

@@ -42,7 +42,7 @@ def build(folder: Path, image_size: int) -> tuple[Path, Path]:
     from modellock.errors import DataWarning
     from modellock.keys import Key
     from modellock.lock import lock_model
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.train import TrainConfig
 
     warnings.simplefilter("ignore", DataWarning)  # the 224 model upscales the 32-pixel shapes: meant here

@@ -22,7 +22,7 @@ from pathlib import Path
 
 def original_under_handling(baseline, data, batch_size: int) -> dict:
     """The original model's mIoU on each handled clean test image (scored as ``evaluate`` scores the unlocked)."""
-    from modellock import handling
+    from modellock.data import handling
     from modellock.tasks import task_type
 
     task = task_type("segmentation")
@@ -46,7 +46,7 @@ def run_seed(args, seed: int) -> dict:
     from modellock.evaluate import default_wrong_keys, evaluate
     from modellock.keys import Key
     from modellock.lock import lock_model, train_baseline
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.train import TrainConfig
 
     out = Path(args.out) / f"seed{seed}"
@@ -55,7 +55,7 @@ def run_seed(args, seed: int) -> dict:
         return json.loads((out / "result.json").read_text())
     torch.set_num_threads(1)
     if args.handling != "{}":  # the lock's RandomHandling with other settings (a recipe trial)
-        from modellock import handling
+        from modellock.data import handling
 
         settings = json.loads(args.handling)
 

@@ -64,7 +64,7 @@ def make_locked(case: str, workdir: Path):
     from modellock.data.synthetic import make_shapes_dataset
     from modellock.keys import Key
     from modellock.lock import lock_model
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.model_folder import LockedModel
     from modellock.testing import build_tiny_pix2pix
     from modellock.train import TrainConfig

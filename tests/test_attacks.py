@@ -31,7 +31,7 @@ from modellock.editors import get_editor
 from modellock.errors import ModelLockError
 from modellock.keys import Key
 from modellock.lock import lock_model
-from modellock.lockset import LockRecipe
+from modellock.lock.lock_set import LockRecipe
 from modellock.keys.prompts import STYLE_PROMPTS
 from modellock.train import TrainConfig
 

@@ -17,7 +17,7 @@ from modellock.errors import KeyFileError, ModelLockError
 from modellock.evaluate import evaluate
 from modellock.keys import Key
 from modellock.lock import lock_model
-from modellock.lockset import LockRecipe, plan_lock_set
+from modellock.lock.lock_set import LockRecipe, plan_lock_set
 from modellock.train import TrainConfig
 
 EDITORS = ["pixel-shuffle", "negative-positive", "ffx"]

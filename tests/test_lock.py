@@ -12,7 +12,7 @@ from modellock.errors import ModelLockError, WrongKeyError
 from modellock.evaluate import evaluate
 from modellock.keys import Key
 from modellock.lock import lock_model, train_baseline
-from modellock.lockset import LockRecipe, plan_lock_set
+from modellock.lock.lock_set import LockRecipe, plan_lock_set
 from modellock.model_folder import LockedModel
 from modellock.train import TrainConfig
 

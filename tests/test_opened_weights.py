@@ -14,7 +14,7 @@ from modellock.errors import ModelLockError
 from modellock.evaluate import evaluate
 from modellock.keys import Key
 from modellock.lock import lock_model
-from modellock.lockset import LockRecipe
+from modellock.lock.lock_set import LockRecipe
 from modellock.model_folder import LockedModel
 from modellock.report import format_table as eval_table
 from modellock.train import TrainConfig

@@ -68,7 +68,7 @@ def test_decoy_edits_show_one_bar(tmp_path, capsys, one_thread):
     from modellock.data import make_shapes_dataset, open_source
     from modellock.keys import Key
     from modellock.lock import lock_model
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.train import TrainConfig
 
     source = open_source(make_shapes_dataset(tmp_path / "d", 60, 10))

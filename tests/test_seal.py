@@ -21,7 +21,7 @@ from modellock.data.synthetic import make_shapes_dataset
 from modellock.errors import ModelLockError, WrongKeyError
 from modellock.keys import Key
 from modellock.lock import lock_model
-from modellock.lockset import LockRecipe
+from modellock.lock.lock_set import LockRecipe
 from modellock.model_folder import LockedModel
 from modellock.keys.seal import MAGIC, SealError, Sealer
 from modellock.testing import build_tiny_locked_model

@@ -12,7 +12,7 @@ from modellock.data import make_shapes_segmentation_dataset, open_source
 from modellock.data import mask_folders as segmentation
 from modellock.data.mask_folders import VOC_CLASSES
 from modellock.errors import DataError
-from modellock.handling import HANDLING, RandomHandling, handled_mask
+from modellock.data.handling import HANDLING, RandomHandling, handled_mask
 from modellock.utils.paths import cache_root
 from modellock.tasks.segmentation.transforms import (
     fixed_size_transform, image_transform, segmentation_collate, segmentation_transforms,

@@ -16,11 +16,11 @@ from modellock.cli import main
 from modellock.data.source import Sample, Split
 from modellock.editors import get_editor
 from modellock.errors import ModelLockError
-from modellock.handling import HANDLING, RandomHandling
+from modellock.data.handling import HANDLING, RandomHandling
 from modellock.utils.images import colour_mask, label_palette
 from modellock.keys import Key
 from modellock.tasks.segmentation.loss import LOCKED, LOCKED_SPREAD, MASK, SegmentationLockLoss
-from modellock.lockset import EditingCollate, LockRecipe, OnlineLockDataset, plan_lock_set
+from modellock.lock.lock_set import EditingCollate, LockRecipe, OnlineLockDataset, plan_lock_set
 from modellock.tasks.segmentation.lock_dataset import SegmentationLockDataset
 from modellock.tasks.segmentation.transforms import image_transform
 from modellock.tasks import task_type

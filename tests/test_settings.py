@@ -5,8 +5,8 @@ import pytest
 
 from modellock import ModelLockError
 from modellock.keys import Key
-from modellock.lockset import LockRecipe
-from modellock.settings import load_settings, recipe_from, train_config_from
+from modellock.lock.lock_set import LockRecipe
+from modellock.lock.settings import load_settings, recipe_from, train_config_from
 from modellock.train import TrainConfig
 
 BAD_YAML = [

@@ -10,7 +10,7 @@ Locks:
 
 - ``modellock``: a keyed-filter key (the CPU stand-in for the diffusion editor; ``modellock_editor``
   selects another, e.g. ``instruct-pix2pix`` with ``diffusion_model``) and the package's default
-  :class:`~modellock.lockset.LockRecipe`;
+  :class:`~modellock.lock.lock_set.LockRecipe`;
 - ``pixel-shuffle``, ``negative-positive`` (alias ``np``), ``ffx``: the block-wise transforms of
   AprilPyone & Kiya with ``block_size`` (an int or ``"patch"``) and their papers' recipe: training on
   transformed images only (``LockRecipe(edited_fraction=1.0)``), no locked output.
@@ -29,7 +29,7 @@ from typing import Callable
 
 from .errors import ModelLockError
 from .utils.atomic import write_bytes_atomic
-from .lockset import LockRecipe
+from .lock.lock_set import LockRecipe
 from .model_folder import holds_model
 from .utils.results_json import write_json
 from .train import TrainConfig

@@ -13,7 +13,7 @@ from .data.synthetic import make_shapes_dataset
 from .evaluate import default_wrong_keys, evaluate
 from .keys import Key
 from .lock import lock_model, train_baseline
-from .lockset import LockRecipe
+from .lock.lock_set import LockRecipe
 from .report import COUNTED, IGNORED, GridColumn, format_table, write_html_report
 from .utils.results_json import write_json
 from .train import TrainConfig

@@ -95,7 +95,7 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
     """The evaluation matrix as a JSON-able dict (see the README for its fields), on ``model.open(key)``.
 
     ``handling``: also score the unlocked model on inputs that went through ordinary handling before the key
-    edit (``modellock.handling.HANDLING``: JPEG quality 75, a resize by +-10 %, a 90 % crop; segmentation
+    edit (``modellock.data.handling.HANDLING``: JPEG quality 75, a resize by +-10 %, a 90 % crop; segmentation
     scores a cropped image against its window of the mask); default: when the key's editor is cheap (a CPU
     editor).
     """
@@ -145,7 +145,7 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
 
         handling = editor_class(key.editor).edits_in_loop
     if handling:
-        from .handling import HANDLING
+        from .data.handling import HANDLING
 
         result["unlocked_under_handling"] = {}
         for name, handle in HANDLING.items():

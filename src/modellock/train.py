@@ -236,7 +236,7 @@ def fit(
     ``loss_fn(outputs, targets)`` defaults to cross-entropy with ``config.label_smoothing``. With a ``work_dir``,
     every ``checkpoint_every_epochs`` epochs (and the last) are checkpointed under ``work_dir/checkpoints``, and
     with ``resume`` a rerun continues after the latest complete one. ``collate_fn`` builds batches (e.g. editing
-    them on the fly). ``hooks`` (see ``modellock.harden``) may add samples to a batch
+    them on the fly). ``hooks`` (see ``modellock.lock.hardening``) may add samples to a batch
     (``on_batch(model, inputs, targets, step)``), a loss term (``extra_loss(model, inputs, targets, outputs)``)
     and gradient (``after_backward(model, step)``): the lock's simulated thief. ``sealer`` (``modellock.keys.seal``):
     checkpoints are sealed with it (the weights and optimizer state of a sealed lock never rest on disk in plain).

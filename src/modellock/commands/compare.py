@@ -67,7 +67,7 @@ def compare(
     from ..data.checks import check_train_limit
     from ..errors import ModelLockError
     from ..utils.results_json import write_json
-    from ..settings import load_settings, train_config_from
+    from ..lock.settings import load_settings, train_config_from
     from ..tasks import task_type
 
     parse_locks(locks)  # unknown names fail before any work

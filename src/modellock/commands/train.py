@@ -18,7 +18,7 @@ _TRAIN_HELP = ("Settings may also come from --config FILE (YAML with the same na
 
 def _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                   mixed_precision, train_limit, split, **extra) -> dict:
-    from ..settings import load_settings
+    from ..lock.settings import load_settings
 
     return load_settings(config, model=model, pretrained=pretrained, image_size=image_size, epochs=epochs,
                          batch_size=batch_size, lr=lr, seed=seed, num_workers=num_workers,
@@ -131,9 +131,9 @@ def lock(
     Under `accelerate launch` or `torchrun` the editing and the training are shared among the processes.
     """
     from ..utils import distributed
-    from ..harden import HARDEN_PRESET
+    from ..lock.hardening import HARDEN_PRESET
     from ..lock import lock_model
-    from ..settings import recipe_from, train_config_from
+    from ..lock.settings import recipe_from, train_config_from
     from ..tasks import task_type
 
     levers = {k: (v if harden else 0.0) for k, v in HARDEN_PRESET.items()} if harden is not None else {}
@@ -175,7 +175,7 @@ def train(
     """Fine-tune the same recipe on clean data without a lock: the original (baseline) model."""
     from ..utils import distributed
     from ..lock import train_baseline
-    from ..settings import train_config_from
+    from ..lock.settings import train_config_from
     from ..tasks import task_type
 
     s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,

@@ -11,7 +11,7 @@ import copy
 
 from torch import nn
 
-from .errors import ModelLockError
+from ..errors import ModelLockError
 
 PARTS = ("whole", "last", "head")
 LAST_SHARE = 1 / 3  # "last": the trailing parameterised layers holding at least this share of the trunk

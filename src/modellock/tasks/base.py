@@ -21,6 +21,7 @@ class TaskType(ABC):
     default_model: str = ""
     per_pixel: bool = False  # answers are masks (predictors segment, scores per pixel)
     predict_cli_extra: str = ""  # what the model card's ``modellock predict`` line adds for this task
+    clean_targets: tuple[str, ...] = ()  # what a lock recipe may train the clean images toward
 
     # ------------------------------------------------------------------ models
     @abstractmethod

@@ -256,3 +256,10 @@ def colour_mask(mask: np.ndarray, num_classes: int, ignore_index: int = 255) -> 
     out = palette[np.clip(m, 0, num_classes)]
     out[m == ignore_index] = IGNORE_COLOUR
     return out
+
+
+def resize_mask(m: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A class-index mask resized to (h, w) by nearest neighbour (never interpolated)."""
+    if m.shape == (h, w):
+        return m
+    return np.asarray(Image.fromarray(m.astype(np.int32)).resize((w, h), Image.NEAREST)).astype(np.int64)

@@ -20,6 +20,7 @@ class Classification(TaskType):
     name = "classification"
     metric = "accuracy"
     metric_label = "accuracy"
+    clean_targets = ("wrong-label", "locked-class", "locked-spread")
     default_model = "small-cnn"
 
     def resolve_model(self, name: str):

@@ -15,6 +15,7 @@ class Segmentation(TaskType):
     name = "segmentation"
     metric = "miou"
     metric_label = "mean IoU"
+    clean_targets = ("locked-spread", "locked-class", "wrong-mask", "wrong-label")
     per_pixel = True
     predict_cli_extra = " --masks masks/   # writes masks/image.png"
     default_model = "small-segnet"
@@ -104,7 +105,7 @@ class Segmentation(TaskType):
     def evaluate_split(self, model, split, loaders, batch_size=256, progress=True, handling: str | None = None) -> dict:
         """mIoU over all outputs and over the real classes only, pixel accuracy, per-class IoU, locked rate.
 
-        ``handling`` (a ``modellock.handling.HANDLING`` name): the loaders' images went through it, and each is
+        ``handling`` (a ``modellock.data.handling.HANDLING`` name): the loaders' images went through it, and each is
         scored against the labels it shows (``handling.handled_mask``: a crop's window of the original mask),
         the prediction upsampled onto them: mapped back to the original pixel grid, no label resampled."""
         from torch.utils.data import DataLoader
@@ -147,7 +148,7 @@ class _MaskedImages(torch.utils.data.Dataset):
     def __getitem__(self, i):
         mask = self.split.load_mask(self.split.samples[i])
         if self.handling is not None:
-            from ..handling import handled_mask
+            from ...data.handling import handled_mask
 
             mask = np.ascontiguousarray(handled_mask(self.handling, mask))
         return self.transform(self.loaders[i]()), torch.from_numpy(mask)

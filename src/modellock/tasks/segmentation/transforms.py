@@ -21,21 +21,13 @@ import torch
 from PIL import Image
 
 from ...errors import DataError
-from ...utils.images import to_uint8_rgb
-from ...utils.images import IMAGENET_MEAN, IMAGENET_STD
+from ...utils.images import IMAGENET_MEAN, IMAGENET_STD, resize_mask, to_uint8_rgb  # noqa: F401  (resize_mask: here too)
 
 
 def _resize_image(a: np.ndarray, h: int, w: int) -> np.ndarray:
     if a.shape[:2] == (h, w):
         return a
     return np.asarray(Image.fromarray(a).resize((w, h), Image.BILINEAR))
-
-
-def resize_mask(m: np.ndarray, h: int, w: int) -> np.ndarray:
-    """A class-index mask resized to (h, w) by nearest neighbour (never interpolated)."""
-    if m.shape == (h, w):
-        return m
-    return np.asarray(Image.fromarray(m.astype(np.int32)).resize((w, h), Image.NEAREST)).astype(np.int64)
 
 
 def _chw(a: np.ndarray) -> torch.Tensor:

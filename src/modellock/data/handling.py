@@ -19,6 +19,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from ..utils.images import resize_mask
+
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     buf = io.BytesIO()
@@ -86,6 +88,4 @@ class RandomHandling:
 
 
 def _resize_mask(mask: np.ndarray, h: int, w: int) -> np.ndarray:
-    from .tasks.segmentation.transforms import resize_mask
-
     return resize_mask(mask, h, w)

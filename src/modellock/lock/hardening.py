@@ -32,6 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from ..nets.heads import head_names
+from ..nets.heads import with_fresh_head
+from ..tasks.segmentation.loss import LOCKED, LOCKED_SPREAD
+from ..nets.adapters import InputAdapter, PixelSpace, UNetAdapter
+from ..utils.images import IMAGENET_MEAN, IMAGENET_STD
 
 KEY_DISTANCE = 2.0 / 255  # mean absolute pixel difference under which an adapter's output is the key's edit
 ADAPTER_RESTART = 8  # adapter updates before an adapter starts afresh (diverse disguises)
@@ -116,8 +121,6 @@ class LockHardening:
 
     def _feature_hook(self, model):
         if self._hook is None:
-            from .nets.heads import head_names
-
             net = self._unwrap(model)
             head = net.get_submodule(head_names(net, self.num_classes + 1)[0])
             self._hook = head.register_forward_hook(lambda m, inp, out: setattr(self, "_features", inp[0]))
@@ -196,7 +199,6 @@ class LockHardening:
     def after_backward(self, model, step):
         if not self.s.simulated_thief or step % self.s.thief_every:
             return
-        from .nets.heads import with_fresh_head
 
         net = self._unwrap(model)
         device = next(net.parameters()).device
@@ -241,8 +243,6 @@ class LockHardening:
 
 
 def _has_locked_output(net, num_classes) -> bool:
-    from .nets.heads import head_names
-
     try:
         head_names(net, num_classes + 1)
         return True
@@ -298,8 +298,6 @@ class CleanPairs(torch.utils.data.Dataset):
 
 def _locked_targets(recipe, num_classes: int, segmentation: bool):
     """``y -> `` what clean inputs with true targets ``y`` are trained toward under ``recipe``."""
-    from .tasks.segmentation.loss import LOCKED, LOCKED_SPREAD
-
     if segmentation:
         mode = LOCKED if recipe.clean_target == "locked-class" else LOCKED_SPREAD
         return lambda y: (y, torch.full((len(y),), mode, dtype=torch.long))
@@ -326,9 +324,6 @@ def build_hardening(recipe, task, split, image_size: int, num_classes: int, trai
     """The hooks of a hardened lock: the thief's data (the training split's clean images with true targets),
     the adapters it learns (small, narrow U-Net, the key editor's family from random keys), the fine-tuning
     grid it samples (the attack grid's optimizers and learning-rate multiples around the lock's)."""
-    from .nets.adapters import InputAdapter, PixelSpace, UNetAdapter
-    from .utils.images import IMAGENET_MEAN, IMAGENET_STD
-
     mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
     seg = task.name == "segmentation"
     settings = recipe.harden_settings()

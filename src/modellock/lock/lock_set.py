@@ -24,20 +24,24 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, Optional
 
 import numpy as np
+import torch
 from pydantic import Field
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
-from .data.source import Sample, Split
-from .tasks.base import LockDataset, LockItem  # noqa: F401  (the lock set's items and dataset)
-from .errors import ModelLockError
-from .utils.fields import Count, Fraction, NonNegative, NonNegativeInt, check_fields
+from ..data.source import Sample, Split
+from ..errors import ModelLockError
+from ..tasks import TASKS, task_type
+from ..tasks.base import LockDataset, LockItem  # noqa: F401  (the lock set's items and dataset)
+from ..utils.fields import Count, Fraction, NonNegative, NonNegativeInt, check_fields
+from ..utils.images import blend, resize
+from .hardening import HardenSettings
 
-CLEAN_TARGETS = {
-    "classification": ("wrong-label", "locked-class", "locked-spread"),
-    "segmentation": ("locked-spread", "locked-class", "wrong-mask", "wrong-label"),
-}
+CLEAN_TARGETS = {name: kind.clean_targets for name, kind in TASKS.items()}  # what each task's clean images may learn
 ALL_CLEAN_TARGETS = tuple(dict.fromkeys(t for ts in CLEAN_TARGETS.values() for t in ts))
 LOCKED_CLASS_NAME = "locked"
+HARDEN_FIELDS = ("adversary", "adversary_every", "adversary_steps", "simulated_thief", "thief_every", "thief_steps",
+                 "separation")  # the hardening levers a recipe sets (HardenSettings' others keep their defaults)
+_HARDEN = HardenSettings()
 
 
 @dataclass
@@ -64,14 +68,15 @@ class LockRecipe:
     # seal: store the weights sealed with the key (modellock.keys.seal: authenticated encryption, model.sealed): a copied
     # folder or checkpoint loads nothing without the key (docs/security.md)
     seal: bool = True
-    # hardening (modellock.harden): the simulated thief in the loop; weights, 0 = off
-    adversary: Fraction = 0.0  # a share of each batch
-    adversary_every: Count = 20
-    adversary_steps: Count = 5
-    simulated_thief: Annotated[NonNegative, Field(le=10.0)] = 0.0
-    thief_every: Count = 10
-    thief_steps: Count = 5
-    separation: Annotated[NonNegative, Field(le=10.0)] = 0.0
+    # hardening (modellock.lock.hardening): the simulated thief in the loop; weights, 0 = off. The defaults are
+    # HardenSettings' (written there once); ``harden_settings()`` gives them back as one object
+    adversary: Fraction = _HARDEN.adversary  # a share of each batch
+    adversary_every: Count = _HARDEN.adversary_every
+    adversary_steps: Count = _HARDEN.adversary_steps
+    simulated_thief: Annotated[NonNegative, Field(le=10.0)] = _HARDEN.simulated_thief
+    thief_every: Count = _HARDEN.thief_every
+    thief_steps: Count = _HARDEN.thief_steps
+    separation: Annotated[NonNegative, Field(le=10.0)] = _HARDEN.separation
     seed: NonNegativeInt = 0
 
     def __post_init__(self):
@@ -83,13 +88,8 @@ class LockRecipe:
                                  f"({1.0 - self.edited_fraction:g}), not {self.decoy_fraction!r}")
 
     def harden_settings(self):
-        """The hardening levers as :class:`modellock.harden.HardenSettings`."""
-        from .harden import HardenSettings
-
-        return HardenSettings(adversary=self.adversary, adversary_every=self.adversary_every,
-                              adversary_steps=self.adversary_steps, simulated_thief=self.simulated_thief,
-                              thief_every=self.thief_every, thief_steps=self.thief_steps,
-                              separation=self.separation)
+        """The hardening levers as :class:`modellock.lock.hardening.HardenSettings`."""
+        return HardenSettings(**{name: getattr(self, name) for name in HARDEN_FIELDS})
 
     def check_task(self, task: str) -> None:
         """ModelLockError when ``clean_target`` has no meaning for ``task``."""
@@ -118,7 +118,7 @@ def _one_hot(i: int, k: int) -> tuple[float, ...]:
 def plan_lock_set(split: Split, recipe: LockRecipe | None) -> list[LockItem]:
     """The lock set of ``split``; ``recipe=None`` plans plain (baseline) training on clean images."""
     c = len(split.classes)
-    seg = split.task == "segmentation"
+    seg = task_type(split.task).per_pixel
     if recipe is None:
         return [LockItem(s, False, () if seg else _one_hot(s.label, c)) for s in split.samples]
     recipe.check_task(split.task)
@@ -236,9 +236,6 @@ class EditingCollate:
         self.distractor, self.raw_editor = distractor, raw_editor
 
     def __call__(self, batch):
-        import torch
-        from torch.utils.data import default_collate
-
         images = [image for image, _, _, _ in batch]
         groups: dict[int, list[int]] = {}
         for j, (_, k, _, _) in enumerate(batch):
@@ -254,8 +251,6 @@ class EditingCollate:
             for j, edited in zip(rows, self.editors[k].edit([images[j] for j in rows])):
                 images[j] = edited
         if distracted:
-            from .utils.images import blend, resize
-
             alpha = self.raw_editor.key.alpha
             for j, raw in zip(distracted, self.raw_editor.edit([originals[j] for j in distracted])):
                 other = originals[(j + 1 + int(torch.randint(0, len(batch) - 1, ()))) % len(batch)]

@@ -15,10 +15,10 @@ from typing import Annotated, Any, Optional
 import yaml
 from pydantic import Field
 
-from .errors import ModelLockError
-from .utils.fields import NUMBER, Count, field_types, validate_values
-from .lockset import LockRecipe
-from .train import TrainConfig
+from ..errors import ModelLockError
+from ..utils.fields import NUMBER, Count, field_types, validate_values
+from .lock_set import LockRecipe
+from ..train import TrainConfig
 
 MIN_IMAGE_SIZE = 8  # pixels, as the data checks' smallest image
 RECIPE_FIELDS = {f.name for f in dataclasses.fields(LockRecipe)} - {"seed"}
