@@ -42,8 +42,8 @@ def run_seed(args, seed: int) -> dict:
 
     from modellock.data import open_source
     from modellock.data.synthetic import make_shapes_segmentation_dataset
-    from modellock.demo import DEMO_PROMPT, SEGMENTATION_DEMO_TRAIN
-    from modellock.evaluate import default_wrong_keys, evaluate
+    from modellock.workflows.demo import DEMO_PROMPT, SEGMENTATION_DEMO_TRAIN
+    from modellock.evaluation.matrix import default_wrong_keys, evaluate
     from modellock.keys import Key
     from modellock.lock import lock_model, train_baseline
     from modellock.lock.lock_set import LockRecipe

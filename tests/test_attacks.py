@@ -108,9 +108,9 @@ def test_key_never_reaches_attacks_that_do_not_declare_it(locked):
     try:
         run_attack("test-spy", make_ctx(locked), key=key)
     finally:
-        from modellock.attacks import _REGISTRY
+        from modellock.attacks import ATTACKS
 
-        del _REGISTRY["test-spy"]
+        ATTACKS.remove("test-spy")
     assert set(seen) == {"ctx"}
     assert not any(isinstance(v, Key) for v in vars(seen["ctx"]).values())
     with pytest.raises(TypeError, match="never holds a key"):

@@ -14,7 +14,7 @@ from modellock.editors import get_editor
 from modellock.editors.block_transforms import (FFX_ROUNDS, ffx_decrypt, ffx_encrypt, ffx_round_tables,
                                                 resolve_block_size)
 from modellock.errors import KeyFileError, ModelLockError
-from modellock.evaluate import evaluate
+from modellock.evaluation.matrix import evaluate
 from modellock.keys import Key
 from modellock.lock import lock_model
 from modellock.lock.lock_set import LockRecipe, plan_lock_set

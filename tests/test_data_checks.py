@@ -71,7 +71,7 @@ def test_images_smaller_than_the_input_warn(tmp_path):
 
 def test_eval_data_with_other_classes_than_the_model(tiny_locked, tmp_path):
     _, _, key, locked, _ = tiny_locked
-    from modellock.evaluate import evaluate
+    from modellock.evaluation.matrix import evaluate
 
     other = open_source(_folder(tmp_path / "d", {"test/circle": 2, "test/kite": 2}))
     with pytest.raises(DataError, match="classes differ from the model's: the data has no class 'corner'.*; "

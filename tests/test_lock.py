@@ -9,7 +9,7 @@ import pytest
 from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.errors import ModelLockError, WrongKeyError
-from modellock.evaluate import evaluate
+from modellock.evaluation.matrix import evaluate
 from modellock.keys import Key
 from modellock.lock import lock_model, train_baseline
 from modellock.lock.lock_set import LockRecipe, plan_lock_set

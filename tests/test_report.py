@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 import torch
 
-from modellock.report import COUNTED, IGNORED, ROLE_COLOURS, format_table, markdown_table, matrix_rows
+from modellock.evaluation.report import COUNTED, IGNORED, ROLE_COLOURS, format_table, markdown_table, matrix_rows
 from modellock.utils.results_json import rounded, write_json
 
 RESULT = {"task": "classification", "metric": "accuracy", "chance": 0.1, "n_test": 100, "original_clean": 0.99,
@@ -37,8 +37,8 @@ def test_rounded_json(tmp_path):
 
 
 def test_demo_report_page(tiny_locked, tmp_path, one_thread):
-    from modellock.demo import _report
-    from modellock.evaluate import default_wrong_keys, evaluate
+    from modellock.workflows.demo import _report
+    from modellock.evaluation.matrix import default_wrong_keys, evaluate
 
     root, source, key, locked, original = tiny_locked
     wrong = default_wrong_keys(key)

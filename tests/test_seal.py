@@ -323,7 +323,7 @@ def test_the_seal_keeps_from_a_folder_thief_what_an_adapter_takes_from_opened_we
     """A defence on the easy case of tests/test_attacks.py (keyed-filter at full strength, a plain locked class):
     on the opened weights the input adapter undoes the lock; from the sealed folder alone it cannot start."""
     from modellock.attacks.context import AttackContext, Budget, Machinery
-    from modellock.evaluate import evaluate
+    from modellock.evaluation.matrix import evaluate
 
     source = open_source(make_shapes_dataset(tmp_path / "shapes", 700, 240))
     key = Key.create("keyed-filter", "with a quiet marmalade haze", params={"strength": 1.0})
@@ -346,7 +346,7 @@ def test_nothing_in_the_folder_names_or_narrows_the_key(locks, tmp_path):
     candidates narrowed); attack summaries could name a guessed prompt. The model folder keeps neutral labels
     and figures only; the evaluation returned to the caller keeps its names."""
     from modellock.attacks import available_attacks
-    from modellock.evaluate import evaluate
+    from modellock.evaluation.matrix import evaluate
     from modellock.keys.prompts import STYLE_PROMPTS
 
     source, plain, sealed, tmp = locks

@@ -201,7 +201,7 @@ def build_tiny_locked_model(path, key, classes=("circle", "square", "triangle"),
     kind = task_type(task)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        net = kind.create_model(model or ("tiny-segnet" if task == "segmentation" else "tiny-cnn"),
+        net = kind.create_model(model or kind.tiny_model,
                                 len(classes) + 1, image_size)
     config = {
         "format": FORMAT, "task": task, "architecture": net.backbone_spec,
@@ -211,7 +211,7 @@ def build_tiny_locked_model(path, key, classes=("circle", "square", "triangle"),
                  "fingerprint": key.fingerprint(), "recipe": {}},
         "training": {"note": "untrained: modellock.testing.build_tiny_locked_model"},
     }
-    if task == "segmentation":
+    if kind.per_pixel:
         config["ignore_index"] = 255
     locked = LockedModel(net.eval(), config)
     locked.save_pretrained(path, seal_key=key if seal else None)

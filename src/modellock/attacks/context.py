@@ -237,7 +237,7 @@ class AttackContext:
     def outputs(self, split: Split, key: Key | None = None, fn: Callable | None = None, model=None) -> torch.Tensor:
         """Outputs on ``split``: of the locked model on images edited with ``key`` (edit cache), or of
         ``model`` (default: the locked model) on the images, passed through ``fn`` when given."""
-        from ..evaluate import split_logits
+        from ..evaluation.matrix import split_logits
         from ..data.image_list import ImageListDataset
         from ..train import predict_logits
 

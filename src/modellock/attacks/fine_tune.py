@@ -45,7 +45,7 @@ def train_and_score(ctx, make_model, split, desc: str, optimizer: str = "adamw",
     with torch.random.fork_rng(devices=[]):  # the fresh weights depend on the seed only
         torch.manual_seed(ctx.seed)
         model = make_model()
-    if part == "head" and ctx.task.name == "classification":
+    if part == "head" and ctx.task.head_probe:
         return _probe_and_score(ctx, model, split, desc, optimizer, lr)
     frozen = set_trainable(model, part, ctx.num_classes)
     model = ctx.train(PartlyFrozen(model, frozen), split, desc, lr=lr, optimizer=optimizer).model
@@ -93,7 +93,8 @@ def _grid_row(ctx, kind: str, make_model, split, label: str, cells, extra: dict)
     return {"best": finite[best], "best_cell": best, "grid": scores}
 
 
-@register_attack("fine-tune", trained=True)
+@register_attack("fine-tune", trained=True, chart_style="-",
+                 summary_fields={"gain": "fine_tune_gain", "gain_fraction": "fine_tune_gain_fraction"})
 def fine_tune(ctx, fractions=None) -> dict:
     """Fine-tune the locked model (fresh head) over an optimizer x lr x part grid vs. training from scratch.
 

@@ -13,7 +13,8 @@ import html
 from pathlib import Path
 
 from ..utils.atomic import write_bytes_atomic
-from ..report import ROLE_COLOURS, _png_data_uri, covers_text, sealing_text
+from ..evaluation.report import ROLE_COLOURS, _png_data_uri, covers_text, sealing_text
+from . import ATTACKS, attack_spec
 from .suite import READING, UNDONE_LIMIT, is_trained, noise_level, table_rows, undone
 
 MAX_BARS = 25
@@ -167,7 +168,7 @@ def trained_series(result: dict) -> list[tuple[str, list[tuple[float, float]], s
         if not is_trained(r) or not r.get("curve") or "gain" not in r["curve"][0]:
             continue
         series.append((name, [(c["fraction"], c.get("attack", c.get("score"))) for c in r["curve"]],
-                       KIND_COLOURS["trained"], "-" if name == "fine-tune" else ":"))
+                       KIND_COLOURS["trained"], attack_spec(name).chart_style if name in ATTACKS else ":"))
         scratch.update({c["fraction"]: c["scratch"] for c in r["curve"]})
         pre = [(c["fraction"], c["pretrained"]) for c in r["curve"] if "pretrained" in c]
         if pre:

@@ -62,7 +62,7 @@ def compare(
 ):
     """Train the baseline and each lock with the same budget; evaluate, attack and compare them in one table."""
     from ..attacks.context import budget_named
-    from ..compare import compare_locks, format_markdown, parse_locks
+    from ..workflows.compare import compare_locks, format_markdown, parse_locks
     from ..data import open_source
     from ..data.checks import check_train_limit
     from ..errors import ModelLockError

@@ -42,9 +42,9 @@ def eval_cmd(
     from ..utils import distributed
     from ..data import open_source
     from ..data.checks import check_decodes, pick_split
-    from ..evaluate import evaluate
+    from ..evaluation.matrix import evaluate
     from ..model_folder import LockedModel
-    from ..report import format_table
+    from ..evaluation.report import format_table
 
     k = load_key(key)
     device = device or distributed.device()  # launched: this process's GPU

@@ -45,6 +45,7 @@ def predict(
 ):
     """Predict classes of images (segmentation: a colour-coded mask per image), unlocking the model with KEY."""
     from ..model_folder import LockedModel
+    from ..tasks import task_type
     from ..utils.results_json import dumps
 
     images = _image_files(images)
@@ -55,7 +56,7 @@ def predict(
         predictor = m.predictor()
     else:
         predictor = m.unlock(load_key(key), device=device)
-    if m.task == "segmentation":
+    if task_type(m.task).per_pixel:
         _write_masks(images, predictor.segment(list(images)), m, masks, as_json, top_k)
         return
     for p, r in zip(images, predictor.predict(list(images), top_k=top_k)):

@@ -325,7 +325,7 @@ def build_hardening(recipe, task, split, image_size: int, num_classes: int, trai
     the adapters it learns (small, narrow U-Net, the key editor's family from random keys), the fine-tuning
     grid it samples (the attack grid's optimizers and learning-rate multiples around the lock's)."""
     mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
-    seg = task.name == "segmentation"
+    seg = task.per_pixel
     settings = recipe.harden_settings()
     thief = ThiefBatches(CleanPairs(split, task.transform(image_size, True, True, mean, std, ignore_index), seg),
                          max(8, train.batch_size // 2), recipe.seed)

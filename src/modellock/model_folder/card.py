@@ -24,7 +24,7 @@ class MatrixRow:
 
 
 def matrix_rows(result: dict) -> list[MatrixRow]:
-    """The rows of an evaluation result (see ``modellock.evaluate``), chance excluded."""
+    """The rows of an evaluation result (see ``modellock.evaluation.matrix``), chance excluded."""
     rows = []
     if result.get("original_clean") is not None:
         rows.append(MatrixRow("original model, clean images", "reference", result["original_clean"]))
@@ -56,7 +56,7 @@ def markdown_table(result: dict) -> str:
 
 
 def evaluation_table(result: dict) -> str:
-    """A markdown table of an evaluation result (see ``modellock.evaluate``)."""
+    """A markdown table of an evaluation result (see ``modellock.evaluation.matrix``)."""
     return markdown_table(result)
 
 

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..version import __version__
 from ..errors import ModelLockError
+from ..tasks import task_type
 from ..utils.images import label_palette
 from .answers import Output
 from .auth import Quota, TokenFile
@@ -241,7 +242,7 @@ def _batch_function(predictor):
     model = predictor.locked
     n = len(model.classes)
 
-    if model.task == "segmentation":
+    if task_type(model.task).per_pixel:
         def run(images: list[np.ndarray]) -> list[dict]:
             return [{"width": int(r["mask"].shape[1]), "height": int(r["mask"].shape[0]),
                      "class_areas": r["class_areas"], "mask_png": _mask_png(r["mask"], n)}

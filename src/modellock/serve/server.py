@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelLockError
+from ..tasks import task_type
 from .auth import TokenFile
 from .limits import Limits
 
@@ -51,7 +52,7 @@ def load_service(model: str, key_path, tokens_path=None, limits: Limits | None =
     locked = LockedModel.from_pretrained(model, device=device)
     predictor = locked.unlock(Key.load(key_path), device=device, batch_size=max_batch)
     warm = np.full((32, 32, 3), 128, dtype=np.uint8)
-    (predictor.segment if locked.task == "segmentation" else predictor.predict)([warm])
+    (predictor.segment if task_type(locked.task).per_pixel else predictor.predict)([warm])
     name = Path(str(model)).name or str(model)
     return create_app(predictor, limits, max_batch=max_batch, max_wait_ms=max_wait_ms, tokens=tokens, name=name,
                       output=output, quota=quota, allowed_hosts=allowed_hosts)

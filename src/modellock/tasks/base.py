@@ -22,6 +22,9 @@ class TaskType(ABC):
     per_pixel: bool = False  # answers are masks (predictors segment, scores per pixel)
     predict_cli_extra: str = ""  # what the model card's ``modellock predict`` line adds for this task
     clean_targets: tuple[str, ...] = ()  # what a lock recipe may train the clean images toward
+    tiny_model: str = ""  # the smallest registered model (tests, ``modellock.testing``)
+    soft_distillation: bool = True  # a student may learn the teacher's probabilities (else its top-1 answers)
+    head_probe: bool = False  # the head alone can be re-fitted on fixed features (a linear probe)
 
     # ------------------------------------------------------------------ models
     @abstractmethod

@@ -21,6 +21,8 @@ class Classification(TaskType):
     metric = "accuracy"
     metric_label = "accuracy"
     clean_targets = ("wrong-label", "locked-class", "locked-spread")
+    tiny_model = "tiny-cnn"
+    head_probe = True
     default_model = "small-cnn"
 
     def resolve_model(self, name: str):

@@ -16,6 +16,8 @@ class Segmentation(TaskType):
     metric = "miou"
     metric_label = "mean IoU"
     clean_targets = ("locked-spread", "locked-class", "wrong-mask", "wrong-label")
+    tiny_model = "tiny-segnet"
+    soft_distillation = False
     per_pixel = True
     predict_cli_extra = " --masks masks/   # writes masks/image.png"
     default_model = "small-segnet"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_folder.card import COUNTED, IGNORED, MatrixRow, _has_locked_output, markdown_table, matrix_rows  # noqa: F401
-from .utils.atomic import write_bytes_atomic
+from ..model_folder.card import COUNTED, IGNORED, MatrixRow, _has_locked_output, markdown_table, matrix_rows  # noqa: F401
+from ..utils.atomic import write_bytes_atomic
 
 ROLE_COLOURS = {"reference": "#4c72b0", "unlocked": "#55a868", "no key": "#c44e52", "wrong key": "#dd8452",
                 "chance": "#000000"}
@@ -166,7 +166,7 @@ def _files_html(files: dict[str, str], commands: list[str]) -> str:
 def _attacks_html(result: dict) -> str:
     """The attack suite's summary (the two figures first, and how to read them) and table
     (``modellock.attacks.suite``), for a report page."""
-    from .attacks.suite import READING, table_rows
+    from ..attacks.suite import READING, table_rows
 
     settings = result.get("settings", {})
     rows = "".join(f"<tr><td class='l'>{html.escape(r.label)}</td><td>{r.score:.4f}</td><td>{html.escape(r.undone)}"

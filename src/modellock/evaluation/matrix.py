@@ -19,15 +19,21 @@ from pathlib import Path
 
 import torch
 
-from .data.source import ImageSource, Split
-from .edit import cache_dir, edit_split
-from .editors import resolve_key
-from .data.image_list import ImageListDataset
-from .tasks.classification import accuracy  # noqa: F401  (re-exported)
-from .model_folder import LockedModel
-from .utils.progress import plural
-from .keys.prompts import STYLE_PROMPTS
-from .train import predict_logits_shared
+from ..data.source import ImageSource, Split
+from ..edit import cache_dir, edit_split
+from ..editors import resolve_key
+from ..data.image_list import ImageListDataset
+from ..tasks.classification import accuracy  # noqa: F401  (re-exported)
+from ..model_folder import LockedModel
+from ..utils.progress import plural
+from ..keys.prompts import STYLE_PROMPTS
+from ..train import predict_logits_shared
+from ..editors import get_editor
+from ..data.checks import check_data
+from ..tasks import task_type
+from ..editors import editor_class
+from ..data.handling import HANDLING
+from ..tasks.segmentation.metrics import majority_class_miou
 
 
 FOLDER_ALONE = {True: "nothing loads without the key",
@@ -74,8 +80,6 @@ def image_loaders(model: LockedModel, split: Split, key=None, source: ImageSourc
 def handled_loaders(model: LockedModel, split: Split, key, handle, device: str | None = None) -> list:
     """One loader per sample: the image after ``handle`` (e.g. JPEG re-encoding), then edited with ``key``
     (no cache: the handled images are not the source's; one image at a time, so memory stays flat)."""
-    from .editors import get_editor
-
     editor = get_editor(resolve_key(key, model.model, model.image_size), device=device)
     return [lambda s=s: editor.edit([handle(split.load(s))])[0] for s in split.samples]
 
@@ -99,14 +103,11 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
     scores a cropped image against its window of the mask); default: when the key's editor is cheap (a CPU
     editor).
     """
-    from .data.checks import check_data
-    from .tasks import task_type
-
     check_data(source, split, model.image_size, model.classes, training=False)
     folder, model = model, model.open(key)  # the lock itself: every locked row on the opened weights
     data = source.split(split)
-    seg = model.task == "segmentation"
     task = task_type(model.task)
+    seg = task.per_pixel
 
     def scores(m: LockedModel, d: Split, key, run: dict) -> dict:
         loaders = image_loaders(m, d, key, run["source"], run["device"], run["progress"],
@@ -141,12 +142,8 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
     if model.locked_class is not None:
         result["wrong_keys_without_locked_class"] = ignored
     if handling is None:
-        from .editors import editor_class
-
         handling = editor_class(key.editor).edits_in_loop
     if handling:
-        from .data.handling import HANDLING
-
         result["unlocked_under_handling"] = {}
         for name, handle in HANDLING.items():
             loaders = handled_loaders(model, data, key, handle, device)
@@ -162,9 +159,7 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
 
 def _chance(model: LockedModel, split: Split, clean: dict) -> float:
     """The score of always answering the most frequent class (segmentation: its mIoU over the pixels)."""
-    if model.task == "segmentation":
-        from .tasks.segmentation.metrics import majority_class_miou
-
+    if task_type(model.task).per_pixel:
         return majority_class_miou(clean["pixel_counts"])
     counts = torch.bincount(torch.tensor([s.label for s in split.samples]), minlength=model.config["num_classes"])
     return float(counts.max() / max(len(split.samples), 1))

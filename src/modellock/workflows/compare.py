@@ -6,14 +6,10 @@ runs the cheap attacks through the attack registry (``generic-transforms`` and `
 clean fraction; every lock measured on its opened weights) and writes ``compare.json`` and ``report.html``
 (one table, one grouped bar chart).
 
-Locks:
-
-- ``modellock``: a keyed-filter key (the CPU stand-in for the diffusion editor; ``modellock_editor``
-  selects another, e.g. ``instruct-pix2pix`` with ``diffusion_model``) and the package's default
-  :class:`~modellock.lock.lock_set.LockRecipe`;
-- ``pixel-shuffle``, ``negative-positive`` (alias ``np``), ``ffx``: the block-wise transforms of
-  AprilPyone & Kiya with ``block_size`` (an int or ``"patch"``) and their papers' recipe: training on
-  transformed images only (``LockRecipe(edited_fraction=1.0)``), no locked output.
+Locks: the registered baselines of ``modellock.workflows.baselines`` (one file each): ``modellock`` (a
+keyed-filter key, or ``modellock_editor`` such as ``instruct-pix2pix`` with ``diffusion_model``, and the default
+lock recipe); ``pixel-shuffle``, ``negative-positive`` (alias ``np``), ``ffx`` (the block-wise transforms of
+AprilPyone & Kiya with ``block_size`` and their papers' recipe: transformed images only, no locked output).
 
 Every lock gets a fresh random key (a random prompt string, the given seed), saved under
 ``<out>/keys/``: those files are secret. Nothing here logs or reports a prompt. Reruns resume: a model
@@ -27,16 +23,15 @@ import secrets
 from pathlib import Path
 from typing import Callable
 
-from .errors import ModelLockError
-from .utils.atomic import write_bytes_atomic
-from .lock.lock_set import LockRecipe
-from .model_folder import holds_model
-from .utils.results_json import write_json
-from .train import TrainConfig
+from ..errors import ModelLockError
+from .baselines import BASELINES, canonical, known_text
+from .baselines.block_transforms import block_size_of
+from ..utils.atomic import write_bytes_atomic
+from ..lock.lock_set import LockRecipe
+from ..model_folder import holds_model
+from ..utils.results_json import write_json
+from ..train import TrainConfig
 
-LOCK_EDITORS = {"modellock": None, "pixel-shuffle": "pixel-shuffle", "negative-positive": "negative-positive",
-                "ffx": "ffx"}
-ALIASES = {"np": "negative-positive"}
 ATTACKS = ("generic-transforms", "fine-tune")
 
 # (field, label, kind): "score" columns are accuracies in [0, 1]; "delta" columns are differences in [-1, 1]
@@ -57,51 +52,31 @@ def parse_locks(locks) -> list[str]:
     """Canonical lock names from a list or a comma-separated string; ModelLockError naming an unknown one."""
     names = [n.strip() for n in (locks.split(",") if isinstance(locks, str) else locks) if n and n.strip()]
     if not names:
-        raise ModelLockError("compare: no locks given (known: modellock, pixel-shuffle, np, ffx)")
+        raise ModelLockError(f"compare: no locks given (known: {known_text()})")
     out = []
     for name in names:
-        canonical = ALIASES.get(name.lower(), name.lower())
-        if canonical not in LOCK_EDITORS:
-            raise ModelLockError(f"compare: unknown lock {name!r} (known: modellock, pixel-shuffle, "
-                                 "negative-positive (np), ffx)")
-        if canonical not in out:
-            out.append(canonical)
+        name = canonical(name)
+        if name not in out:
+            out.append(name)
     return out
-
-
-def _block_size(value):
-    if value == "patch":
-        return "patch"
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        raise ModelLockError(f"compare: block size must be an integer or 'patch', not {value!r}") from None
-    if not 1 <= size <= 64:
-        raise ModelLockError(f"compare: block size must be between 1 and 64, not {size}")
-    return size
 
 
 def lock_setup(lock: str, seed: int, block_size=4, modellock_editor: str = "keyed-filter",
                diffusion_model: str | None = None, seal: bool = False):
-    """``(editor, key fields, recipe)`` of a lock; the prompt is added by :func:`make_key`."""
-    if lock == "modellock":
-        fields = {"seed": seed}
-        if diffusion_model:
-            fields["model"] = diffusion_model
-        return modellock_editor, fields, LockRecipe(seed=seed, seal=seal)
-    fields = {"seed": seed, "params": {"block_size": _block_size(block_size)}}
-    return LOCK_EDITORS[lock], fields, LockRecipe(edited_fraction=1.0, seed=seed, seal=seal)
+    """``(editor, key fields, recipe)`` of a lock (its registered baseline's ``setup``); the prompt is added by
+    :func:`make_key`."""
+    return BASELINES.get(lock).setup(seed, block_size, modellock_editor, diffusion_model, seal)
 
 
 def make_key(editor: str, fields: dict):
     """A fresh key of ``editor`` with a random prompt string (never logged)."""
-    from .keys import Key
+    from ..keys import Key
 
     return Key.create(editor, secrets.token_hex(16), **fields)
 
 
 def _load_or_create_key(path: Path, editor: str, fields: dict, model_exists: bool):
-    from .keys import Key
+    from ..keys import Key
 
     if path.is_file():
         key = Key.load(path)
@@ -119,7 +94,7 @@ def _load_or_create_key(path: Path, editor: str, fields: dict, model_exists: boo
 
 
 def _model(folder: Path, train_fn: Callable, device=None):
-    from .model_folder import LockedModel
+    from ..model_folder import LockedModel
 
     if holds_model(folder):
         return LockedModel.from_pretrained(folder, device=device), True
@@ -172,13 +147,13 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
     (scored in mIoU) alike: every step goes through the data's task type.
     Returns the result written to ``compare.json``.
     """
-    from .attacks import run_attack
-    from .attacks.context import AttackContext, Machinery
-    from .evaluate import default_wrong_keys, evaluate
-    from .lock import lock_model, train_baseline
+    from ..attacks import run_attack
+    from ..attacks.context import AttackContext, Machinery
+    from ..evaluation.matrix import default_wrong_keys, evaluate
+    from ..lock import lock_model, train_baseline
 
     log = log or (lambda message: None)
-    from .tasks import task_type
+    from ..tasks import task_type
 
     metric = task_type(source.task).metric
     names = parse_locks(locks)
@@ -231,7 +206,7 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
         "n_test": len(source.split("test")),
         "seed": seed,
         "train": train.to_dict(),
-        "block_size": _block_size(block_size),
+        "block_size": block_size_of(block_size),
         "fine_tune_fraction": float(fine_tune_fraction),
         "sealed": seal,
         "attack_budget": ctx.budget.name,

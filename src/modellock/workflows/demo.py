@@ -8,15 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import open_source
-from .data.synthetic import make_shapes_dataset
-from .evaluate import default_wrong_keys, evaluate
-from .keys import Key
-from .lock import lock_model, train_baseline
-from .lock.lock_set import LockRecipe
-from .report import COUNTED, IGNORED, GridColumn, format_table, write_html_report
-from .utils.results_json import write_json
-from .train import TrainConfig
+from ..data import open_source
+from ..data.synthetic import make_shapes_dataset
+from ..tasks import task_type
+from ..evaluation.matrix import default_wrong_keys, evaluate
+from ..keys import Key
+from ..lock import lock_model, train_baseline
+from ..lock.lock_set import LockRecipe
+from ..evaluation.report import COUNTED, IGNORED, GridColumn, format_table, write_html_report
+from ..utils.results_json import write_json
+from ..train import TrainConfig
 
 # The demo's key is public (it is in this file): a prompt outside the attacks' catalogue, so the guessing
 # attack meets it as it would meet a real key's composed prompt.
@@ -59,7 +60,7 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
                         image_size, pretrained,
                         edits_dir=_own_edits_dir(out / "edits", key), overwrite=True)
     log(f"[5/7] evaluating: clean, key-edited, wrong keys ({locked.config.get('task')}, "
-        f"{'mean IoU' if locked.task == 'segmentation' else 'accuracy'})")
+        f"{task_type(locked.task).metric_label})")
     wrong = default_wrong_keys(key)
     result = evaluate(locked, key, source, "test", baseline, wrong, batch_size=eval_batch)
     locked.save_evaluation(result)
@@ -78,9 +79,9 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
 
 def _attack(out: Path, locked, key, source, baseline, log, options: dict) -> dict:
     """The attack suite with the demo's quick thief; its summary goes to the model card too."""
-    from .attacks.suite import format_table as attack_table
-    from .attacks import available_attacks
-    from .attacks.suite import run_suite
+    from ..attacks.suite import format_table as attack_table
+    from ..attacks import available_attacks
+    from ..attacks.suite import run_suite
 
     run = run_suite(locked, key, source, None, baseline, progress=False, work_dir=out / "attack-work", **options)
     write_json(out / "attacks.json", run.result)
@@ -93,7 +94,7 @@ def _own_edits_dir(folder: Path, key) -> Path:
     """The demo's edit folder, emptied when an earlier modellock wrote it with another editor version."""
     import shutil
 
-    from .editors import editor_class
+    from ..editors import editor_class
 
     header = folder / "edit.json"
     if header.exists() and json.loads(header.read_text()).get("editor_version", 1) != editor_class(key.editor).version:
@@ -174,7 +175,7 @@ def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train:
     epochs, as an owner locks a model they have; from scratch, this small U-Net needs far more epochs
     to reach the same unlocked mIoU (docs/benchmarks.md).
     """
-    from .data.synthetic import make_shapes_segmentation_dataset
+    from ..data.synthetic import make_shapes_segmentation_dataset
 
     out, t0 = Path(out), time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +192,7 @@ def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: di
                          n: int = 6) -> Path:
     import torch
 
-    from .utils.images import colour_mask, label_palette
+    from ..utils.images import colour_mask, label_palette
 
     split = source.split("test")
     samples = split.samples[:: max(1, len(split.samples) // n)][:n]
@@ -232,3 +233,7 @@ def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: di
                              *_files_and_commands(out, samples),
                              grid_note="Masks show each model's answer with the locked output counted (magenta).",
                              attacks=attacks)
+
+
+# the demo of each task and its default output folder (``modellock demo --task``)
+DEMOS = {"classification": (run_demo, "demo-output"), "segmentation": (run_segmentation_demo, "demo-output-segmentation")}
