@@ -322,6 +322,7 @@ def test_one_key_two_models_reveal_nothing_about_each_other(tmp_path):
 def test_the_seal_keeps_from_a_folder_thief_what_an_adapter_takes_from_opened_weights(tmp_path):
     """A defence on the easy case of tests/test_attacks.py (keyed-filter at full strength, a plain locked class):
     on the opened weights the input adapter undoes the lock; from the sealed folder alone it cannot start."""
+    from modellock.attacks import run_attack
     from modellock.attacks.context import AttackContext, Budget, Machinery
     from modellock.evaluation.matrix import evaluate
 

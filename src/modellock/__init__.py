@@ -3,6 +3,8 @@
 The Python API in one line: ``LockedModel.from_pretrained("locked/").unlock(Key.load("key.toml")).predict(images)``.
 """
 
+import importlib
+
 from .editors import available_editors, get_editor, register_editor
 from .errors import DataError, DataWarning, ModelLockError, WrongKeyError
 from .keys import Key
@@ -17,8 +19,6 @@ __all__ = ["Key", "LockedModel", "Predictor", "get_editor", "register_editor", "
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value

@@ -16,6 +16,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from .editors import editor_class
+from .model_folder import FORMAT, LockedModel
+from .tasks import task_type
+from .utils.images import IMAGENET_MEAN, IMAGENET_STD
 
 # A few byte-pair merges so the tokenizer exercises BPE, not only single characters.
 _MERGES = ["t h", "i n", "e r", "a n", "o n", "th e</w>", "i t", "o r", "e n", "a r"]
@@ -37,7 +43,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def build_clip_tokenizer(max_length: int = 77):
     """A CLIPTokenizer over every byte (alone and word-final) plus a few merges, built without a download."""
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizer  # lazy: transformers, only for SegFormer models
 
     chars = list(_bytes_to_unicode().values())
     tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
@@ -51,14 +57,9 @@ def build_clip_tokenizer(max_length: int = 77):
 
 
 def _save_pipeline(path, unet_kwargs: dict, vae_kwargs: dict, text_kwargs: dict, seed: int) -> Path:
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerAncestralDiscreteScheduler,
-        StableDiffusionInstructPix2PixPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import AutoencoderKL  # lazy: diffusers, only for the diffusion editor
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel  # lazy: transformers, only for SegFormer models
 
     tokenizer = build_clip_tokenizer(text_kwargs.get("max_position_embeddings", 77))
     special = {
@@ -191,13 +192,6 @@ def build_tiny_locked_model(path, key, classes=("circle", "square", "triangle"),
     Random weights, a real config (fingerprint of ``key``, a locked output) and model card: what a service or
     predictor test needs in a second, without training. Returns the ``LockedModel``.
     """
-    import torch
-
-    from .editors import editor_class
-    from .model_folder import FORMAT, LockedModel
-    from .tasks import task_type
-    from .utils.images import IMAGENET_MEAN, IMAGENET_STD
-
     kind = task_type(task)
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -28,11 +28,17 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
+from safetensors.torch import load, save
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from .errors import ModelLockError
+from .keys.seal import read_sealed, write_sealed
+from .utils import distributed
 from .utils.fields import Count, Fraction, NonNegative, NonNegativeInt, Positive, check_fields
 from .utils.progress import plural, stage_bar
 from .utils.workers import quiet_workers
@@ -151,10 +157,6 @@ def _save_sealed(accelerator, folder: Path, model, optimizer, sealer) -> None:
     """The model's and the optimizer's state (and the fp16 loss scaler's), each serialised in memory and sealed
     into ``NAME.sealed``: no plain byte of them reaches the disk. (Random states are not kept: every epoch
     reseeds from ``(seed, epoch)``.)"""
-    from safetensors.torch import save
-
-    from .keys.seal import write_sealed
-
     weights = accelerator.get_state_dict(model)  # every process: collective where the model is sharded
     if not accelerator.is_main_process:
         return
@@ -168,10 +170,6 @@ def _save_sealed(accelerator, folder: Path, model, optimizer, sealer) -> None:
 
 def _load_sealed(accelerator, folder: Path, model, optimizer, sealer) -> None:
     """Open what ``_save_sealed`` wrote, in memory, into ``model`` and ``optimizer`` (each process)."""
-    from safetensors.torch import load
-
-    from .keys.seal import read_sealed
-
     def read(name: str) -> bytes:
         return read_sealed(folder / f"{name}.sealed", sealer, f"checkpoint/{name}".encode())
 
@@ -199,11 +197,6 @@ def _accelerator(config: TrainConfig):
     Launched with several processes, every global batch of ``batch_size * processes`` images (shuffled as in
     one process) is split into one block of ``batch_size`` per process: no image is seen twice in an epoch.
     """
-    from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.state import AcceleratorState
-
-    from .utils import distributed
-
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision") != config.mixed_precision and distributed.num_processes() == 1:
         AcceleratorState._reset_state()
@@ -241,8 +234,6 @@ def fit(
     and gradient (``after_backward(model, step)``): the lock's simulated thief. ``sealer`` (``modellock.keys.seal``):
     checkpoints are sealed with it (the weights and optimizer state of a sealed lock never rest on disk in plain).
     """
-    from accelerate.utils import set_seed
-
     if loss_fn is None:
         loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     if len(train_dataset) == 0:
@@ -369,10 +360,6 @@ def predict_logits(model: nn.Module, data, batch_size: int = 256, num_workers: i
 def predict_logits_shared(model: nn.Module, data: Dataset, batch_size: int = 256) -> torch.Tensor:
     """``predict_logits`` of every item of ``data``; launched with several processes, each predicts its own
     block and every process returns all the logits, in order (so every process must call it)."""
-    from torch.utils.data import Subset
-
-    from .utils import distributed
-
     if distributed.num_processes() == 1:
         return predict_logits(model, data, batch_size)
     mine = distributed.shard(range(len(data)))

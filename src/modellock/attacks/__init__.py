@@ -43,7 +43,7 @@ REPORT_ORDER = (
 )
 MEASURES = ("undone", "gain", "tolerance")
 # the modules of this folder that hold no attack
-HELPERS = ("context", "suite", "report", "scratch", "prompt_catalogue")
+HELPERS = ("context", "grid", "suite", "report", "scratch", "prompt_catalogue")
 
 
 def _report_rank(spec: "AttackSpec") -> tuple[int, int]:

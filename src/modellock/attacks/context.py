@@ -30,11 +30,16 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..data.image_list import ImageListDataset
 from ..data.source import ImageSource, Split
+from ..editors import editor_class
 from ..errors import ModelLockError
+from ..evaluation.matrix import split_logits
 from ..keys import PAPER_DEFAULTS, Key
 from ..model_folder import LockedModel
 from ..tasks import TaskType, task_for
+from ..train import TrainConfig, fit, predict_logits
+from ..utils.atomic import write_bytes_atomic
 
 _SETTINGS = ("editor", "model", "revision", "seed", "steps", "image_guidance", "guidance", "resolution", "alpha")
 _IMAGE_CACHE_BYTES = 1 << 30  # keep decoded splits in memory up to this size
@@ -62,8 +67,6 @@ class Machinery:
     @classmethod
     def defaults(cls, editor: str) -> "Machinery":
         """The settings a new key of ``editor`` gets (the paper's, with the editor's own overrides)."""
-        from ..editors import editor_class
-
         d = {**PAPER_DEFAULTS, **editor_class(editor).key_defaults, "editor": editor}
         return cls(**{f: d[f] for f in _SETTINGS}, params=tuple(sorted(d.get("params", {}).items())))
 
@@ -237,10 +240,6 @@ class AttackContext:
     def outputs(self, split: Split, key: Key | None = None, fn: Callable | None = None, model=None) -> torch.Tensor:
         """Outputs on ``split``: of the locked model on images edited with ``key`` (edit cache), or of
         ``model`` (default: the locked model) on the images, passed through ``fn`` when given."""
-        from ..evaluation.matrix import split_logits
-        from ..data.image_list import ImageListDataset
-        from ..train import predict_logits
-
         if key is not None:
             return split_logits(self.model, split, key, self.source, batch_size=self.batch_size, device=self.device,
                                 progress=False)
@@ -309,8 +308,6 @@ class AttackContext:
         """Train ``model`` on ``split``'s clean images (or on a Dataset of ``(input, target)`` pairs) for
         ``samples`` draws (default: the budget's); the loss sees the first ``outputs`` outputs (default: all).
         Trainable parameters are those with ``requires_grad``."""
-        from ..train import TrainConfig, fit
-
         if isinstance(split, Split):
             pairs = self.task.training_pairs(self.images(split), self.targets(split), self.model.transform(train=True))
         else:
@@ -342,7 +339,6 @@ class AttackContext:
             except (OSError, ValueError, KeyError):
                 pass  # unreadable: compute again and overwrite
         value = compute()
-        from ..utils.atomic import write_bytes_atomic
 
         write_bytes_atomic(json.dumps({"ident": ident, "value": value}, indent=1).encode(), path)
         return value

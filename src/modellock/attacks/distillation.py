@@ -18,12 +18,15 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
 
+from ..data.image_list import ImageListDataset
+from ..editors import get_editor, resolve_key
+from ..train import predict_logits
 from . import register_attack
 from .context import percent
-from .fine_tune import _spec, cell_name
-from .scratch import scratch_baseline
 from .generic_transforms import TRANSFORMS
+from .grid import _spec, cell_name
 from .prompt_catalogue import catalogue_prompts
+from .scratch import scratch_baseline
 
 KINDS = ("clean", "generic transform", "guessed prompt")
 
@@ -49,7 +52,6 @@ def query_images(ctx, n: int, seed: int) -> tuple[list[np.ndarray], list[str], l
             out[i] = TRANSFORMS[names[rng.integers(len(names))]](images[j], rng)
         else:
             by_prompt.setdefault(prompts[rng.integers(len(prompts))], []).append(i)
-    from ..editors import get_editor, resolve_key
 
     for prompt, idx in by_prompt.items():
         key = resolve_key(ctx.machinery.key(prompt), ctx.model.model, ctx.model.image_size)
@@ -142,9 +144,6 @@ def distillation(ctx, queries=None, fraction: float | None = None, soft_targets=
 
 def teacher_outputs(ctx, images: list[np.ndarray]) -> torch.Tensor:
     """The locked model's outputs for ``images`` (one query each)."""
-    from ..data.image_list import ImageListDataset
-    from ..train import predict_logits
-
     data = ImageListDataset([lambda a=a: a for a in images], ctx.model.inference_transform())
     return predict_logits(ctx.model.model, data, ctx.batch_size)
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..errors import ModelLockError
+from ..evaluation.matrix import covers, sealing, split_logits
+from ..evaluation.report import covers_text, sealing_text
 from ..model_folder.card import READING, UNDONE_LIMIT  # noqa: F401  (the reading guide the card and reports share)
 from . import ATTACKS, attack_spec, available_attacks, run_attack
 from .context import AttackContext, Machinery
@@ -68,8 +70,6 @@ def references(ctx: AttackContext, key, baseline=None) -> dict:
     """original_clean (with a baseline), locked_clean (locked output counts as wrong, as in ``modellock eval``),
     locked_clean_without_locked_class, unlocked (with the key; locked output dropped, as the unlocked predictor
     does) and chance."""
-    from ..evaluation.matrix import split_logits
-
     targets = ctx.targets(ctx.test)
     ref = {}
     if baseline is not None:
@@ -102,7 +102,6 @@ def run_suite(model, key, source, attacks=None, baseline=None, attacker_settings
         machinery = Machinery.defaults(key.editor)
     else:
         raise ModelLockError(f"attacker settings must be 'known' or 'defaults', not {attacker_settings!r}")
-    from ..evaluation.matrix import covers, sealing
 
     ctx = AttackContext(model.open(key), source, machinery, **ctx_options)  # the lock itself, not the seal
     log(f"reference scores on {len(ctx.test)} test images")
@@ -336,8 +335,6 @@ def table_rows(result: dict) -> list[Row]:
 
 def header_lines(result: dict) -> list[str]:
     """The lines above a suite's table: the summary line, how to read it, the folder at rest, what it covers."""
-    from ..evaluation.report import covers_text, sealing_text
-
     lines = [result["summary"]["line"], READING] if result.get("summary") else []
     return lines + [t for t in (sealing_text(result), covers_text(result.get("covers"))) if t]
 

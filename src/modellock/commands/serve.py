@@ -120,7 +120,8 @@ app.add_typer(token_app, name="serve-token")
 
 
 def _tokens(path: Path, missing_ok: bool = False):
-    from ..serve.auth import TokenFile
+    from ..serve.auth import \
+        TokenFile  # lazy: the command's own work; --help and the key commands stay light (no torch)
 
     return TokenFile.load(path, missing_ok=missing_ok)
 
@@ -134,7 +135,7 @@ def token_add(
     per_day: Optional[int] = typer.Option(None, help="Images per day (default: the service's --images-per-day)."),
 ):
     """Make a token: its hash goes into the tokens file, the token itself is printed once."""
-    from ..serve.auth import Quota
+    from ..serve.auth import Quota  # lazy: the command's own work; --help and the key commands stay light (no torch)
 
     try:
         quota = Quota(per_minute, per_day)

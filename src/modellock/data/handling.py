@@ -17,6 +17,7 @@ import io
 from typing import Callable
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..utils.images import resize_mask
@@ -73,8 +74,6 @@ class RandomHandling:
         self.jpeg_probability, self.geometry, self.probability = jpeg_probability, geometry, probability
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None):
-        import torch
-
         r = torch.rand(6).tolist()
         if r[5] < self.probability:
             if self.geometry:

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torchvision.datasets as tvd
 from tqdm.auto import tqdm
 
 from ..errors import DataError
-from ..utils.images import to_uint8_rgb
 from ..utils.atomic import write_bytes_atomic
+from ..utils.images import to_uint8_rgb
 from ..utils.paths import cache_root
-from .source import IMAGE_EXTENSIONS, ImageSource, Sample, Split, read_mask, visible_dirs
+from .source import IMAGE_EXTENSIONS, LABEL_TASK, MASK_TASK, ImageSource, Sample, Split, read_mask, visible_dirs
 
 CLASSES_FILE = "classes.txt"
 VOC_CLASSES = (
@@ -62,9 +63,9 @@ def open_segmentation_folder(spec: str, root: Path, ignore_index: int = 255) -> 
     else:
         masks = [s.mask for lst in samples.values() for s in lst]
         classes = [f"class_{i}" for i in range(count_mask_classes(masks, ignore_index, spec))]
-    splits = {name: Split(name, classes, s, task="segmentation", ignore_index=ignore_index)
+    splits = {name: Split(name, classes, s, task=MASK_TASK, ignore_index=ignore_index)
               for name, s in samples.items()}
-    return ImageSource(spec, classes, splits, root, task="segmentation", ignore_index=ignore_index)
+    return ImageSource(spec, classes, splits, root, task=MASK_TASK, ignore_index=ignore_index)
 
 
 def _files(folder: Path) -> list[Path]:
@@ -176,18 +177,16 @@ def torchvision_task(name: str, task: str | None) -> str:
     """The task a ``torchvision:NAME`` source serves under the requested ``task`` (None = its default)."""
     adapter = _adapter(name)
     if adapter is None:
-        return "classification"
+        return LABEL_TASK
     if adapter.segmentation_only:
-        if task == "classification":
+        if task == LABEL_TASK:
             raise DataError(f"torchvision:{name}: a segmentation dataset; expected task 'segmentation'")
-        return "segmentation"
-    return task or "classification"
+        return MASK_TASK
+    return task or LABEL_TASK
 
 
 def open_torchvision_segmentation(spec: str, ignore_index: int = 255) -> ImageSource:
     """A ``torchvision:NAME`` segmentation dataset, downloaded into ``cache_root()/torchvision/NAME``."""
-    import torchvision.datasets as tvd
-
     adapter = _adapter(spec.split(":", 1)[1])
     cls = getattr(tvd, adapter.name)
     root = cache_root() / "torchvision" / adapter.name
@@ -205,8 +204,8 @@ def open_torchvision_segmentation(spec: str, ignore_index: int = 255) -> ImageSo
         splits[split] = Split(split, classes, samples,
                               _reader=lambda s, ds=ds: to_uint8_rgb(ds[int(s.id)][0]),
                               _mask_reader=lambda s, ds=ds, w=f"{spec} {split}": _target_mask(ds, s, lut, w),
-                              task="segmentation", ignore_index=ignore_index)
-    return ImageSource(spec, classes, splits, root=None, task="segmentation", ignore_index=ignore_index)
+                              task=MASK_TASK, ignore_index=ignore_index)
+    return ImageSource(spec, classes, splits, root=None, task=MASK_TASK, ignore_index=ignore_index)
 
 
 def _target_mask(ds, sample: Sample, lut: np.ndarray, where: str) -> np.ndarray:

@@ -17,7 +17,10 @@ from ..utils.images import decode_image, load_image
 
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
 IMAGE_EXTENSIONS = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-TASKS = ("classification", "segmentation")
+# the task each layout serves: images with one label (class folders) or with a mask (images/ + masks/); the data
+# layer knows samples with labels or masks, the task types above it know the rest
+LABEL_TASK, MASK_TASK = "classification", "segmentation"
+TASKS = (LABEL_TASK, MASK_TASK)
 _MASK_MODES = {"1", "L", "P", "I", "I;16", "I;16L", "I;16B"}  # single-channel integer images
 
 
@@ -49,6 +52,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def per_pixel(self) -> bool:
+        """Its samples have masks (a class per pixel), not one label each."""
+        return self.task == MASK_TASK
+
     def load(self, sample: Sample) -> np.ndarray:
         """The image as HxWx3 uint8; DataError naming the file when it cannot be read."""
         try:
@@ -64,7 +72,7 @@ class Split:
         it cannot be read, is not single-channel, differs in size from its image or holds a value that is
         not a class index."""
         where = sample.mask if sample.mask else f"{self.name}/{sample.id}"
-        if self.task != "segmentation":
+        if not self.per_pixel:
             raise DataError(f"{where}: split {self.name!r} is a {self.task} split; it has no masks")
         try:
             mask = np.asarray(self._mask_reader(sample) if self._mask_reader else read_mask(sample.mask),
@@ -115,7 +123,7 @@ class Split:
         if limit is None or limit >= len(self.samples):
             return self
         rng = np.random.default_rng(seed)
-        if self.task == "segmentation":
+        if self.per_pixel:
             chosen = [self.samples[i] for i in rng.choice(len(self.samples), limit, replace=False)]
         else:
             chosen = self._balanced(limit, rng)
@@ -180,6 +188,11 @@ class ImageSource:
     root: Path | None = None
     task: str = "classification"
     ignore_index: int = 255
+
+    @property
+    def per_pixel(self) -> bool:
+        """Its samples have masks (a class per pixel), not one label each."""
+        return self.task == MASK_TASK
 
     def split(self, name: str) -> Split:
         if name not in self.splits:

@@ -23,11 +23,15 @@ import tarfile
 import uuid
 from pathlib import Path
 
+import torchvision.datasets as tvd
+
 from ..errors import DataError
 from ..utils.images import to_uint8_rgb
 from ..utils.paths import cache_root
 from . import mask_folders
-from .source import SPLIT_NAMES, TASKS, ImageSource, Sample, Split, image_files, is_image_folder, visible_dirs
+from .source import (LABEL_TASK, MASK_TASK, SPLIT_NAMES, TASKS, ImageSource, Sample, Split, image_files,
+                     is_image_folder, visible_dirs)
+
 
 def open_source(spec: str | os.PathLike, limits: dict[str, int] | None = None, seed: int = 0,
                 task: str | None = None, ignore_index: int = 255) -> ImageSource:
@@ -69,11 +73,11 @@ def _open_folder(spec: str, path: Path, task: str | None, ignore_index: int) -> 
         else:
             break
     if mask_folders.is_segmentation_layout(root):
-        if task == "classification":
+        if task == LABEL_TASK:
             raise DataError(f"{spec}: this is a segmentation layout (images/ + masks/ folders); classification "
                             "expects an ImageFolder layout (<split>/<class>/<image>)")
         return mask_folders.open_segmentation_folder(spec, root, ignore_index)
-    if task == "segmentation":
+    if task == MASK_TASK:
         raise DataError(f"{spec}: expected a segmentation layout ([<split>/]images/<image> with "
                         "[<split>/]masks/<image stem>.png); found no images/ and masks/ folders")
     split_dirs = [d for d in visible_dirs(root) if is_image_folder(d)]
@@ -147,12 +151,10 @@ _TV_SPLITS = {"train": ("train", "trainval"), "test": ("test", "val")}
 
 
 def _open_torchvision(spec: str, task: str | None, ignore_index: int) -> ImageSource:
-    import torchvision.datasets as tvd
-
     name = spec.split(":", 1)[1]
-    if mask_folders.torchvision_task(name, task) == "segmentation":
+    if mask_folders.torchvision_task(name, task) == MASK_TASK:
         return mask_folders.open_torchvision_segmentation(spec, ignore_index)
-    if task == "segmentation":
+    if task == MASK_TASK:
         raise DataError(f"{spec}: not a segmentation dataset (segmentation: "
                         f"{', '.join('torchvision:' + n for n in mask_folders.TORCHVISION_SEGMENTATION)})")
     cls = next((getattr(tvd, n) for n in dir(tvd) if n.lower() == name.lower()), None)

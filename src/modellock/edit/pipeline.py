@@ -21,7 +21,6 @@ from ..errors import DataError
 from ..utils.images import save_png_atomic
 from ..utils.workers import ignore_sigint, quiet_workers
 
-
 MAX_READ_BATCH = 256  # images read, edited and written together when no batch size is given
 # helper processes are forked where possible: they only read or write files (no CUDA), and a forked
 # process needs nothing pickled (torchvision sources read through closures)

@@ -85,7 +85,7 @@ class KeyedNetEditor(Editor):
 
     def __init__(self, key, device=None, batch_size=None):
         super().__init__(key, device, batch_size)
-        import torch
+        import torch  # lazy: torch; the editor list and the key commands stay light
 
         self._torch = torch
         arrays = draw_weights(key_seed(key), float(key.params.get("strength", 1.0)))

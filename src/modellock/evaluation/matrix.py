@@ -19,22 +19,19 @@ from pathlib import Path
 
 import torch
 
+from ..data.checks import check_data
+from ..data.handling import HANDLING
+from ..data.image_list import ImageListDataset
 from ..data.source import ImageSource, Split
 from ..edit import cache_dir, edit_split
-from ..editors import resolve_key
-from ..data.image_list import ImageListDataset
-from ..tasks.classification import accuracy  # noqa: F401  (re-exported)
-from ..model_folder import LockedModel
-from ..utils.progress import plural
+from ..editors import editor_class, get_editor, resolve_key
 from ..keys.prompts import STYLE_PROMPTS
-from ..train import predict_logits_shared
-from ..editors import get_editor
-from ..data.checks import check_data
+from ..model_folder import LockedModel
 from ..tasks import task_type
-from ..editors import editor_class
-from ..data.handling import HANDLING
+from ..tasks.classification import accuracy  # noqa: F401  (re-exported)
 from ..tasks.segmentation.metrics import majority_class_miou
-
+from ..train import predict_logits_shared
+from ..utils.progress import plural
 
 FOLDER_ALONE = {True: "nothing loads without the key",
                 False: "the weights load without the key (stored plain): the lock is all that protects them"}

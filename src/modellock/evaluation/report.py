@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from ..model_folder.card import COUNTED, IGNORED, MatrixRow, _has_locked_output, markdown_table, matrix_rows  # noqa: F401
+from ..model_folder.card import (COUNTED, IGNORED, MatrixRow, _has_locked_output, markdown_table,  # noqa: F401
+                                 matrix_rows)
 from ..utils.atomic import write_bytes_atomic
 
 ROLE_COLOURS = {"reference": "#4c72b0", "unlocked": "#55a868", "no key": "#c44e52", "wrong key": "#dd8452",
@@ -74,11 +76,11 @@ def format_table(result: dict) -> str:
 
 def bar_chart(result: dict, path: Path) -> Path:
     """Horizontal bars per setting in its role's colour (hatched: locked output ignored), chance dashed."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib, only for charts
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only for charts
+    from matplotlib.patches import Patch  # lazy: matplotlib, only for charts
 
     rows = matrix_rows(result)[::-1]
     two = _has_locked_output(result)
@@ -113,8 +115,6 @@ def bar_chart(result: dict, path: Path) -> Path:
 
 
 def _png_data_uri(image: np.ndarray, scale: int = 1) -> str:
-    from PIL import Image
-
     im = Image.fromarray(image)
     if scale > 1:
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
@@ -163,32 +163,16 @@ def _files_html(files: dict[str, str], commands: list[str]) -> str:
     return f"<ul>{rows}</ul>{cmds}"
 
 
-def _attacks_html(result: dict) -> str:
-    """The attack suite's summary (the two figures first, and how to read them) and table
-    (``modellock.attacks.suite``), for a report page."""
-    from ..attacks.suite import READING, table_rows
-
-    settings = result.get("settings", {})
-    rows = "".join(f"<tr><td class='l'>{html.escape(r.label)}</td><td>{r.score:.4f}</td><td>{html.escape(r.undone)}"
-                   f"</td><td>{html.escape(r.gain)}</td><td class='l'>{html.escape(r.how)}</td></tr>"
-                   for r in table_rows(result))
-    return (f"<h2>Attacks without the key ({html.escape(str(settings.get('budget')))} budget)</h2>"
-            f"<p class='summary'><b>{html.escape(result['summary']['line'])}</b></p>"
-            f"<p>{html.escape(READING)}</p>"
-            f"<p>A thief who knows the method holds the locked model's opened weights and "
-            f"{', '.join(f'{f * 100:g}%' for f in settings.get('fractions', []))} of the training data with labels. "
-            "<code>modellock attack --budget full</code> runs the full thief.</p>"
-            f"<table><tr><th>setting</th><th>{html.escape(result['metric'])}</th><th>lock undone</th>"
-            f"<th>gain over scratch</th><th>how</th></tr>{rows}</table>")
-
-
 def write_html_report(out: Path, title: str, result: dict, columns: list[GridColumn | str], rows: list[list[tuple]],
                       notes: list[str] | None = None, files: dict[str, str] | None = None,
-                      commands: list[str] | None = None, grid_note: str = "", attacks: dict | None = None) -> Path:
+                      commands: list[str] | None = None, grid_note: str = "", attacks: dict | None = None,
+                      attacks_html: str = "") -> Path:
     """``report.html``: how to read it, the table, the bar chart (``matrix.png``), the files and the
     commands that use them, and an image grid.
 
     ``rows`` is a list of grid rows; each cell is ``(image array, caption)``; a caption's lines are kept.
+    ``attacks``: an attack suite's result (its summary line goes on top); ``attacks_html``: its section
+    (``modellock.attacks.report.attacks_html``).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,7 +190,6 @@ def write_html_report(out: Path, title: str, result: dict, columns: list[GridCol
                   if attacks and attacks.get("summary") else "")
     notes_html += "".join(f"<p class='facts'>{html.escape(t)}</p>" for t in facts)
     notes_html += "".join(f"<p>{html.escape(n)}</p>" for n in notes or [])
-    attacks_html = _attacks_html(attacks) if attacks else ""
     files_html = f"<h2>Files and how to use them</h2>{_files_html(files, commands or [])}" if files else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:collapse}}

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from ..nets.heads import head_names
-from ..nets.heads import with_fresh_head
-from ..tasks.segmentation.loss import LOCKED, LOCKED_SPREAD
+
 from ..nets.adapters import InputAdapter, PixelSpace, UNetAdapter
+from ..nets.heads import head_names, with_fresh_head
+from ..tasks.segmentation.loss import LOCKED, LOCKED_SPREAD
 from ..utils.images import IMAGENET_MEAN, IMAGENET_STD
 
 KEY_DISTANCE = 2.0 / 255  # mean absolute pixel difference under which an adapter's output is the key's edit

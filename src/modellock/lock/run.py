@@ -18,23 +18,22 @@ from pathlib import Path
 
 import torch
 
-from ..utils import distributed
 from ..data.checks import check_data
+from ..data.handling import RandomHandling
 from ..data.source import ImageSource
 from ..edit import cache_dir, edit_split
 from ..editors import editor_class, get_editor, resolve_key
 from ..errors import ModelLockError
-from .lock_set import LOCKED_CLASS_NAME, LockRecipe, decoy_keys, plan_lock_set
+from ..keys.seal import Sealer
 from ..model_folder import CONFIG, FORMAT, LockedModel, holds_model, library_versions
-from ..utils.paths import private_dir
-from ..utils.progress import plural, stage_bar
 from ..tasks import task_type
 from ..train import TrainConfig, fit
+from ..utils import distributed
 from ..utils.images import IMAGENET_MEAN, IMAGENET_STD
-from ..data.handling import RandomHandling
-from .lock_set import EditingCollate, OnlineLockDataset
+from ..utils.paths import private_dir
+from ..utils.progress import plural, stage_bar
 from .hardening import build_hardening
-from ..keys.seal import Sealer
+from .lock_set import LOCKED_CLASS_NAME, EditingCollate, LockRecipe, OnlineLockDataset, decoy_keys, plan_lock_set
 
 
 def default_image_size(model_name: str, task: str = "classification") -> int:

@@ -16,9 +16,9 @@ import yaml
 from pydantic import Field
 
 from ..errors import ModelLockError
+from ..train import TrainConfig
 from ..utils.fields import NUMBER, Count, field_types, validate_values
 from .lock_set import LockRecipe
-from ..train import TrainConfig
 
 MIN_IMAGE_SIZE = 8  # pixels, as the data checks' smallest image
 RECIPE_FIELDS = {f.name for f in dataclasses.fields(LockRecipe)} - {"seed"}

@@ -23,7 +23,6 @@ import os
 from pathlib import Path
 
 import torch
-
 from safetensors.torch import load, load_file, save
 
 from ..editors import editor_class
@@ -33,9 +32,11 @@ from ..tasks import task_type
 from ..utils.atomic import write_bytes_atomic
 from ..utils.results_json import rounded
 from .card import render_card
-from .config import CARD, CONFIG, SEALED, WEIGHTS, WRONG_KEY, library_versions, read_config, sealed_context, write_config
+from .config import (CARD, CONFIG, SEALED, WEIGHTS, WRONG_KEY, library_versions, read_config, sealed_context,
+                     write_config)
 from .predictor import Predictor
 from .stored import stored_attack_summary, stored_evaluation
+
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()

@@ -24,7 +24,11 @@ import json
 import logging
 import re
 from pathlib import Path
+
 import torch
+import torchvision
+from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import ModelLockError
@@ -58,13 +62,11 @@ def resolve_backbone(name: str) -> tuple[str, str]:
         return "modellock", name
     source, _, arch = name.partition(":") if ":" in name else ("", "", name)
     if source in ("", "timm"):
-        import timm.models
+        import timm.models  # lazy: timm, only for timm backbones
 
         if arch and timm.models.is_model(timm.models.split_model_name_tag(arch)[0]):
             return "timm", arch
     elif source == "torchvision":
-        import torchvision
-
         if arch in torchvision.models.list_models():
             return "torchvision", arch
     raise ModelLockError(
@@ -134,8 +136,6 @@ def _images_channels_last(module: nn.Module, args: tuple):
 
 
 def _create_torchvision(arch: str, num_classes: int, weights: tuple, model_args: dict) -> nn.Module:
-    import torchvision
-
     if weights[0] == "default":
         raise ModelLockError(
             f"torchvision:{arch}: published torchvision weights are pickled; "
@@ -146,9 +146,9 @@ def _create_torchvision(arch: str, num_classes: int, weights: tuple, model_args:
 
 def _create_timm(arch: str, num_classes: int, image_size: int, weights: tuple, model_args: dict):
     """A timm model; pretrained weights go through timm so that its filters (e.g. pos-embed resizing) apply."""
-    import timm
-    import timm.models
-    from timm.models._hub import load_model_config_from_path
+    import timm  # lazy: timm, only for timm backbones
+    import timm.models  # lazy: timm, only for timm backbones
+    from timm.models._hub import load_model_config_from_path  # lazy: timm, only for timm backbones
 
     kind, where = weights
     where = where or f"published weights of {arch}"
@@ -261,8 +261,7 @@ def _is_head(key: str, heads: list[str]) -> bool:
 
 def _file_head_rows(arch: str, path: Path) -> int:
     """How many classes the head in a safetensors file has (0 when it has none), read without loading tensors."""
-    import timm.models
-    from safetensors import safe_open
+    import timm.models  # lazy: timm, only for timm backbones
 
     heads = timm.models.get_pretrained_cfg(timm.models.split_model_name_tag(arch)[0])
     heads = heads.classifier if heads and heads.classifier else "head"
@@ -276,8 +275,6 @@ def _file_head_rows(arch: str, path: Path) -> int:
 
 def _check_keys(model: nn.Module, path: Path, heads: list[str]) -> None:
     """ModelLockError when a file lacks parameters of the model outside the head."""
-    from safetensors import safe_open
-
     with safe_open(str(path), "pt") as f:
         keys = set(f.keys())
     missing = [k for k in model.state_dict() if k not in keys and not _is_head(k, heads)]
@@ -290,8 +287,6 @@ def load_pretrained(model: nn.Module, path, num_classes: int) -> list[str]:
 
     Any other missing, unexpected or mismatched key is a ModelLockError naming the file.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
     try:
         state = load_file(str(path))

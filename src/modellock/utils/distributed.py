@@ -13,19 +13,18 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object, parse_flag_from_env
+
 
 def state():
     """accelerate's ``PartialState`` for this process (the process group is set up on first use)."""
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
     return PartialState(cpu=use_cpu() or parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def use_cpu() -> bool:
     """True when no GPU is present: accelerate must then be told to use the CPU (gloo)."""
-    import torch
-
     return not torch.cuda.is_available()
 
 
@@ -48,8 +47,6 @@ def barrier() -> None:
 
 def gather(obj: Any) -> list:
     """``obj`` of every process, in rank order (``[obj]`` in one process); for small picklable objects."""
-    from accelerate.utils import gather_object
-
     return gather_object([obj])
 
 

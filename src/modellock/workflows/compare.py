@@ -18,19 +18,27 @@ folder already in ``<out>`` is loaded, not retrained, and attack scores are memo
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import secrets
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
+from ..attacks import run_attack
+from ..attacks.context import AttackContext, Machinery
 from ..errors import ModelLockError
+from ..evaluation.matrix import default_wrong_keys, evaluate
+from ..keys import Key
+from ..lock import lock_model, train_baseline
+from ..model_folder import LockedModel, holds_model
+from ..tasks import task_type
+from ..train import TrainConfig
+from ..utils.atomic import write_bytes_atomic
+from ..utils.results_json import write_json
 from .baselines import BASELINES, canonical, known_text
 from .baselines.block_transforms import block_size_of
-from ..utils.atomic import write_bytes_atomic
-from ..lock.lock_set import LockRecipe
-from ..model_folder import holds_model
-from ..utils.results_json import write_json
-from ..train import TrainConfig
 
 ATTACKS = ("generic-transforms", "fine-tune")
 
@@ -70,14 +78,10 @@ def lock_setup(lock: str, seed: int, block_size=4, modellock_editor: str = "keye
 
 def make_key(editor: str, fields: dict):
     """A fresh key of ``editor`` with a random prompt string (never logged)."""
-    from ..keys import Key
-
     return Key.create(editor, secrets.token_hex(16), **fields)
 
 
 def _load_or_create_key(path: Path, editor: str, fields: dict, model_exists: bool):
-    from ..keys import Key
-
     if path.is_file():
         key = Key.load(path)
         if key.editor != editor:
@@ -94,8 +98,6 @@ def _load_or_create_key(path: Path, editor: str, fields: dict, model_exists: boo
 
 
 def _model(folder: Path, train_fn: Callable, device=None):
-    from ..model_folder import LockedModel
-
     if holds_model(folder):
         return LockedModel.from_pretrained(folder, device=device), True
     return train_fn(), False
@@ -147,13 +149,7 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
     (scored in mIoU) alike: every step goes through the data's task type.
     Returns the result written to ``compare.json``.
     """
-    from ..attacks import run_attack
-    from ..attacks.context import AttackContext, Machinery
-    from ..evaluation.matrix import default_wrong_keys, evaluate
-    from ..lock import lock_model, train_baseline
-
     log = log or (lambda message: None)
-    from ..tasks import task_type
 
     metric = task_type(source.task).metric
     names = parse_locks(locks)
@@ -161,8 +157,6 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
         raise ModelLockError(f"compare: fine-tune fraction must be in (0, 1], not {fine_tune_fraction!r}")
     train = train or TrainConfig(seed=seed)
     if train.seed != seed:
-        import dataclasses
-
         train = dataclasses.replace(train, seed=seed)
     setups = {n: lock_setup(n, seed, block_size, modellock_editor, diffusion_model, seal) for n in names}
     out = Path(out)
@@ -245,11 +239,10 @@ def format_markdown(result: dict) -> str:
 
 def grouped_bar_chart(result: dict, path: Path) -> Path:
     """Grouped bars per lock: unlocked, locked (output ignored), best wrong key, best transform, fine-tune."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib, only for charts
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only for charts
 
     series = [("unlocked", "unlocked"), ("locked_ignoring_locked_output", "locked (output ignored)"),
               ("best_wrong_key", "best wrong key"), ("best_generic_transform", "best generic transform"),

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ..attacks import available_attacks
+from ..attacks.report import attacks_html
+from ..attacks.suite import format_table as attack_table, run_suite
 from ..data import open_source
-from ..data.synthetic import make_shapes_dataset
-from ..tasks import task_type
+from ..data.synthetic import make_shapes_dataset, make_shapes_segmentation_dataset
+from ..editors import editor_class
 from ..evaluation.matrix import default_wrong_keys, evaluate
+from ..evaluation.report import COUNTED, IGNORED, GridColumn, format_table, write_html_report
 from ..keys import Key
 from ..lock import lock_model, train_baseline
 from ..lock.lock_set import LockRecipe
-from ..evaluation.report import COUNTED, IGNORED, GridColumn, format_table, write_html_report
-from ..utils.results_json import write_json
+from ..tasks import task_type
 from ..train import TrainConfig
+from ..utils.images import colour_mask, label_palette
+from ..utils.results_json import write_json
 
 # The demo's key is public (it is in this file): a prompt outside the attacks' catalogue, so the guessing
 # attack meets it as it would meet a real key's composed prompt.
@@ -79,10 +86,6 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
 
 def _attack(out: Path, locked, key, source, baseline, log, options: dict) -> dict:
     """The attack suite with the demo's quick thief; its summary goes to the model card too."""
-    from ..attacks.suite import format_table as attack_table
-    from ..attacks import available_attacks
-    from ..attacks.suite import run_suite
-
     run = run_suite(locked, key, source, None, baseline, progress=False, work_dir=out / "attack-work", **options)
     write_json(out / "attacks.json", run.result)
     locked.save_attack_summary(run.result["summary"], run.result["settings"], available_attacks())
@@ -92,10 +95,6 @@ def _attack(out: Path, locked, key, source, baseline, log, options: dict) -> dic
 
 def _own_edits_dir(folder: Path, key) -> Path:
     """The demo's edit folder, emptied when an earlier modellock wrote it with another editor version."""
-    import shutil
-
-    from ..editors import editor_class
-
     header = folder / "edit.json"
     if header.exists() and json.loads(header.read_text()).get("editor_version", 1) != editor_class(key.editor).version:
         shutil.rmtree(folder)
@@ -132,7 +131,8 @@ def _report(out: Path, locked, key, wrong: dict, source, result: dict, attacks: 
              "figure and image here is the lock on its opened weights."]
     return write_html_report(out, "modellock demo", result, columns, rows, notes, *_files_and_commands(out, samples),
                              grid_note=f"{len(samples)} test images; ✓ right, ✗ wrong. The table above scores all "
-                             f"{result['n_test']} test images the same two ways.", attacks=attacks)
+                             f"{result['n_test']} test images the same two ways.", attacks=attacks,
+                             attacks_html=attacks_html(attacks) if attacks else "")
 
 
 def _mark(right: bool) -> str:
@@ -175,8 +175,6 @@ def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train:
     epochs, as an owner locks a model they have; from scratch, this small U-Net needs far more epochs
     to reach the same unlocked mIoU (docs/benchmarks.md).
     """
-    from ..data.synthetic import make_shapes_segmentation_dataset
-
     out, t0 = Path(out), time.time()
     out.mkdir(parents=True, exist_ok=True)
     source = open_source(make_shapes_segmentation_dataset(out / "data", n_train, n_test, size=image_size))
@@ -190,10 +188,6 @@ def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train:
 
 def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: dict, attacks: dict,
                          n: int = 6) -> Path:
-    import torch
-
-    from ..utils.images import colour_mask, label_palette
-
     split = source.split("test")
     samples = split.samples[:: max(1, len(split.samples) // n)][:n]
     clean = [split.load(s) for s in samples]
@@ -232,7 +226,7 @@ def _segmentation_report(out: Path, locked, key, wrong: dict, source, result: di
     return write_html_report(out, "modellock segmentation demo", result, columns, rows, notes,
                              *_files_and_commands(out, samples),
                              grid_note="Masks show each model's answer with the locked output counted (magenta).",
-                             attacks=attacks)
+                             attacks=attacks, attacks_html=attacks_html(attacks) if attacks else "")
 
 
 # the demo of each task and its default output folder (``modellock demo --task``)

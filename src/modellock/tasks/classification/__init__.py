@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from ...data.image_list import ImageListDataset
+from ...nets.backbones import backbone_from_spec, create_backbone, resolve_backbone
+from ...train import predict_logits_shared
 from ...utils.images import IMAGENET_MEAN, IMAGENET_STD
 from .. import Pairs, TaskType, register_task
+from ..base import LockDataset
+from .loss import LockLoss
+from .transforms import classification_transforms, eval_short_side
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> float:
@@ -26,18 +32,12 @@ class Classification(TaskType):
     default_model = "small-cnn"
 
     def resolve_model(self, name: str):
-        from ...nets.backbones import resolve_backbone
-
         return resolve_backbone(name)
 
     def create_model(self, name: str, num_outputs: int, image_size: int, pretrained=None):
-        from ...nets.backbones import create_backbone
-
         return create_backbone(name, num_outputs, image_size, pretrained)
 
     def model_from_spec(self, spec: dict, pretrained=None):
-        from ...nets.backbones import backbone_from_spec
-
         return backbone_from_spec(spec, pretrained)
 
     def default_image_size(self, name: str) -> int:
@@ -46,7 +46,7 @@ class Classification(TaskType):
         if source == "modellock":
             return 32
         if source == "timm":
-            import timm
+            import timm  # lazy: timm, only for timm backbones
 
             try:
                 return int(timm.get_pretrained_cfg(arch).input_size[-1])
@@ -57,26 +57,18 @@ class Classification(TaskType):
     def transform(self, image_size: int, train: bool, augment: bool = True, mean=None, std=None,
                   ignore_index: int = 255):
         """Image -> input tensor (train: with augmentation when ``augment``)."""
-        from .transforms import classification_transforms
-
         return classification_transforms(image_size, train and augment, mean or IMAGENET_MEAN, std or IMAGENET_STD)
 
     def inference_transform(self, image_size: int, mean=None, std=None):
         return self.transform(image_size, False, mean=mean, std=std)
 
     def inference_short_side(self, image_size: int) -> int:
-        from .transforms import eval_short_side
-
         return eval_short_side(image_size)
 
     def lock_dataset(self, items, split, edits, transform, decoys=()):
-        from ..base import LockDataset
-
         return LockDataset(items, split, edits, transform, decoys)
 
     def lock_loss(self, num_classes: int, recipe=None, ignore_index: int = 255):
-        from .loss import LockLoss
-
         return LockLoss(num_classes)
 
     def targets(self, split, samples=None) -> torch.Tensor:
@@ -96,9 +88,6 @@ class Classification(TaskType):
         return Pairs(images, targets, transform)
 
     def evaluate_split(self, model, split, loaders, batch_size=256, progress=True) -> dict:
-        from ...data.image_list import ImageListDataset
-        from ...train import predict_logits_shared
-
         logits = predict_logits_shared(model.model, ImageListDataset(loaders, model.inference_transform()),
                                        batch_size)  # shared among launched processes
         labels = self.targets(split)

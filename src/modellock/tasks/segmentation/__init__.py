@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
+from ...data.handling import handled_mask
 from ...utils.images import IMAGENET_MEAN, IMAGENET_STD
 from .. import Pairs, TaskType, register_task
+from .lock_dataset import SegmentationLockDataset
+from .loss import SegmentationLockLoss
+from .metrics import ConfusionMatrix, majority_class_miou, update_from_logits
+from .models import create_segmenter, resolve_segmenter, segmenter_from_spec
+from .transforms import fixed_size_transform, image_transform, segmentation_transforms
 
 
 @register_task
@@ -23,18 +31,12 @@ class Segmentation(TaskType):
     default_model = "small-segnet"
 
     def resolve_model(self, name: str):
-        from .models import resolve_segmenter
-
         return resolve_segmenter(name)
 
     def create_model(self, name: str, num_outputs: int, image_size: int, pretrained=None):
-        from .models import create_segmenter
-
         return create_segmenter(name, num_outputs, image_size, pretrained)
 
     def model_from_spec(self, spec: dict, pretrained=None):
-        from .models import segmenter_from_spec
-
         return segmenter_from_spec(spec, pretrained)
 
     def default_image_size(self, name: str) -> int:
@@ -45,29 +47,21 @@ class Segmentation(TaskType):
     def transform(self, image_size: int, train: bool, augment: bool = True, mean=None, std=None,
                   ignore_index: int = 255):
         """(image, mask) -> (input, mask); training without ``augment`` resizes both to the input size."""
-        from .transforms import fixed_size_transform, segmentation_transforms
-
         mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
         if train and not augment:
             return fixed_size_transform(image_size, mean, std)
         return segmentation_transforms(image_size, train, mean, std, ignore_index)
 
     def inference_transform(self, image_size: int, mean=None, std=None):
-        from .transforms import image_transform
-
         return image_transform(image_size, mean or IMAGENET_MEAN, std or IMAGENET_STD)
 
     def inference_short_side(self, image_size: int) -> int:
         return image_size  # the whole image is resized to SxS
 
     def lock_dataset(self, items, split, edits, transform, decoys=()):
-        from .lock_dataset import SegmentationLockDataset
-
         return SegmentationLockDataset(items, split, edits, transform, decoys)
 
     def lock_loss(self, num_classes: int, recipe=None, ignore_index: int = 255):
-        from .loss import SegmentationLockLoss
-
         return SegmentationLockLoss(num_classes, ignore_index, recipe.locked_weight if recipe else 0.5)
 
     def targets(self, split, samples=None) -> list[torch.Tensor]:
@@ -76,15 +70,11 @@ class Segmentation(TaskType):
 
     def score(self, outputs, targets, num_classes, ignore_locked=True, ignore_index=255) -> float:
         """mIoU over the real classes; without ``ignore_locked`` a pixel won by the locked output is a miss."""
-        from .metrics import ConfusionMatrix, update_from_logits
-
         cm = ConfusionMatrix(int(num_classes), ignore_index)
         update_from_logits(cm, outputs, targets, num_classes if ignore_locked else None)
         return cm.miou()
 
     def chance(self, targets, num_classes: int, ignore_index: int = 255) -> float:
-        from .metrics import majority_class_miou
-
         counts = torch.zeros(num_classes, dtype=torch.long)
         for m in targets:
             m = torch.as_tensor(m).flatten()
@@ -110,11 +100,6 @@ class Segmentation(TaskType):
         ``handling`` (a ``modellock.data.handling.HANDLING`` name): the loaders' images went through it, and each is
         scored against the labels it shows (``handling.handled_mask``: a crop's window of the original mask),
         the prediction upsampled onto them: mapped back to the original pixel grid, no label resampled."""
-        from torch.utils.data import DataLoader
-        from tqdm.auto import tqdm
-
-        from .metrics import ConfusionMatrix
-
         data = DataLoader(_MaskedImages(loaders, split, model.inference_transform(), handling), batch_size=batch_size,
                           collate_fn=lambda b: (torch.stack([x for x, _ in b]), [m for _, m in b]))
         c, ignore = model.config["num_classes"], model.ignore_index
@@ -150,7 +135,5 @@ class _MaskedImages(torch.utils.data.Dataset):
     def __getitem__(self, i):
         mask = self.split.load_mask(self.split.samples[i])
         if self.handling is not None:
-            from ...data.handling import handled_mask
-
             mask = np.ascontiguousarray(handled_mask(self.handling, mask))
         return self.transform(self.loaders[i]()), torch.from_numpy(mask)

@@ -33,10 +33,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torchvision
+from safetensors import safe_open
 from torch import nn
 
-from ...nets.backbones import _HUB_ID, _first_line, _resolve_pretrained, channels_last, load_pretrained
 from ...errors import ModelLockError
+from ...nets.backbones import _HUB_ID, _first_line, _resolve_pretrained, channels_last, load_pretrained
 from ...utils.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -141,8 +143,6 @@ def resolve_segmenter(name: str) -> tuple[str, str]:
         return "modellock", name
     source, _, arch = str(name).partition(":")
     if source == "torchvision":
-        import torchvision
-
         if arch in torchvision.models.list_models(module=torchvision.models.segmentation):
             return "torchvision", arch
     elif source == "segformer" and arch:
@@ -222,9 +222,6 @@ def _final_convs(model: nn.Module, attr: str) -> list[str]:
 
 def _create_torchvision(arch: str, num_classes: int, weights: tuple, model_args: dict) -> nn.Module:
     """A torchvision segmentation model; a file's aux_classifier is loaded into a temporary aux head, then dropped."""
-    import torchvision
-    from safetensors import safe_open
-
     kind, where = weights
     if kind == "default":
         raise ModelLockError(
@@ -274,7 +271,7 @@ class SegformerSegmenter(nn.Module):
 
 def _segformer_fields() -> list[str]:
     """The SegformerConfig arguments that describe the architecture (not PretrainedConfig's generic ones)."""
-    from transformers import PretrainedConfig, SegformerConfig
+    from transformers import PretrainedConfig, SegformerConfig  # lazy: transformers, only for SegFormer models
 
     generic = set(inspect.signature(PretrainedConfig.__init__).parameters)
     own = inspect.signature(SegformerConfig.__init__).parameters
@@ -302,7 +299,8 @@ _SHAPE_FIELDS = ("num_channels", "num_encoder_blocks", "depths", "sr_ratios", "h
 
 def _create_segformer(arch: str, num_classes: int, pretrained, model_args: dict):
     """A SegformerSegmenter and the model_args recording its whole config (``{"config": {...}}``)."""
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+    from transformers import SegformerConfig  # lazy: transformers, only for SegFormer models
+    from transformers import SegformerForSemanticSegmentation
 
     fields = _segformer_fields()
     args = dict(model_args)
@@ -331,7 +329,7 @@ def _create_segformer(arch: str, num_classes: int, pretrained, model_args: dict)
 
 def _segformer_base(arch: str, fields: list[str]) -> dict:
     """The architecture fields of ``mit-bN``, or of the config of a hub id / save_pretrained folder."""
-    from transformers import SegformerConfig
+    from transformers import SegformerConfig  # lazy: transformers, only for SegFormer models
 
     if arch in SEGFORMER_SIZES:
         config = SegformerConfig(**SEGFORMER_SIZES[arch])

@@ -19,9 +19,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as F
 
 from ...errors import DataError
-from ...utils.images import IMAGENET_MEAN, IMAGENET_STD, resize_mask, to_uint8_rgb  # noqa: F401  (resize_mask: here too)
+from ...utils.images import (IMAGENET_MEAN, IMAGENET_STD, resize_mask,  # noqa: F401  (resize_mask: here too)
+                             to_uint8_rgb)
 
 
 def _resize_image(a: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -78,8 +81,6 @@ class SegmentationTransform:
         self.image = ImageTransform(image_size, mean, std)
         self._crop = None
         if train and image_size > 64:
-            from torchvision.transforms import v2
-
             self._crop = v2.RandomResizedCrop(image_size, scale=(0.25, 1.0))
 
     def __call__(self, image, mask) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,9 +109,6 @@ class SegmentationTransform:
 
     def _resized_crop(self, a: np.ndarray, m: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """RandomResizedCrop(S, scale=(0.25, 1)): image bilinear + antialias, mask pixel-centre nearest."""
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms.v2 import functional as F
-
         image = _chw(a)
         box = self._crop.make_params([image])
         size = [self.size, self.size]
