@@ -16,8 +16,9 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/modellock demo --out demo-output
 
+# one process per core (pytest-xdist), one torch thread each: tiny models train fastest that way
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist loadfile
 
 clean:
 	rm -rf demo-output .pytest_cache

@@ -59,8 +59,8 @@ def fit(*args, **kwargs):
 _save_checkpoint = modellock.train._save_checkpoint
 
 
-def save_checkpoint(accelerator, checkpoint_dir, epoch, state, keep):
-    _save_checkpoint(accelerator, checkpoint_dir, epoch, state, keep)
+def save_checkpoint(accelerator, checkpoint_dir, epoch, *args, **kwargs):
+    _save_checkpoint(accelerator, checkpoint_dir, epoch, *args, **kwargs)
     if epoch == int(os.environ.get("PROBE_EXIT_AFTER_EPOCH", "0")):
         save()
         os._exit(3)

@@ -336,10 +336,10 @@ def test_the_seal_keeps_from_a_folder_thief_what_an_adapter_takes_from_opened_we
     result = evaluate(opened, key, source, progress=False, handling=False)
     ctx = AttackContext(opened, source, Machinery.of(key), budget=budget, fractions=(1.0,), progress=False)
     assert run_attack("input-adapter", ctx)["best"] >= result["unlocked"] - 0.1  # the attack, where it wins
-    stolen = LockedModel.from_pretrained(tmp_path / "m", device="cpu")
-    ctx = AttackContext(stolen, source, Machinery.of(key), budget=budget, fractions=(1.0,), progress=False)
-    with pytest.raises(ModelLockError, match="the weights are sealed"):
-        run_attack("input-adapter", ctx)
+    stolen = LockedModel.from_pretrained(tmp_path / "m", device="cpu")  # the folder alone: sealed weights
+    with pytest.raises(ModelLockError, match="needs the opened weights"):
+        AttackContext(stolen, source, Machinery.of(key), budget=budget, fractions=(1.0,), progress=False)
+    assert not stolen.opened and stolen.is_sealed
 
 
 def test_nothing_in_the_folder_names_or_narrows_the_key(locks, tmp_path):

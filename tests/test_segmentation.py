@@ -264,7 +264,7 @@ def test_segmentation_cli_errors(seg_data, tmp_path, capsys):
     main(["keygen", "--out", str(key), "--editor", "keyed-filter", "--prompt", "with oil pastel"])
     for args, message in [
         (["--model", "small-cnn"], "unknown"),
-        (["--clean-target", "locked-everything"], "clean_target must be one of"),
+        (["--clean-target", "locked-everything"], "--clean-target: input should be"),
         (["--task", "classification"], str(seg_data.name)),
     ]:
         with pytest.raises(SystemExit) as e:
