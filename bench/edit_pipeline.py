@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edit_throughput import machine_description  # noqa: E402
+from _common import machine_description  # noqa: E402
 
 PROMPT = "turn it into an oil pastel drawing"  # a benchmark prompt, not anybody's key
 

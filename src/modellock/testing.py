@@ -43,7 +43,8 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def build_clip_tokenizer(max_length: int = 77):
     """A CLIPTokenizer over every byte (alone and word-final) plus a few merges, built without a download."""
-    from transformers import CLIPTokenizer  # lazy: transformers, only for SegFormer models
+    # lazy: transformers, only for the tiny test pipeline
+    from transformers import CLIPTokenizer
 
     chars = list(_bytes_to_unicode().values())
     tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
@@ -57,9 +58,10 @@ def build_clip_tokenizer(max_length: int = 77):
 
 
 def _save_pipeline(path, unet_kwargs: dict, vae_kwargs: dict, text_kwargs: dict, seed: int) -> Path:
-    from diffusers import AutoencoderKL  # lazy: diffusers, only for the diffusion editor
-    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel  # lazy: transformers, only for SegFormer models
+    # lazy: diffusers and transformers, only for the tiny test pipeline
+    from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = build_clip_tokenizer(text_kwargs.get("max_position_embeddings", 77))
     special = {

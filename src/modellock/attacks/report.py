@@ -33,10 +33,12 @@ _REF_STYLE = {"locked_clean_without_locked_class": ("#937860", "locked, locked o
 
 
 def _plt():
-    import matplotlib  # lazy: matplotlib, only for charts
+    # lazy: matplotlib, only for charts
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: matplotlib, only for charts
+    # lazy: matplotlib, only for charts
+    import matplotlib.pyplot as plt
 
     return plt
 
@@ -53,7 +55,8 @@ def _reference_lines(ax, reference: dict, vertical: bool = True) -> None:
 def _legend(ax, kinds: list[str], breaks: bool) -> None:
     """The kinds shown, the hatch of a bar that breaks the lock, and the reference lines: outside the axes, on
     the right, so no bar is covered."""
-    from matplotlib.patches import Patch  # lazy: matplotlib, only for charts
+    # lazy: matplotlib, only for charts
+    from matplotlib.patches import Patch
 
     handles = [Patch(color=KIND_COLOURS[k], label=KIND_LABELS[k]) for k in kinds]
     if breaks:

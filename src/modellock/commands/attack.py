@@ -73,18 +73,14 @@ def attack(
                                          rich_help_panel=RUN),
 ):
     """Attack a locked model without its key: guessed/similar prompts, wrong machinery, fine-tuning, adapters..."""
-    from ..attacks import (  # lazy: the command's own work; --help and the key commands stay light (no torch)
-        attack_spec, available_attacks)
-    from ..attacks.context import \
-        budget_named  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..attacks.suite import (  # lazy: the command's own work; --help and the key commands stay light (no torch)
-        format_table, run_suite)
-    from ..data import open_source  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..data.checks import \
-        check_data  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..model_folder import \
-        LockedModel  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..tasks import task_for  # lazy: the command's own work; --help and the key commands stay light (no torch)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..attacks import attack_spec, available_attacks
+    from ..attacks.context import budget_named
+    from ..attacks.suite import format_table, run_suite
+    from ..data import open_source
+    from ..data.checks import check_data
+    from ..model_folder import LockedModel
+    from ..tasks import task_for
 
     names = None if attack_names.strip() == "all" else [n.strip() for n in attack_names.split(",") if n.strip()]
     for n in names or []:
@@ -114,8 +110,8 @@ def attack(
     if update_card and m.path is not None and Path(model).is_dir():
         m.save_attack_summary(run.result["summary"], run.result["settings"], available_attacks())
     if report:
-        from ..attacks.report import \
-            write_attack_report  # lazy: the command's own work; --help and the key commands stay light (no torch)
+        # lazy: the command's own work; --help and the key commands stay light (no torch)
+        from ..attacks.report import write_attack_report
 
         path = write_attack_report(report, run.result, run.grid_columns, run.grid_rows)
         typer.echo(f"wrote {path}")

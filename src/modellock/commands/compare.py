@@ -63,16 +63,13 @@ def compare(
                                          rich_help_panel=RUN),
 ):
     """Train the baseline and each lock with the same budget; evaluate, attack and compare them in one table."""
-    from ..attacks.context import \
-        budget_named  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..data import open_source  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..data.checks import \
-        check_train_limit  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..lock.settings import (  # lazy: the command's own work; --help and the key commands stay light (no torch)
-        load_settings, train_config_from)
-    from ..tasks import task_type  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..workflows.compare import (  # lazy: the command's own work; --help and the key commands stay light (no torch)
-        compare_locks, format_markdown, parse_locks)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..attacks.context import budget_named
+    from ..data import open_source
+    from ..data.checks import check_train_limit
+    from ..lock.settings import load_settings, train_config_from
+    from ..tasks import task_type
+    from ..workflows.compare import compare_locks, format_markdown, parse_locks
 
     parse_locks(locks)  # unknown names fail before any work
     if modellock_editor == "instruct-pix2pix" and not diffusion_model and "modellock" in parse_locks(locks):

@@ -22,8 +22,8 @@ def demo(
     task: str = typer.Option("classification", help="classification or segmentation.", rich_help_panel=TRAINING),
 ):
     """Run the whole flow on built-in data, no downloads: keygen, edit, train, lock, evaluate, report."""
-    from ..workflows.demo import \
-        DEMOS  # lazy: the command's own work; --help and the key commands stay light (no torch)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..workflows.demo import DEMOS
 
     if task not in DEMOS:
         fail(f"--task {task!r}: expected classification or segmentation")

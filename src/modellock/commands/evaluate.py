@@ -40,16 +40,13 @@ def eval_cmd(
 
     Under `accelerate launch` or `torchrun` the edits and predictions are shared among the processes.
     """
-    from ..data import open_source  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..data.checks import (  # lazy: the command's own work; --help and the key commands stay light (no torch)
-        check_decodes, pick_split)
-    from ..evaluation.matrix import \
-        evaluate  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..evaluation.report import \
-        format_table  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..model_folder import \
-        LockedModel  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..utils import distributed  # lazy: the command's own work; --help and the key commands stay light (no torch)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..data import open_source
+    from ..data.checks import check_decodes, pick_split
+    from ..evaluation.matrix import evaluate
+    from ..evaluation.report import format_table
+    from ..model_folder import LockedModel
+    from ..utils import distributed
 
     k = load_key(key)
     device = device or distributed.device()  # launched: this process's GPU

@@ -81,9 +81,9 @@ def keygen(
 
 def _ranked(key, data: str, candidates: int, sample: int):
     """The best of ``candidates`` composed prompts by their edits' separation on ``sample`` images of ``data``."""
-    from ..data import open_source  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..keys.ranking import \
-        rank_prompts  # lazy: the command's own work; --help and the key commands stay light (no torch)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..data import open_source
+    from ..keys.ranking import rank_prompts
 
     source = open_source(data)
     split = source.split("train" if "train" in source.splits else next(iter(source.splits)))

@@ -15,8 +15,8 @@ OUTPUT = "Output"
 
 def _image_files(paths: List[Path]) -> List[Path]:
     """The files given, with each folder replaced by the image files in it (and its subfolders), sorted."""
-    from ..data.source import \
-        IMAGE_EXTENSIONS  # lazy: the command's own work; --help and the key commands stay light (no torch)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..data.source import IMAGE_EXTENSIONS
 
     files = []
     for p in paths:
@@ -46,9 +46,9 @@ def predict(
                                          rich_help_panel=RUN),
 ):
     """Predict classes of images (segmentation: a colour-coded mask per image), unlocking the model with KEY."""
-    from ..model_folder import \
-        LockedModel  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..tasks import task_type  # lazy: the command's own work; --help and the key commands stay light (no torch)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..model_folder import LockedModel
+    from ..tasks import task_type
 
     images = _image_files(images)
     m = LockedModel.from_pretrained(model, device=device)
@@ -70,8 +70,8 @@ def predict(
 
 def _write_masks(images: List[Path], results: list, m, folder: Path, as_json: bool, top_k: int) -> None:
     """One colour PNG per input (``<stem>.png``, numbered when stems repeat), then a line per image."""
-    from ..utils.images import (  # lazy: the command's own work; --help and the key commands stay light (no torch)
-        colour_mask, save_png_atomic)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..utils.images import colour_mask, save_png_atomic
 
     stems = [p.stem for p in images]
     for i, (p, r) in enumerate(zip(images, results)):

@@ -18,8 +18,8 @@ _TRAIN_HELP = ("Settings may also come from --config FILE (YAML with the same na
 
 def _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                   mixed_precision, train_limit, split, **extra) -> dict:
-    from ..lock.settings import \
-        load_settings  # lazy: the command's own work; --help and the key commands stay light (no torch)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..lock.settings import load_settings
 
     return load_settings(config, model=model, pretrained=pretrained, image_size=image_size, epochs=epochs,
                          batch_size=batch_size, lr=lr, seed=seed, num_workers=num_workers,
@@ -30,9 +30,9 @@ def _open_training_data(data: str, s: dict, task, ignore_index: int, skip_bad: b
     """The source and the name of the split to train on (``--split``, else train or the only split),
     limited to ``--train-limit`` images; images that cannot be decoded are named (or, with ``skip_bad``,
     left out) before any work."""
-    from ..data import open_source  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..data.checks import (  # lazy: the command's own work; --help and the key commands stay light (no torch)
-        check_decodes, check_train_limit, pick_split)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..data import open_source
+    from ..data.checks import check_decodes, check_train_limit, pick_split
 
     source = open_source(data, task=task, ignore_index=ignore_index)
     split = pick_split(source, s.get("split"), "train")
@@ -132,13 +132,12 @@ def lock(
 
     Under `accelerate launch` or `torchrun` the editing and the training are shared among the processes.
     """
-    from ..lock import lock_model  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..lock.hardening import \
-        HARDEN_PRESET  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..lock.settings import (  # lazy: the command's own work; --help and the key commands stay light (no torch)
-        recipe_from, train_config_from)
-    from ..tasks import task_type  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..utils import distributed  # lazy: the command's own work; --help and the key commands stay light (no torch)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..lock import lock_model
+    from ..lock.hardening import HARDEN_PRESET
+    from ..lock.settings import recipe_from, train_config_from
+    from ..tasks import task_type
+    from ..utils import distributed
 
     levers = {k: (v if harden else 0.0) for k, v in HARDEN_PRESET.items()} if harden is not None else {}
     if clean_fraction is not None:
@@ -177,11 +176,11 @@ def train(
     skip_bad: bool = _opt["skip_bad"], task: Optional[str] = _opt["task"], ignore_index: int = _opt["ignore_index"],
 ):
     """Fine-tune the same recipe on clean data without a lock: the original (baseline) model."""
-    from ..lock import train_baseline  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..lock.settings import \
-        train_config_from  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..tasks import task_type  # lazy: the command's own work; --help and the key commands stay light (no torch)
-    from ..utils import distributed  # lazy: the command's own work; --help and the key commands stay light (no torch)
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..lock import train_baseline
+    from ..lock.settings import train_config_from
+    from ..tasks import task_type
+    from ..utils import distributed
 
     s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                       mixed_precision, train_limit, split)

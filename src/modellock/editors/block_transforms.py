@@ -100,9 +100,9 @@ def model_patch_size(model, image_size: int = 224) -> int:
     """
     name = None
     if isinstance(model, str):
-        import torch  # lazy: torch; the editor list and the key commands stay light
-
-        from ..nets.backbones import create_backbone  # lazy: torch; the editor list and the key commands stay light
+        # lazy: torch; the editor list and the key commands stay light
+        import torch
+        from ..nets.backbones import create_backbone
 
         name = model
         with torch.device("meta"):

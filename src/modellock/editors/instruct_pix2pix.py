@@ -50,7 +50,8 @@ def _redact_prompt_in_logs() -> None:
 
 
 def _default_device_dtype(device: str | None, dtype):
-    import torch  # lazy: torch and diffusers, only when the diffusion editor runs
+    # lazy: torch and diffusers, only when the diffusion editor runs
+    import torch
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -69,8 +70,8 @@ def load_pipeline(model: str, revision: str = "", device: str | None = None, dty
     with _LOCK:
         if cache_key in _PIPELINES:
             return _PIPELINES[cache_key]
-        from diffusers import \
-            StableDiffusionInstructPix2PixPipeline  # lazy: torch and diffusers, only when the diffusion editor runs
+        # lazy: torch and diffusers, only when the diffusion editor runs
+        from diffusers import StableDiffusionInstructPix2PixPipeline
 
         _redact_prompt_in_logs()
         try:
@@ -121,7 +122,8 @@ class InstructPix2PixEditor(Editor):
 
     def edit_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Edit ``images`` in one pipeline call; out of GPU memory, in halves (and smaller batches from then on)."""
-        import torch  # lazy: torch and diffusers, only when the diffusion editor runs
+        # lazy: torch and diffusers, only when the diffusion editor runs
+        import torch
 
         try:
             return self._pipeline_call(images)
@@ -136,8 +138,9 @@ class InstructPix2PixEditor(Editor):
             return out
 
     def _pipeline_call(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        import torch  # lazy: torch and diffusers, only when the diffusion editor runs
-        from PIL import Image  # lazy: torch and diffusers, only when the diffusion editor runs
+        # lazy: torch and diffusers, only when the diffusion editor runs
+        import torch
+        from PIL import Image
 
         n = len(images)
         # A fresh CPU generator per image, seeded with the key's seed: same noise whatever the batch.

@@ -85,7 +85,8 @@ class KeyedNetEditor(Editor):
 
     def __init__(self, key, device=None, batch_size=None):
         super().__init__(key, device, batch_size)
-        import torch  # lazy: torch; the editor list and the key commands stay light
+        # lazy: torch; the editor list and the key commands stay light
+        import torch
 
         self._torch = torch
         arrays = draw_weights(key_seed(key), float(key.params.get("strength", 1.0)))
@@ -94,7 +95,8 @@ class KeyedNetEditor(Editor):
     @classmethod
     def attack_family(cls, key):
         """The same network with every weight trainable, started at ``key``'s weights."""
-        from .families import KeyedNetFamily  # lazy: torch (the key commands do not load it)
+        # lazy: torch (the key commands do not load it)
+        from .families import KeyedNetFamily
 
         return KeyedNetFamily(draw_weights(key_seed(key), float(key.params.get("strength", 1.0))), key.alpha)
 

@@ -76,11 +76,13 @@ def format_table(result: dict) -> str:
 
 def bar_chart(result: dict, path: Path) -> Path:
     """Horizontal bars per setting in its role's colour (hatched: locked output ignored), chance dashed."""
-    import matplotlib  # lazy: matplotlib, only for charts
+    # lazy: matplotlib, only for charts
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: matplotlib, only for charts
-    from matplotlib.patches import Patch  # lazy: matplotlib, only for charts
+    # lazy: matplotlib, only for charts
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     rows = matrix_rows(result)[::-1]
     two = _has_locked_output(result)

@@ -40,7 +40,8 @@ MIN_BITS = 64
 
 def wordlist() -> list[str]:
     """The EFF long wordlist (7,776 distinct words), as ``xkcdpass`` ships it."""
-    from xkcdpass import xkcd_password  # lazy: xkcdpass, only for a generated prompt
+    # lazy: xkcdpass, only for a generated prompt
+    from xkcdpass import xkcd_password
 
     words = xkcd_password.generate_wordlist(wordfile=xkcd_password.locate_wordfile("eff-long"), min_length=1,
                                             max_length=64)

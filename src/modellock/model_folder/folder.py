@@ -279,6 +279,7 @@ def _download(repo_id: str) -> Path:
     if "/" not in repo_id:  # a mistyped folder, not a hub id (``user/name``): say so without asking the hub
         raise ModelLockError(f"{repo_id}: no such model folder (a hub repo id has the form user/name)")
     try:
+        # lazy: huggingface_hub, only for a hub download
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo_id, allow_patterns=[CONFIG, WEIGHTS, SEALED, CARD]))

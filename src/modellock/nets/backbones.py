@@ -62,7 +62,8 @@ def resolve_backbone(name: str) -> tuple[str, str]:
         return "modellock", name
     source, _, arch = name.partition(":") if ":" in name else ("", "", name)
     if source in ("", "timm"):
-        import timm.models  # lazy: timm, only for timm backbones
+        # lazy: timm, only for timm backbones
+        import timm.models
 
         if arch and timm.models.is_model(timm.models.split_model_name_tag(arch)[0]):
             return "timm", arch
@@ -146,9 +147,10 @@ def _create_torchvision(arch: str, num_classes: int, weights: tuple, model_args:
 
 def _create_timm(arch: str, num_classes: int, image_size: int, weights: tuple, model_args: dict):
     """A timm model; pretrained weights go through timm so that its filters (e.g. pos-embed resizing) apply."""
-    import timm  # lazy: timm, only for timm backbones
-    import timm.models  # lazy: timm, only for timm backbones
-    from timm.models._hub import load_model_config_from_path  # lazy: timm, only for timm backbones
+    # lazy: timm, only for timm backbones
+    import timm
+    import timm.models
+    from timm.models._hub import load_model_config_from_path
 
     kind, where = weights
     where = where or f"published weights of {arch}"
@@ -261,7 +263,8 @@ def _is_head(key: str, heads: list[str]) -> bool:
 
 def _file_head_rows(arch: str, path: Path) -> int:
     """How many classes the head in a safetensors file has (0 when it has none), read without loading tensors."""
-    import timm.models  # lazy: timm, only for timm backbones
+    # lazy: timm, only for timm backbones
+    import timm.models
 
     heads = timm.models.get_pretrained_cfg(timm.models.split_model_name_tag(arch)[0])
     heads = heads.classifier if heads and heads.classifier else "head"

@@ -75,7 +75,8 @@ def listen(host: str, port: int) -> socket.socket:
 def run(app, sock: socket.socket, graceful_s: float, access_log: bool = True, log_level: str = "info") -> None:
     """Serve ``app`` on ``sock`` until SIGTERM or Ctrl-C: then stop accepting, finish the requests in flight
     (``graceful_s`` at most), stop the batcher and return (the command exits 0)."""
-    import uvicorn  # lazy: uvicorn, only when serving
+    # lazy: uvicorn, only when serving
+    import uvicorn
 
     logger = logging.getLogger("modellock.serve")
     if not logger.handlers:

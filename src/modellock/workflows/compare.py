@@ -239,10 +239,12 @@ def format_markdown(result: dict) -> str:
 
 def grouped_bar_chart(result: dict, path: Path) -> Path:
     """Grouped bars per lock: unlocked, locked (output ignored), best wrong key, best transform, fine-tune."""
-    import matplotlib  # lazy: matplotlib, only for charts
+    # lazy: matplotlib, only for charts
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: matplotlib, only for charts
+    # lazy: matplotlib, only for charts
+    import matplotlib.pyplot as plt
 
     series = [("unlocked", "unlocked"), ("locked_ignoring_locked_output", "locked (output ignored)"),
               ("best_wrong_key", "best wrong key"), ("best_generic_transform", "best generic transform"),

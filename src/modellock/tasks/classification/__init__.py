@@ -46,7 +46,8 @@ class Classification(TaskType):
         if source == "modellock":
             return 32
         if source == "timm":
-            import timm  # lazy: timm, only for timm backbones
+            # lazy: timm, only for timm backbones
+            import timm
 
             try:
                 return int(timm.get_pretrained_cfg(arch).input_size[-1])

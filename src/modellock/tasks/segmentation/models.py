@@ -271,7 +271,8 @@ class SegformerSegmenter(nn.Module):
 
 def _segformer_fields() -> list[str]:
     """The SegformerConfig arguments that describe the architecture (not PretrainedConfig's generic ones)."""
-    from transformers import PretrainedConfig, SegformerConfig  # lazy: transformers, only for SegFormer models
+    # lazy: transformers, only for SegFormer models
+    from transformers import PretrainedConfig, SegformerConfig
 
     generic = set(inspect.signature(PretrainedConfig.__init__).parameters)
     own = inspect.signature(SegformerConfig.__init__).parameters
@@ -299,8 +300,8 @@ _SHAPE_FIELDS = ("num_channels", "num_encoder_blocks", "depths", "sr_ratios", "h
 
 def _create_segformer(arch: str, num_classes: int, pretrained, model_args: dict):
     """A SegformerSegmenter and the model_args recording its whole config (``{"config": {...}}``)."""
-    from transformers import SegformerConfig  # lazy: transformers, only for SegFormer models
-    from transformers import SegformerForSemanticSegmentation
+    # lazy: transformers, only for SegFormer models
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
     fields = _segformer_fields()
     args = dict(model_args)
@@ -329,7 +330,8 @@ def _create_segformer(arch: str, num_classes: int, pretrained, model_args: dict)
 
 def _segformer_base(arch: str, fields: list[str]) -> dict:
     """The architecture fields of ``mit-bN``, or of the config of a hub id / save_pretrained folder."""
-    from transformers import SegformerConfig  # lazy: transformers, only for SegFormer models
+    # lazy: transformers, only for SegFormer models
+    from transformers import SegformerConfig
 
     if arch in SEGFORMER_SIZES:
         config = SegformerConfig(**SEGFORMER_SIZES[arch])
