@@ -93,7 +93,7 @@ def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource
 def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", baseline: LockedModel | None = None,
              wrong_keys: dict | None = None, batch_size: int = 256, device: str | None = None,
              progress: bool = True, handling: bool | None = None) -> dict:
-    """The evaluation matrix as a JSON-able dict (see the README for its fields), on ``model.open(key)``.
+    """The evaluation matrix as a JSON-able dict (its fields: docs/reference/results.md), on ``model.open(key)``.
 
     ``handling``: also score the unlocked model on inputs that went through ordinary handling before the key
     edit (``modellock.data.handling.HANDLING``: JPEG quality 75, a resize by +-10 %, a 90 % crop; segmentation
