@@ -1,5 +1,5 @@
-"""Segmentation: a class per pixel, mean IoU, models in ``models.py`` (lock set, loss, transforms, metrics beside it); image and mask move
-together through the transforms. Scores are computed at each mask's own resolution."""
+"""Segmentation: a class per pixel, mean IoU, models in ``models.py`` (lock set, loss, transforms, metrics beside
+it); image and mask move together through the transforms. Scores are computed at each mask's own resolution."""
 
 from __future__ import annotations
 
