@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -132,6 +133,108 @@ def summarise(name: str, evaluation: dict, attacks: dict, baseline_clean: float)
     }
 
 
+@dataclass
+class CompareJob:
+    """One comparison: the data, the model, the locks (registered baselines), the folder and the shared budget;
+    ``run()`` trains, evaluates and attacks each lock (see :func:`compare_locks`)."""
+
+    source: object
+    model_name: str
+    locks: object
+    out: object
+    train: TrainConfig | None = None
+    seed: int = 0
+    block_size: object = 4
+    modellock_editor: str = "keyed-filter"
+    diffusion_model: str | None = None
+    fine_tune_fraction: float = 0.05
+    image_size: int | None = None
+    pretrained: object = None
+    budget: str = "quick"
+    samples: int | None = None
+    screen: int = 500
+    random_keys: int = 3
+    device: str | None = None
+    progress: bool = True
+    log: Callable[[str], None] | None = None
+    seal: bool = False
+
+    def run(self) -> dict:
+        source, model_name, locks, out = self.source, self.model_name, self.locks, self.out
+        train, seed, block_size, modellock_editor = self.train, self.seed, self.block_size, self.modellock_editor
+        diffusion_model, fine_tune_fraction = self.diffusion_model, self.fine_tune_fraction
+        image_size, pretrained = self.image_size, self.pretrained
+        budget, samples, screen, random_keys = self.budget, self.samples, self.screen, self.random_keys
+        device, progress, log, seal = self.device, self.progress, self.log, self.seal
+        log = log or (lambda message: None)
+
+        metric = task_type(source.task).metric
+        names = parse_locks(locks)
+        if not 0.0 < float(fine_tune_fraction) <= 1.0:
+            raise ModelLockError(f"compare: fine-tune fraction must be in (0, 1], not {fine_tune_fraction!r}")
+        train = train or TrainConfig(seed=seed)
+        if train.seed != seed:
+            train = dataclasses.replace(train, seed=seed)
+        setups = {n: lock_setup(n, seed, block_size, modellock_editor, diffusion_model, seal) for n in names}
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+
+        log("baseline: training on clean data" if not holds_model(out / "baseline")
+            else "baseline: already trained, loading")
+        baseline, _ = _model(out / "baseline", lambda: train_baseline(source, model_name, out / "baseline", train,
+                                                                      image_size, pretrained), device)
+        rows, details = [], {}
+        for i, name in enumerate(names, 1):
+            editor, fields, recipe = setups[name]
+            folder = out / name
+            exists = holds_model(folder)
+            key = _load_or_create_key(out / "keys" / f"{name}.toml", editor, fields, exists)
+            log(f"[{i}/{len(names)}] {name} ({editor}): " + ("already trained, loading" if exists else "locking"))
+            model, _ = _model(folder, lambda: lock_model(key, source, model_name, folder, recipe, train, image_size,
+                                                         pretrained, device=device, progress=progress), device)
+            model = model.open(key)  # sealed (--seal): the lock is measured on the opened weights
+            log(f"[{i}/{len(names)}] {name}: evaluating")
+            evaluation = evaluate(model, key, source, baseline=baseline, wrong_keys=default_wrong_keys(key),
+                                  device=device, progress=progress)
+            ctx = AttackContext(model.open(key), source, Machinery.of(key), fractions=(float(fine_tune_fraction),),
+                                budget=budget, samples=samples, screen=screen, random_keys=random_keys, seed=seed,
+                                device=device,
+                                progress=progress, work_dir=folder / "attacks")
+            attacks = {}
+            for attack in ATTACKS:
+                log(f"[{i}/{len(names)}] {name}: attack {attack}")
+                attacks[attack] = run_attack(attack, ctx)
+            rows.append(summarise(name, evaluation, attacks, evaluation["original_clean"]))
+            details[name] = {"editor": editor, "recipe": recipe.to_dict(), "evaluation": evaluation,
+                             "attacks": {a: {k: v for k, v in r.items() if k != "candidates"}
+                                         for a, r in attacks.items()},
+                             "key_file": str(Path("keys") / f"{name}.toml")}
+        baseline_clean = rows[0]["baseline"]
+        result = {
+            "model": model_name,
+            "task": source.task,
+            "metric": metric,
+            "n_train": len(source.split("train")),
+            "n_test": len(source.split("test")),
+            "seed": seed,
+            "train": train.to_dict(),
+            "block_size": block_size_of(block_size),
+            "fine_tune_fraction": float(fine_tune_fraction),
+            "sealed": seal,
+            "attack_budget": ctx.budget.name,
+            "attack_samples": ctx.samples,
+            "baseline_clean": baseline_clean,
+            "chance": details[names[0]]["evaluation"]["chance"],
+            "columns": [c[0] for c in COLUMNS],
+            "locks": rows,
+            "details": details,
+            "note": "keys/ holds the secret key of every lock: anyone with those files can unlock the models",
+        }
+        write_json(out / "compare.json", result)
+        write_compare_report(out, result)
+        return result
+
+
 def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None = None, seed: int = 0,
                   block_size=4, modellock_editor: str = "keyed-filter", diffusion_model: str | None = None,
                   fine_tune_fraction: float = 0.05, image_size: int | None = None, pretrained=None,
@@ -140,7 +243,7 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
                   progress: bool = True, log: Callable[[str], None] | None = None, seal: bool = False) -> dict:
     """Train the baseline and every lock on ``source`` with ``train`` and ``seed``; evaluate and attack each.
 
-    ``source``: an :class:`~modellock.data.sources.ImageSource` (train and test splits). ``locks``: names or a
+    ``source``: an :class:`~modellock.data.source.ImageSource` (train and test splits). ``locks``: names or a
     comma-separated string (see the module docstring). ``out``: the comparison folder (models, keys,
     ``compare.json``, ``report.html``). ``budget`` (quick or full: the fine-tune attack's grid),
     ``samples``, ``screen`` and ``random_keys`` go to the attack context. ``seal`` stores every lock's weights
@@ -149,72 +252,9 @@ def compare_locks(source, model_name: str, locks, out, train: TrainConfig | None
     (scored in mIoU) alike: every step goes through the data's task type.
     Returns the result written to ``compare.json``.
     """
-    log = log or (lambda message: None)
-
-    metric = task_type(source.task).metric
-    names = parse_locks(locks)
-    if not 0.0 < float(fine_tune_fraction) <= 1.0:
-        raise ModelLockError(f"compare: fine-tune fraction must be in (0, 1], not {fine_tune_fraction!r}")
-    train = train or TrainConfig(seed=seed)
-    if train.seed != seed:
-        train = dataclasses.replace(train, seed=seed)
-    setups = {n: lock_setup(n, seed, block_size, modellock_editor, diffusion_model, seal) for n in names}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    log("baseline: training on clean data" if not holds_model(out / "baseline")
-        else "baseline: already trained, loading")
-    baseline, _ = _model(out / "baseline", lambda: train_baseline(source, model_name, out / "baseline", train,
-                                                                  image_size, pretrained), device)
-    rows, details = [], {}
-    for i, name in enumerate(names, 1):
-        editor, fields, recipe = setups[name]
-        folder = out / name
-        exists = holds_model(folder)
-        key = _load_or_create_key(out / "keys" / f"{name}.toml", editor, fields, exists)
-        log(f"[{i}/{len(names)}] {name} ({editor}): " + ("already trained, loading" if exists else "locking"))
-        model, _ = _model(folder, lambda: lock_model(key, source, model_name, folder, recipe, train, image_size,
-                                                     pretrained, device=device, progress=progress), device)
-        model = model.open(key)  # sealed (--seal): the lock is measured on the opened weights
-        log(f"[{i}/{len(names)}] {name}: evaluating")
-        evaluation = evaluate(model, key, source, baseline=baseline, wrong_keys=default_wrong_keys(key),
-                              device=device, progress=progress)
-        ctx = AttackContext(model.open(key), source, Machinery.of(key), fractions=(float(fine_tune_fraction),),
-                            budget=budget, samples=samples, screen=screen, random_keys=random_keys, seed=seed,
-                            device=device,
-                            progress=progress, work_dir=folder / "attacks")
-        attacks = {}
-        for attack in ATTACKS:
-            log(f"[{i}/{len(names)}] {name}: attack {attack}")
-            attacks[attack] = run_attack(attack, ctx)
-        rows.append(summarise(name, evaluation, attacks, evaluation["original_clean"]))
-        details[name] = {"editor": editor, "recipe": recipe.to_dict(), "evaluation": evaluation,
-                         "attacks": {a: {k: v for k, v in r.items() if k != "candidates"} for a, r in attacks.items()},
-                         "key_file": str(Path("keys") / f"{name}.toml")}
-    baseline_clean = rows[0]["baseline"]
-    result = {
-        "model": model_name,
-        "task": source.task,
-        "metric": metric,
-        "n_train": len(source.split("train")),
-        "n_test": len(source.split("test")),
-        "seed": seed,
-        "train": train.to_dict(),
-        "block_size": block_size_of(block_size),
-        "fine_tune_fraction": float(fine_tune_fraction),
-        "sealed": seal,
-        "attack_budget": ctx.budget.name,
-        "attack_samples": ctx.samples,
-        "baseline_clean": baseline_clean,
-        "chance": details[names[0]]["evaluation"]["chance"],
-        "columns": [c[0] for c in COLUMNS],
-        "locks": rows,
-        "details": details,
-        "note": "keys/ holds the secret key of every lock: anyone with those files can unlock the models",
-    }
-    write_json(out / "compare.json", result)
-    write_compare_report(out, result)
-    return result
+    return CompareJob(source, model_name, locks, out, train, seed, block_size, modellock_editor, diffusion_model,
+                      fine_tune_fraction, image_size, pretrained, budget, samples, screen, random_keys, device,
+                      progress, log, seal).run()
 
 
 # ---------------------------------------------------------------------------------------------- tables
