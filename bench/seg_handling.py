@@ -7,7 +7,7 @@ folder (e.g. CamVid extracted from ../shared/data/camvid-seg.tar.gz). One JSON p
 markdown table; reruns reuse finished steps.
 
     python bench/seg_handling.py --seeds 0,1 --out bench-output/seg-handling
-    python bench/seg_handling.py --data /tmp/camvid/camvid --image-size 64 --epochs 30 --lock-epochs 20 \
+    python bench/seg_handling.py --data /tmp/camvid/camvid --image-size 64 --epochs 40 --lock-epochs 20 \
         --seeds 0,1 --out bench-output/seg-handling-camvid
 """
 
@@ -57,11 +57,11 @@ def run_seed(args, seed: int) -> dict:
     if args.handling != "{}":  # the lock's RandomHandling with other settings (a recipe trial)
         from modellock.data import handling
 
-        settings = json.loads(args.handling)
+        trial = json.loads(args.handling)
 
         class Trial(handling.RandomHandling):
             def __init__(self, **kw):
-                super().__init__(**{**kw, **settings})
+                super().__init__(**{**kw, **trial})
 
         handling.RandomHandling = Trial
     data = args.data
