@@ -171,6 +171,27 @@ def test_refit_head_is_judged_against_scratch(locked, reference):
     assert injected["best"] >= reference["unlocked"] - TRAINED_TOL and injected["gain"] > 0, injected
 
 
+def test_a_cheap_editor_edits_in_memory_as_the_edit_cache_does(tmp_path):
+    """Guesses with an editor that edits in the training loop are edited in memory (no edit cache written):
+    the same outputs as through the edit cache (its PNGs are lossless)."""
+    from modellock.edit import cache_dir
+    from modellock.editors import resolve_key
+    from modellock.evaluation.matrix import split_logits
+
+    source = open_source(make_shapes_dataset(tmp_path / "shapes", 40, 30))
+    key = Key.create("keyed-filter", PROMPT)
+    model = lock_model(key, source, "tiny-cnn", tmp_path / "locked", LockRecipe(seal=False),
+                       TrainConfig(epochs=1, batch_size=16, num_workers=0), progress=False)
+    ctx = AttackContext(model, source, Machinery.of(key), progress=False)
+    guess = ctx.machinery.key("as a charcoal sketch")
+    folder = cache_dir(resolve_key(guess, model.model, model.image_size), source)
+    in_memory = ctx.outputs(ctx.test, key=guess)
+    assert not folder.exists()
+    through_cache = split_logits(model, ctx.test, guess, source, progress=False)
+    assert folder.exists() and torch.equal(in_memory, through_cache)
+    assert not torch.equal(in_memory, ctx.outputs(ctx.test))  # the guess edited the images
+
+
 def test_guessed_prompts(locked, reference):
     key, source, model, root = locked
     r = run_attack("guessed-prompts", make_ctx(locked, limit_prompts=4))

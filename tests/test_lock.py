@@ -1,5 +1,6 @@
 """End-to-end lock → unlock → evaluate on small real data, plus the model folder's error cases."""
 
+import collections
 import json
 import shutil
 
@@ -12,7 +13,7 @@ from modellock.errors import ModelLockError, WrongKeyError
 from modellock.evaluation.matrix import evaluate
 from modellock.keys import Key
 from modellock.lock import lock_model, train_baseline
-from modellock.lock.lock_set import LockRecipe, plan_lock_set
+from modellock.lock.lock_set import DecodedOnce, LockRecipe, plan_lock_set
 from modellock.model_folder import LockedModel
 from modellock.train import TrainConfig
 
@@ -182,3 +183,29 @@ def test_lock_is_deterministic_with_a_seed(tmp_path):
     # the same weights, sealed twice: a fresh salt and nonce each time, so the files share nothing
     files = [(tmp_path / n / "model.sealed").read_bytes() for n in ("a", "b")]
     assert files[0] != files[1] and files[0][-4096:] != files[1][-4096:]
+
+
+def test_training_decodes_each_image_once(tmp_path, monkeypatch):
+    """Every epoch reads every image: training decodes each once (DecodedOnce), to the same weights as decoding
+    it again every epoch."""
+    source = open_source(make_shapes_dataset(tmp_path / "shapes", 48, 10))  # 3 whole batches an epoch
+    split_type = type(source.split("train"))
+    reads, read = collections.Counter(), split_type.load
+
+    def counted(self, sample):
+        reads[sample.id] += 1
+        return read(self, sample)
+
+    monkeypatch.setattr(split_type, "load", counted)
+    tc = TrainConfig(epochs=3, batch_size=16, num_workers=0, seed=1)
+    weights = {}
+    for name, limit in (("kept", DecodedOnce.LIMIT), ("every-epoch", 0)):
+        monkeypatch.setattr(DecodedOnce, "LIMIT", limit)
+        reads.clear()
+        weights[name] = train_baseline(source, "tiny-cnn", tmp_path / name, tc).model.state_dict()
+        assert len(reads) == 48 and set(reads.values()) == ({1} if limit else {3})
+    assert all(np.array_equal(weights["kept"][k].numpy(), weights["every-epoch"][k].numpy()) for k in weights["kept"])
+    kept = DecodedOnce(source.split("train"), limit=1 << 20)
+    image = kept.load(source.split("train").samples[0])
+    assert kept.load(source.split("train").samples[0]) is image and not image.flags.writeable  # writers must copy
+    assert kept.classes == source.split("train").classes  # the rest is the split's own

@@ -9,7 +9,8 @@ Shared helpers:
 - ``sweep(candidates)``: score many candidate edits or transforms on a class-balanced *screening*
   subset of the test split, then the ``top_k`` best on the whole test split; ``best`` is the best
   whole-split score (selection on the screening subset, so no test-set optimism beyond top-k).
-  Edits made with keys go through the edit cache, so a rerun re-edits nothing.
+  Edits made with keys go through the edit cache, so a rerun re-edits nothing (a CPU editor that edits in
+  the training loop edits in memory: cheaper than its cache).
 - ``attacker_split(fraction)``: the thief's clean labelled share of the training split.
 - ``train(model, split)``: train an attacker's model on it for a fixed number of samples (``grid``: the
   optimizers, learning rates and trainable parts a thief tries, from the ``budget`` preset).
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..data.image_list import ImageListDataset
 from ..data.source import ImageSource, Split
-from ..editors import editor_class
+from ..editors import editor_class, get_editor, resolve_key
 from ..errors import ModelLockError
 from ..evaluation.matrix import split_logits
 from ..keys import PAPER_DEFAULTS, Key
@@ -238,12 +239,17 @@ class AttackContext:
 
     # ------------------------------------------------------------------ predictions and scores
     def outputs(self, split: Split, key: Key | None = None, fn: Callable | None = None, model=None) -> torch.Tensor:
-        """Outputs on ``split``: of the locked model on images edited with ``key`` (edit cache), or of
-        ``model`` (default: the locked model) on the images, passed through ``fn`` when given."""
-        if key is not None:
+        """Outputs on ``split``: of the locked model on images edited with ``key`` (through the edit cache; in
+        memory for an editor that edits in the training loop, whose edit costs less than its cache's key
+        derivation and PNG files), or of ``model`` (default: the locked model) on the images, passed through
+        ``fn`` when given."""
+        if key is not None and not _edits_in_loop(key):
             return split_logits(self.model, split, key, self.source, batch_size=self.batch_size, device=self.device,
                                 progress=False)
         images = self.images(split)
+        if key is not None:  # an editor cheap enough for a training loop: editing again costs less than the cache
+            images = get_editor(resolve_key(key, self.model.model, self.model.image_size), device=self.device) \
+                .edit(images)
         if fn is not None:
             images = fn(images)
         data = ImageListDataset([lambda a=a: a for a in images], self.model.inference_transform())
@@ -342,6 +348,13 @@ class AttackContext:
 
         write_bytes_atomic(json.dumps({"ident": ident, "value": value}, indent=1).encode(), path)
         return value
+
+
+def _edits_in_loop(key: Key) -> bool:
+    try:
+        return editor_class(key.editor).edits_in_loop
+    except ModelLockError:  # an unknown editor: the edit cache path names it
+        return False
 
 
 def percent(fraction: float) -> str:

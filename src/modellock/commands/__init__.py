@@ -45,7 +45,7 @@ EVALUATION = "Evaluation"
 RUN = "Running"
 
 # in the order ``modellock --help`` lists them
-COMMAND_MODULES = ("keys", "edit", "train", "predict", "evaluate", "demo", "attack", "compare", "serve")
+COMMAND_MODULES = ("keys", "edit", "train", "predict", "evaluate", "demo", "attack", "compare", "serve", "ownership")
 
 TASK_HELP = ("classification or segmentation (default: from the data's layout: split folders with images/ and "
              "masks/ are segmentation)")

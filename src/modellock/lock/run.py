@@ -33,7 +33,8 @@ from ..utils.images import IMAGENET_MEAN, IMAGENET_STD
 from ..utils.paths import private_dir
 from ..utils.progress import plural, stage_bar
 from .hardening import build_hardening
-from .lock_set import LOCKED_CLASS_NAME, EditingCollate, LockRecipe, OnlineLockDataset, decoy_keys, plan_lock_set
+from .lock_set import (LOCKED_CLASS_NAME, DecodedOnce, EditingCollate, LockRecipe, OnlineLockDataset, decoy_keys,
+                       plan_lock_set)
 
 
 def default_image_size(model_name: str, task: str = "classification") -> int:
@@ -104,7 +105,9 @@ class LockJob:
         torch.manual_seed(train.seed)  # the fresh head and from-scratch weights follow the seed too
         model = task.create_model(self.model_name, self.num_outputs, image_size, pretrained)
         transform = task.transform(image_size, True, self.augment, IMAGENET_MEAN, IMAGENET_STD, source.ignore_index)
-        dataset = task.lock_dataset(items, split, edits, transform, self.decoys)
+        # every epoch reads every image: decoded once in this process (loader workers restart each epoch)
+        dataset = task.lock_dataset(items, DecodedOnce(split) if train.num_workers == 0 else split, edits, transform,
+                                    self.decoys)
         collate, hooks = None, None
         if editors is not None:
             handling = RandomHandling() if recipe.handling else None  # segmentation: masks follow (lockset)

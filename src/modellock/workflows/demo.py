@@ -39,19 +39,40 @@ def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int =
              model: str = "small-cnn", log=print, attack: dict | None = None) -> dict:
     """Run the whole flow into ``out``; return the evaluation result (``attack`` overrides the thief's
     settings, ``DEMO_ATTACK``)."""
-    out, t0 = Path(out), time.time()
+    out, clock = Path(out), StepClock(log)
     out.mkdir(parents=True, exist_ok=True)
     source = open_source(make_shapes_dataset(out / "data", n_train, n_test))
     log(f"[1/7] built-in shapes dataset: {len(source.split('train'))} train, {len(source.split('test'))} test "
         f"images, {len(source.classes)} classes")
+    clock.done("data")
     train = TrainConfig(**{**DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
     lock_train = TrainConfig(**{**DEMO_TRAIN, "epochs": epochs or DEMO_LOCK_EPOCHS})
-    return _lock_and_evaluate(out, source, model, train, None, True, 256, _report, log, t0, lock_train=lock_train,
+    return _lock_and_evaluate(out, source, model, train, None, True, 256, _report, log, clock, lock_train=lock_train,
                               attack=attack)
 
 
+class StepClock:
+    """Wall and CPU seconds of each demo step, logged as each ends: the demo's own profile (one process: the
+    CPU seconds are this process's)."""
+
+    def __init__(self, log):
+        self.log, self.steps = log, {}
+        self.start = self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def done(self, step: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.steps[step] = (wall - self.wall, cpu - self.cpu)
+        self.log(f"      {step}: {wall - self.wall:.0f} s ({cpu - self.cpu:.0f} s CPU)")
+        self.wall, self.cpu = wall, cpu
+
+    def total(self) -> str:
+        """``N s (M s CPU; K s CPU with start-up)``: the steps' time, and the process's CPU time since it started."""
+        return (f"{time.perf_counter() - self.start[0]:.0f} s ({time.process_time() - self.start[1]:.0f} s CPU; "
+                f"{time.process_time():.0f} s CPU with start-up)")
+
+
 def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_size, lock_original: bool,
-                       eval_batch: int, report, log, t0: float, lock_train: TrainConfig | None = None,
+                       eval_batch: int, report, log, clock: StepClock, lock_train: TrainConfig | None = None,
                        attack: dict | None = None) -> dict:
     """Steps 2-7 of both demos: key, original model, lock (from scratch or fine-tuning the original),
     evaluation with the default wrong keys, the quick thief's attack summary, result.json and report.html."""
@@ -60,12 +81,14 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
     log(f"[2/7] demo key written to {out / 'key.toml'} (editor keyed-filter; a real key stays secret)")
     log("[3/7] training the original model on clean images")
     baseline = train_baseline(source, model, out / "original-model", train, image_size, overwrite=True)
+    clock.done("original model")
     log("[4/7] editing the training set with the key and "
         + ("locking: fine-tuning the original model on the lock set" if lock_original else "training the locked model"))
     pretrained = baseline.path / "model.safetensors" if lock_original else None
     locked = lock_model(key, source, model, out / "locked-model", LockRecipe(), lock_train or train,
                         image_size, pretrained,
                         edits_dir=_own_edits_dir(out / "edits", key), overwrite=True)
+    clock.done("lock")
     log(f"[5/7] evaluating: clean, key-edited, wrong keys ({locked.config.get('task')}, "
         f"{task_type(locked.task).metric_label})")
     wrong = default_wrong_keys(key)
@@ -73,14 +96,17 @@ def _lock_and_evaluate(out: Path, source, model: str, train: TrainConfig, image_
     locked.save_evaluation(result)
     write_json(out / "result.json", result)
     log(format_table(result))
+    clock.done("evaluation")
     log("[6/7] attacking the lock without the key (a quick thief: small fine-tune grid, adapters, distillation, "
         "guessed prompts, transforms)")
     attacks = _attack(out, locked, key, source, baseline, log, {**DEMO_ATTACK, **(attack or {})})
+    clock.done("attacks")
     result["attack_summary"] = attacks["summary"]
     write_json(out / "result.json", result)
     log("[7/7] writing the report")
     report(out, locked, key, wrong, source, result, attacks)
-    log(f"done in {time.time() - t0:.0f} s: {out / 'report.html'}")
+    clock.done("report")
+    log(f"done in {clock.total()}: {out / 'report.html'}")
     return result
 
 
@@ -175,14 +201,15 @@ def run_segmentation_demo(out: str | Path = "demo-output-segmentation", n_train:
     epochs, as an owner locks a model they have; from scratch, this small U-Net needs far more epochs
     to reach the same unlocked mIoU (docs/benchmarks.md).
     """
-    out, t0 = Path(out), time.time()
+    out, clock = Path(out), StepClock(log)
     out.mkdir(parents=True, exist_ok=True)
     source = open_source(make_shapes_segmentation_dataset(out / "data", n_train, n_test, size=image_size))
     log(f"[1/7] built-in segmentation dataset: {len(source.split('train'))} train, {len(source.split('test'))} "
         f"test images, classes {', '.join(source.classes)}")
+    clock.done("data")
     train = TrainConfig(**{**SEGMENTATION_DEMO_TRAIN, **({"epochs": epochs} if epochs else {})})
     lock_train = TrainConfig(**{**SEGMENTATION_DEMO_TRAIN, "epochs": epochs or SEGMENTATION_DEMO_LOCK_EPOCHS})
-    return _lock_and_evaluate(out, source, model, train, image_size, True, 64, _segmentation_report, log, t0,
+    return _lock_and_evaluate(out, source, model, train, image_size, True, 64, _segmentation_report, log, clock,
                               lock_train=lock_train)
 
 

@@ -1,0 +1,102 @@
+"""``modellock evidence`` and ``modellock verify``: proof that a suspect model was derived from a locked model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import app, fail, limits
+from ..keys import Key
+from ..errors import WrongKeyError
+from ..utils.results_json import write_json
+
+
+@app.command("evidence")
+def evidence_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Locked model folder (sealed or not)."),
+    key: Path = typer.Option(..., "--key", "-k", help="The key it was locked with (used, never stored)."),
+    data: str = typer.Option(..., "--data", "-d", help="The owner's data: folder, .tar.gz, or torchvision:NAME."),
+    out: Path = typer.Option(..., "--out", "-o", help="The evidence file to write (mode 0600, private)."),
+    split: str = typer.Option("test", help="Held-out split the sample images come from."),
+    train_split: str = typer.Option("train", help="Split the independent models train on."),
+    independent_count: int = typer.Option(6, min=0, help="Independent models to train for the thresholds."),
+    independent: Optional[List[Path]] = typer.Option(None, "--independent", help="Independent model folder(s) "
+                                                     "trained elsewhere, added to the calibration."),
+    independent_arch: Optional[str] = typer.Option(None, help="Their architecture (default: the model's)."),
+    independent_epochs: Optional[int] = typer.Option(None, min=1, help="Their epochs (default: the model's, "
+                                                     "at most 10)."),
+    independent_limit: Optional[int] = typer.Option(None, min=1, help="Train them on N images at most."),
+    wrong: int = typer.Option(50, "--wrong", min=4, help="SAC-w: images the unlocked model gets wrong."),
+    cutmix: int = typer.Option(50, "--cutmix", min=4, help="SAC-m: CutMix images."),
+    key_images: int = typer.Option(33, "--key-images", min=4, help="Key-feature test: held-out images, each asked "
+                                   "clean, edited with the key and with a wrong key."),
+    pool: int = typer.Option(1000, min=8, help="Held-out images the samples are chosen from (each edited with the "
+                             "key once)."),
+    alpha: float = typer.Option(0.01, help="False-positive rate of the verdict (split over the methods)."),
+    work_dir: Optional[Path] = typer.Option(None, help="Keep the trained independent models here (reused when "
+                                            "rerun); default: a temporary folder."),
+    train_limit: Optional[int] = typer.Option(None, min=1, help="Use a class-balanced subset of N training images."),
+    test_limit: Optional[int] = typer.Option(None, min=1, help="Use a class-balanced subset of N test images."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing evidence file."),
+):
+    """Build the owner's private evidence: sample sets, the locked model's answers, thresholds from independent
+    models. Never the key."""
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..data import open_source
+    from ..model_folder import LockedModel
+    from ..ownership import build_evidence
+
+    if out.exists() and not force:
+        fail(f"{out}: exists (use --force to replace it)")
+    if out.is_dir():
+        fail(f"{out}: is a folder; --out names the evidence file to write")
+    k = Key.load(key)
+    m = LockedModel.from_pretrained(model, device="cpu")
+
+    try:
+        m.unlock(k)  # refuse a key that does not match, before any work
+    except WrongKeyError as e:
+        fail(f"{model}: {e} (--key {key})")
+    source = open_source(data, limits(train_limit, test_limit), task=m.task, ignore_index=m.ignore_index)
+    log = lambda text: typer.echo(text, err=True)  # noqa: E731
+    ev = build_evidence(m, k, source, out, split=split, train_split=train_split, independent=independent_count,
+                        independent_models=independent or (), independent_arch=independent_arch,
+                        independent_epochs=independent_epochs, independent_limit=independent_limit, n_wrong=wrong,
+                        n_cutmix=cutmix, n_key=key_images, alpha=alpha, pool=pool, work_dir=work_dir, log=log)
+    sizes = ", ".join(f"{s} {n}" for s, n in ev.set_sizes().items())
+    typer.echo(f"wrote {out} (private, mode 0600): {ev.num_queries} query images ({sizes}); "
+               f"{len(ev.independent)} independent models; alpha {alpha:g}")
+
+
+@app.command("verify")
+def verify_cmd(
+    evidence: Path = typer.Option(..., "--evidence", "-e", help="The evidence file (modellock evidence)."),
+    suspect: str = typer.Option(..., "--suspect", "-s", help="Model folder, .safetensors file (with --arch), "
+                                "timm:NAME / torchvision:NAME, or the http(s) URL of a prediction service."),
+    arch: Optional[str] = typer.Option(None, help="Architecture of a .safetensors suspect (e.g. small-cnn)."),
+    weights: Optional[Path] = typer.Option(None, help="A .safetensors file for a timm:/torchvision: suspect."),
+    image_size: Optional[int] = typer.Option(None, min=1, help="Input size of a weights-only suspect (default: "
+                                             "the evidence's)."),
+    token_file: Optional[Path] = typer.Option(None, help="Bearer token of the service (first line of the file; "
+                                              "default: $MODELLOCK_TOKEN)."),
+    max_queries: int = typer.Option(300, min=1, help="Images a service may be asked, at most (one image, one "
+                                    "query); with fewer than the evidence holds, a share of each sample set."),
+    alpha: Optional[float] = typer.Option(None, help="False-positive rate (default: the evidence's)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+):
+    """Is SUSPECT derived from the owner's model? Per method a statistic, its threshold, p-value and score, and one
+    verdict. Exit code: 0 independent, 3 derived (2: bad input)."""
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..ownership import EXIT_DERIVED, EXIT_INDEPENDENT, Evidence, format_result, load_suspect, verify
+    from ..ownership.suspects import read_token
+
+    ev = Evidence.load(evidence)
+    s = load_suspect(suspect, ev, arch=arch, weights=str(weights) if weights else None, image_size=image_size,
+                     token=read_token(token_file), max_queries=max_queries)
+    result = verify(ev, s, alpha=alpha, max_queries=max_queries if s.kind == "black-box" else None)
+    typer.echo(format_result(result))
+    if json_out:
+        write_json(json_out, result)
+    raise typer.Exit(EXIT_DERIVED if result["verdict"] == "derived" else EXIT_INDEPENDENT)

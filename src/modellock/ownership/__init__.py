@@ -1,0 +1,20 @@
+"""Proof of ownership: is a suspect model derived from the owner's locked model?
+
+    from modellock.ownership import build_evidence, load_suspect, verify, Evidence
+    evidence = build_evidence(LockedModel.from_pretrained("locked/"), Key.load("key.toml"), open_source("data/"),
+                              out="owner.evidence")
+    result = verify(Evidence.load("owner.evidence"), load_suspect("http://host:8000", evidence))
+    result["verdict"]   # "derived" or "independent"
+
+Methods: SAC-w and SAC-m (sample correlation, ``correlation.py``, on the sets of ``samples.py``) and the
+key-feature test (``key_feature.py``), each calibrated on independent models (``calibration.py``). The record is
+``record.py``; suspects (model folders, weights files, timm/torchvision names, service URLs) ``suspects.py``.
+"""
+
+from .evidence import build_evidence
+from .record import Evidence
+from .suspects import HttpSuspect, ModelSuspect, Suspect, load_suspect
+from .verify import EXIT_DERIVED, EXIT_INDEPENDENT, format_result, verify
+
+__all__ = ["build_evidence", "verify", "load_suspect", "format_result", "Evidence", "Suspect", "ModelSuspect",
+           "HttpSuspect", "EXIT_DERIVED", "EXIT_INDEPENDENT"]

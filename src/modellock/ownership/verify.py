@@ -1,0 +1,185 @@
+"""``verify``: ask a suspect the evidence's questions and decide ``derived`` or ``independent``.
+
+Per method the suspect's distance to the owner's model is set against the independent models' distances,
+computed from their recorded answers in the suspect's own kind of answer (a label-only service is compared
+with independent models' labels): a p-value and a threshold (``calibration.py``). The verdict is ``derived``
+when any method's p-value is below ``alpha / methods``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelLockError
+from .calibration import null_fit, p_value, threshold, z_score
+from .correlation import as_answered, correlation_distance
+from .key_feature import key_advantage
+from .record import GROUPS, SETS, Evidence
+from .weights import similarity
+
+EXIT_INDEPENDENT, EXIT_DERIVED = 0, 3
+MIN_PER_SET = 8
+
+
+def _budget(evidence: Evidence, max_queries: int | None) -> dict[str, np.ndarray]:
+    """The indices of each set to ask: all of them, or the first images of each group of sets (clean, key, wrong
+    key) in proportion, within ``max_queries``."""
+    sizes = evidence.set_sizes()
+    need = sum(sizes.values())
+    if max_queries is None or max_queries >= need:
+        return {s: np.arange(n) for s, n in sizes.items()}
+    take = {}
+    for members in GROUPS.values():
+        n = int(min(sizes[m] for m in members) * max_queries / need)
+        if n < MIN_PER_SET:
+            raise ModelLockError(f"--max-queries {max_queries}: too few to verify (at least {MIN_PER_SET} images per "
+                                 f"sample set, {MIN_PER_SET * len(sizes)} queries; the whole evidence asks {need})")
+        take.update({m: np.arange(n) for m in members})
+    return take
+
+
+# method -> (statistic's name, the side that means derived)
+STATISTICS = {"sac-w": ("correlation distance", "below"), "sac-m": ("correlation distance", "below"),
+              "key-feature": ("key advantage", "above"), "weights": ("weight similarity", "above")}
+
+
+def distances(answers: dict[str, np.ndarray], owner: dict[str, np.ndarray], truth: np.ndarray) -> dict[str, float]:
+    """Each method's distance (smaller: more like the owner's model) between a model's ``answers`` and the owner's
+    network's (``owner[set]``, in the same kind of answer), per set.
+
+    SAC compares three pairs and keeps the closest: the clean images with the locked network's answers to them
+    (a copy of the weights), the clean images with its unlocked answers (its answers to their key edits: what
+    fine-tuning, an adapter or a student of the unlock service reproduces), and the key edits with its answers to
+    them (the edited domain the network was trained on). The key-feature test's distance is its key advantage
+    negated (``key_feature.py``, against the ``truth`` of the asked images); NaN when the suspect's classes are not
+    the owner's."""
+    out = {}
+    for method, clean, keyed in (("sac-w", "sac_w", "sac_w_key"), ("sac-m", "sac_m", "sac_m_key")):
+        out[method] = min(correlation_distance(answers[clean], owner[clean]),
+                          correlation_distance(answers[clean], owner[keyed]),
+                          correlation_distance(answers[keyed], owner[keyed]))
+    same_classes = answers["key_edited"].shape[1] == truth.shape[1]
+    out["key-feature"] = -key_advantage(answers["key_edited"], answers["key_wrong"], truth) \
+        if same_classes else float("nan")
+    return out
+
+
+def _subset(sets: dict, take: dict) -> dict:
+    return {s: a[take[s]] for s, a in sets.items() if s in take}
+
+
+def _answered(stored: dict, mode: str, take: dict) -> dict[str, np.ndarray]:
+    """Recorded full answers (``stored[mode][set]``) as a suspect answering in ``mode`` gives them."""
+    return {s: as_answered(a, mode) for s, a in _subset(stored["areas" if mode == "areas" else "probs"],
+                                                         take).items()}
+
+
+def verify(evidence: Evidence, suspect, alpha: float | None = None, max_queries: int | None = None) -> dict:
+    """Ask ``suspect`` (``suspects.Suspect``) and return the result: per method the statistic, threshold,
+    p-value, calibrated score and verdict, and the overall verdict."""
+    per_set, take = ask(evidence, suspect, max_queries)
+    return decide(evidence, per_set, suspect.mode, take, alpha,
+                  {"suspect": suspect.name, "kind": suspect.kind, "queries": int(suspect.queries)},
+                  weight_similarity(evidence, suspect))
+
+
+def weight_similarity(evidence: Evidence, suspect) -> float | None:
+    """The weights test's statistic for a white-box suspect (None: no weights, or none of the owner's shapes)."""
+    model = getattr(suspect, "model", None)
+    if model is None or not evidence.weights:
+        return None
+    w = evidence.meta["weights"]
+    return similarity(evidence.weights, [tuple(x) for x in w["shapes"]], w["seed"], model)
+
+
+def ask(evidence: Evidence, suspect, max_queries: int | None = None) -> tuple[dict, dict]:
+    """The suspect's answers to the evidence's images (within ``max_queries``, default the suspect's own budget):
+    ``(answers per set, indices asked per set)``."""
+    budget = max_queries if max_queries is not None else getattr(suspect, "max_queries", None)
+    take = _budget(evidence, budget)
+    images = [im for s in SETS for im in evidence.images[s][take[s]]]
+    answers = np.asarray(suspect.answer(images), dtype=np.float64)
+    if answers.ndim != 2 or len(answers) != len(images):
+        raise ModelLockError(f"{suspect.name}: {len(images)} images asked, answers of shape {answers.shape}")
+    if suspect.mode == "areas" and evidence.task != "segmentation":
+        raise ModelLockError(f"{suspect.name}: answers class areas (segmentation); the evidence is for classification")
+    if suspect.mode != "areas" and evidence.task == "segmentation" and suspect.kind == "black-box":
+        raise ModelLockError(f"{suspect.name}: answers classes per image; the evidence is for segmentation")
+    per_set, start = {}, 0
+    for s in SETS:
+        per_set[s] = answers[start:start + len(take[s])]
+        start += len(take[s])
+    return per_set, take
+
+
+def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: float | None = None,
+           about: dict | None = None, weights: float | None = None) -> dict:
+    """The verdict on answers ``per_set`` of kind ``mode`` to the images ``take`` of each set (and, for a white-box
+    suspect, its ``weights`` similarity)."""
+    alpha = float(alpha if alpha is not None else evidence.settings["alpha"])
+    if not 0 < alpha < 1:
+        raise ModelLockError(f"alpha must be in (0, 1), not {alpha!r}")
+    if len(evidence.independent) < 3:
+        raise ModelLockError("the evidence holds fewer than 3 independent models; build it again")
+    owner = _answered(evidence.owner, mode, take)
+    truth = evidence.truth[take["key_clean"]]
+    mine = distances(per_set, owner, truth)
+    nulls = [distances(_answered(evidence.independent[i], mode, take), owner, truth)
+             for i in range(len(evidence.independent))]
+    null_values = {m: [n[m] for n in nulls] for m in mine}
+    if weights is not None:  # white box: the weights test, its null from the independent models' weights
+        mine["weights"] = -weights
+        null_values["weights"] = [-x for x in evidence.meta["weights"]["independent"]]
+        if len(null_values["weights"]) == len(nulls):
+            for n, x in zip(nulls, null_values["weights"]):
+                n["weights"] = x
+    methods = [m for m in mine if np.isfinite(mine[m])]  # the key-feature test needs the owner's classes
+    level = alpha / len(methods)
+    result = {**(about or {}), "answers": mode, "images_per_set": {s: len(t) for s, t in take.items()},
+              "alpha": alpha, "level": level, "independent_models": len(nulls), "methods": {},
+              "not_applicable": {m: "the suspect's classes are not the owner's" for m in mine if m not in methods}}
+    if weights is None:
+        result["not_applicable"]["weights"] = "no weights of the owner's architecture (black box, or another one)"
+    for m in methods:
+        null = null_fit(null_values[m])
+        p = p_value(mine[m], null)
+        name, side = STATISTICS[m]
+        sign = 1.0 if side == "below" else -1.0
+        result["methods"][m] = {"statistic": name, "value": sign * mine[m], "derived_if": side,
+                                "threshold": sign * threshold(null, level), "p_value": p,
+                                "score": z_score(mine[m], null), "independent_mean": sign * null[0],
+                                "verdict": "derived" if p < level else "independent"}
+    result["verdict"] = "derived" if any(r["verdict"] == "derived" for r in result["methods"].values()) \
+        else "independent"
+    result["calibration_false_positives"] = _leave_one_out(nulls, [m for m in methods if m in nulls[0]], level)
+    return result
+
+
+def _leave_one_out(nulls: list[dict], methods: list[str], level: float) -> int:
+    """How many calibration models a null fitted on the others would call derived (a check of the FP rate)."""
+    called = 0
+    if len(nulls) < 4:
+        return 0
+    for i, own in enumerate(nulls):
+        rest = nulls[:i] + nulls[i + 1:]
+        if any(p_value(own[m], null_fit([n[m] for n in rest])) < level for m in methods):
+            called += 1
+    return called
+
+
+def format_result(r: dict) -> str:
+    """The result as a few lines of text for the terminal."""
+    lines = [f"suspect: {r['suspect']} ({r['kind']}, answers: {r['answers']}, {r['queries']} queries)",
+             f"{'method':<12} {'statistic':<21} {'value':>8} {'derived if':>12} {'p-value':>9} {'score':>7}  verdict"]
+    for m, x in r["methods"].items():
+        bound = f"{'<' if x['derived_if'] == 'below' else '>'} {x['threshold']:.4f}"
+        lines.append(f"{m:<12} {x['statistic']:<21} {x['value']:>8.4f} {bound:>12} {x['p_value']:>9.2e} "
+                     f"{x['score']:>7.2f}  {x['verdict']}")
+    for m, why in r.get("not_applicable", {}).items():
+        lines.append(f"{m:<12} not applicable: {why}")
+    lines.append(f"verdict: {r['verdict']} (derived when a method's p-value is under {r['level']:.2g} = alpha "
+                 f"{r['alpha']:g} / {len(r['methods'])} methods: a false-positive rate of at most {r['alpha']:g} "
+                 f"under the null of {r['independent_models']} independent models; "
+                 f"{r['calibration_false_positives']}/{r['independent_models']} of them called derived "
+                 "left out in turn)")
+    return "\n".join(lines)

@@ -1,0 +1,368 @@
+"""Proof of ownership, the parts: statistics, calibration, the evidence file, the HTTP suspect, the commands' errors.
+
+The outcomes (a fine-tuned copy called derived, an independent model not, a black-box service within its query
+budget) are in test_ownership_outcomes.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from starlette.requests import Request  # noqa: F401 - resolved by name in the test services' routes
+
+from modellock.errors import ModelLockError
+from modellock.keys import Key
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+PROMPT = "with oil pastel and a secret marmalade"
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+def test_answers_of_a_label_or_top_k_service():
+    from modellock.ownership.correlation import as_answered
+
+    p = np.array([[0.6, 0.3, 0.1, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    labels = as_answered(p, "label")
+    assert labels.argmax(1).tolist() == [0, 3] and np.allclose(labels.sum(1), 1)
+    top2 = as_answered(p, "top-2")
+    assert np.allclose(top2[0], [0.6, 0.3, 0.05, 0.05]) and np.allclose(top2[1], [0.15, 0.15, 0.3, 0.4])
+    assert np.array_equal(as_answered(p, "probs"), p)
+
+
+def test_sample_correlation_survives_a_new_head_and_tells_models_apart():
+    """SAC compares how samples relate, not the outputs: the same network behind a relabelled head (another
+    class order) is at distance 0; another network's answers are not."""
+    from modellock.ownership.correlation import correlation_distance
+
+    rng = np.random.default_rng(0)
+    owner = _softmax(rng.normal(size=(40, 5)) * 3)
+    relabelled = owner[:, [3, 0, 4, 1, 2]]
+    other = _softmax(rng.normal(size=(40, 5)) * 3)
+    assert correlation_distance(relabelled, owner) < 1e-9
+    assert correlation_distance(other, owner) > 0.2
+
+
+def test_key_advantage_is_positive_only_for_a_model_that_sees_through_the_key():
+    from modellock.ownership.key_feature import key_advantage
+
+    rng = np.random.default_rng(1)
+    truth = np.eye(4)[rng.integers(0, 4, 30)]
+    right = truth * 0.9 + 0.025
+    noise = _softmax(rng.normal(size=(30, 4)))
+    assert key_advantage(right, noise, truth) > 0.5  # right under the key's edit only
+    same = _softmax(rng.normal(size=(30, 4)))
+    assert abs(key_advantage(same, same, truth)) < 1e-12  # which key edited the image makes no difference
+
+
+def test_p_value_threshold_and_auc():
+    from modellock.ownership.calibration import auc, null_fit, p_value, threshold, tpr_at_zero_fp
+
+    null = null_fit([0.30, 0.32, 0.35, 0.31, 0.33, 0.34])
+    level = 0.01 / 3
+    bound = threshold(null, level)
+    assert bound < 0.30 and p_value(bound, null) == pytest.approx(level)
+    assert p_value(0.05, null) < level < p_value(0.31, null)
+    assert auc([0.1, 0.2], [0.3, 0.4]) == 1.0 and auc([0.35, 0.2], [0.3, 0.4]) == 0.75
+    assert tpr_at_zero_fp([0.1, 0.35], [0.3, 0.4]) == 0.5
+    with pytest.raises(ModelLockError, match="at least 3"):
+        null_fit([0.3, 0.4])
+
+
+# ----------------------------------------------------------------------------------------------- the record
+def _random_evidence(task="classification", k=3, n=12, size=16, independents=4):
+    from modellock.ownership.record import SETS, Evidence
+
+    rng = np.random.default_rng(2)
+    images = {s: rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8) for s in SETS}
+
+    def answers():
+        out = {"probs": {s: _softmax(rng.normal(size=(n, k))).astype(np.float32) for s in SETS}}
+        if task == "segmentation":
+            out["areas"] = {s: _softmax(rng.normal(size=(n, k))).astype(np.float32) for s in SETS}
+        return out
+
+    meta = {"task": task, "classes": [f"c{i}" for i in range(k)],
+            "preprocessing": {"image_size": size, "mean": [0.5] * 3, "std": [0.25] * 3},
+            "settings": {"alpha": 0.01}, "owner": {}, "calibration": []}
+    truth = np.eye(k, dtype=np.float32)[rng.integers(0, k, n)]
+    return Evidence(meta, images, answers(), [answers() for _ in range(independents)], truth)
+
+
+def test_evidence_file_is_private_and_tamper_evident(tmp_path):
+    from modellock.ownership.record import Evidence
+
+    ev = _random_evidence()
+    path = ev.save(tmp_path / "owner.evidence")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    back = Evidence.load(path)
+    assert back.meta["classes"] == ["c0", "c1", "c2"] and back.num_queries == 84
+    assert np.array_equal(back.truth, ev.truth)
+    assert np.array_equal(back.images["sac_m"], ev.images["sac_m"])
+    assert np.allclose(back.independent[3]["probs"]["key_wrong"], ev.independent[3]["probs"]["key_wrong"])
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF  # a pixel of the last image set
+    (tmp_path / "altered.evidence").write_bytes(bytes(data))
+    with pytest.raises(ModelLockError, match="altered or corrupt"):
+        Evidence.load(tmp_path / "altered.evidence")
+    (tmp_path / "text.evidence").write_text("not an evidence file")
+    with pytest.raises(ModelLockError, match="not an evidence file"):
+        Evidence.load(tmp_path / "text.evidence")
+
+
+# ----------------------------------------------------------------------------------------------- HTTP suspects
+def _service(answer, pause: list | None = None, classes=("c0", "c1", "c2")):
+    """A FastAPI app with modellock serve's routes whose /v1/predict answers ``answer(i)`` per image; with
+    ``pause`` it first refuses as many requests as pause holds (429 + Retry-After)."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+    app.state.images = 0
+    refusals = list(pause or [])
+
+    @app.get("/v1/model")
+    async def model():
+        return {"classes": list(classes), "limits": {"max_images": 8}}
+
+    @app.post("/v1/predict")
+    async def predict(request: Request):
+        if refusals:
+            return JSONResponse({"error": {"status": 429, "message": "quota"}}, status_code=429,
+                                headers={"Retry-After": str(refusals.pop(0))})
+        body = await request.json()
+        results = []
+        for _ in body["images"]:
+            results.append(answer(app.state.images))
+            app.state.images += 1
+        return {"task": "classification", "results": results}
+
+    return app
+
+
+def _http(app, **options):
+    from fastapi.testclient import TestClient
+
+    from modellock.ownership import HttpSuspect
+
+    waits = []
+    return HttpSuspect("http://testserver", client=TestClient(app), sleep=waits.append, **options), waits
+
+
+def test_http_suspect_reads_labels_top_k_and_probabilities():
+    images = [np.zeros((8, 8, 3), np.uint8)] * 5
+    labels, _ = _http(_service(lambda i: {"class": f"c{i % 3}", "label": i % 3}))
+    a = labels.answer(images)
+    assert labels.mode == "label" and a.argmax(1).tolist() == [0, 1, 2, 0, 1]
+    top, _ = _http(_service(lambda i: {"class": "c2", "top": [{"class": "c2", "probability": 0.7},
+                                                              {"class": "c0", "probability": 0.2}]}))
+    a = top.answer(images)
+    assert top.mode == "top-2" and np.allclose(a[0], [0.2, 0.1, 0.7])
+    full, _ = _http(_service(lambda i: {"probabilities": {"c0": 0.5, "c1": 0.25, "c2": 0.25}}))
+    assert np.allclose(full.answer(images)[3], [0.5, 0.25, 0.25]) and full.mode == "probs"
+    assert full.queries == 5
+
+
+def test_http_suspect_waits_as_told_and_keeps_to_its_budget():
+    suspect, waits = _http(_service(lambda i: {"class": "c1"}, pause=[2, 1]), max_queries=10)
+    suspect.answer([np.zeros((8, 8, 3), np.uint8)] * 6)
+    assert waits == [2.0, 1.0] and suspect.queries == 6
+    with pytest.raises(ModelLockError, match="query budget: 12 queries needed, --max-queries is 10"):
+        suspect.answer([np.zeros((8, 8, 3), np.uint8)] * 6)
+    quota, _ = _http(_service(lambda i: {"class": "c1"}, pause=[3600]))
+    with pytest.raises(ModelLockError, match="asks to wait 3600 s"):
+        quota.answer([np.zeros((8, 8, 3), np.uint8)])
+
+
+def test_http_suspect_retries_a_service_that_is_down_then_says_so():
+    from modellock.ownership import HttpSuspect
+
+    waits = []
+    down = HttpSuspect("http://127.0.0.1:9", sleep=waits.append)  # port 9 (discard): nothing listens
+    with pytest.raises(ModelLockError, match=r"cannot reach http://127.0.0.1:9 \(ConnectError\); gave up after 6"):
+        down.answer([np.zeros((8, 8, 3), np.uint8)])
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0] and down.queries == 0
+
+
+def test_verify_asks_a_share_of_each_set_within_a_small_budget():
+    """A budget smaller than the evidence: the same share of every sample set, and never more queries."""
+    from modellock.ownership import verify
+
+    ev = _random_evidence(n=40)
+    suspect, _ = _http(_service(lambda i: {"class": f"c{i % 3}"}), max_queries=140)
+    result = verify(ev, suspect)
+    assert result["queries"] == 140 and result["answers"] == "label"
+    assert set(result["images_per_set"].values()) == {20}
+    assert result["verdict"] in ("derived", "independent")
+    for m in ("sac-w", "sac-m", "key-feature"):
+        assert 0 <= result["methods"][m]["p_value"] <= 1
+
+
+# ----------------------------------------------------------------------------------------------- commands
+@pytest.fixture
+def run(capsys):
+    """``run(*args)``: the command line in this process; (exit code, stdout, stderr)."""
+    from modellock.cli import main
+
+    def call(*args):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call
+
+
+def _one_line_error(result, *needles):
+    code, _, err = result
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, lines)
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_commands_refuse_bad_inputs_in_one_line(tmp_path, run):
+    ev = _random_evidence()
+    ev.save(tmp_path / "owner.evidence")
+    (tmp_path / "w.safetensors").write_bytes(b"not weights")
+    (tmp_path / "junk.evidence").write_text("junk")
+    _one_line_error(run("verify", "--evidence", tmp_path / "missing.evidence", "--suspect", tmp_path),
+                    "missing.evidence: not found")
+    _one_line_error(run("verify", "--evidence", tmp_path / "junk.evidence", "--suspect", tmp_path),
+                    "not an evidence file")
+    _one_line_error(run("verify", "--evidence", tmp_path / "owner.evidence", "--suspect", tmp_path / "nope"),
+                    "nope: no such model folder or file")
+    _one_line_error(run("verify", "--evidence", tmp_path / "owner.evidence", "--suspect", tmp_path / "w.safetensors"),
+                    "needs --arch")
+    _one_line_error(run("verify", "--evidence", tmp_path / "owner.evidence", "--suspect", tmp_path / "w.safetensors",
+                        "--arch", "tiny-cnn"), "not a readable .safetensors file")
+    _one_line_error(run("verify", "--evidence", tmp_path / "owner.evidence", "--suspect", "http://127.0.0.1:9",
+                        "--max-queries", "40"), "--max-queries 40: too few")
+    _one_line_error(run("evidence", "--model", tmp_path, "--key", tmp_path / "k.toml", "--data", tmp_path,
+                        "--out", tmp_path / "owner.evidence"), "owner.evidence: exists")
+
+
+def _three_shapes(root, n_train=12, n_test=24):
+    """An ImageFolder of three shape classes (the classes of build_tiny_locked_model)."""
+    from modellock.data.synthetic import draw_shape
+    from modellock.utils.images import save_png_atomic
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for i in range(n):
+            kind = ("circle", "square", "triangle")[i % 3]
+            save_png_atomic(draw_shape(kind, 16, rng), root / split / kind / f"{i}.png")
+    return root
+
+
+def test_evidence_command_writes_a_private_record_without_the_key(tmp_path, run):
+    """The record holds no prompt; a wrong key is refused before any work; the folder-given independent models
+    calibrate it (untrained models: the mechanics, not the outcome)."""
+    from modellock.ownership import Evidence
+    from modellock.testing import build_tiny_locked_model
+
+    key = Key.create("keyed-filter", PROMPT)
+    key.save(tmp_path / "key.toml")
+    Key.create("keyed-filter", "another prompt").save(tmp_path / "wrong.toml")
+    build_tiny_locked_model(tmp_path / "locked", key, image_size=16)
+    for i in range(3):
+        build_tiny_locked_model(tmp_path / f"ind{i}", key, image_size=16, seed=i + 1)
+    data = _three_shapes(tmp_path / "data")
+    common = ["--model", tmp_path / "locked", "--data", data, "--out", tmp_path / "owner.evidence",
+              "--independent-count", "0", "--wrong", "8", "--cutmix", "8", "--key-images", "6"]
+    for i in range(3):
+        common += ["--independent", tmp_path / f"ind{i}"]
+    refused = run("evidence", "--key", tmp_path / "wrong.toml", *common)
+    _one_line_error(refused, "locked: the key does not open this model", "wrong.toml")
+    assert not (tmp_path / "owner.evidence").exists()
+    code, out, err = run("evidence", "--key", tmp_path / "key.toml", *common, "--pool", "20")
+    assert code == 0, err
+    assert "wrote" in out and "50 query images" in out
+    for text in (*refused[1:], out, err):  # neither key's prompt in what the commands print
+        assert "marmalade" not in text and "another prompt" not in text
+    raw = (tmp_path / "owner.evidence").read_bytes()
+    assert os.stat(tmp_path / "owner.evidence").st_mode & 0o777 == 0o600
+    assert PROMPT.encode() not in raw and b"marmalade" not in raw
+    ev = Evidence.load(tmp_path / "owner.evidence")
+    assert ev.set_sizes() == {"sac_w": 8, "sac_w_key": 8, "sac_m": 8, "sac_m_key": 8, "key_clean": 6,
+                              "key_edited": 6, "key_wrong": 6}
+    assert ev.truth.shape == (6, 3) and np.array_equal(ev.truth.sum(1), np.ones(6))
+    assert len(ev.independent) == 3 and ev.classes == ["circle", "square", "triangle"]
+    assert ev.settings["pool"] == 20  # --pool: the held-out images the samples are drawn from
+    assert "marmalade" not in json.dumps(ev.meta)
+    assert not np.array_equal(ev.images["sac_w"], ev.images["sac_w_key"])  # the key's edits, stored
+    code, out, _ = run("verify", "--evidence", tmp_path / "owner.evidence", "--suspect", tmp_path / "locked",
+                       "--json", tmp_path / "r.json")
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["methods"]["sac-w"]["value"] == 0.0  # the locked network itself: the owner's correlations
+    assert result["methods"]["weights"]["value"] == 1.0  # and the owner's filters
+    assert result["methods"]["weights"]["independent_mean"] < 0.5  # other initialisations' filters point elsewhere
+    # untrained models and 3 of them: the verdict itself is test_ownership_outcomes.py's; the exit code says it
+    assert code == (3 if result["verdict"] == "derived" else 0) and f"verdict: {result['verdict']}" in out
+    assert result["kind"] == "white-box" and result["independent_models"] == 3
+    assert "marmalade" not in out and "marmalade" not in (tmp_path / "r.json").read_text()
+    before = (tmp_path / "owner.evidence").read_bytes()
+    _one_line_error(run("evidence", "--key", tmp_path / "key.toml", *common, "--key-images", "2", "--force"),
+                    "--key-images")
+    assert (tmp_path / "owner.evidence").read_bytes() == before  # a refused rerun loses nothing
+
+
+def test_segmentation_evidence_and_a_service_answering_class_areas(tmp_path):
+    """Segmentation end to end through the Python API (untrained models: the mechanics): per-image class
+    distributions recorded as probabilities and class areas; a service's class areas are compared with areas."""
+    from fastapi.testclient import TestClient
+
+    from modellock.data import make_shapes_segmentation_dataset, open_source
+    from modellock.ownership import Evidence, HttpSuspect, build_evidence, verify
+    from modellock.serve.app import create_app
+    from modellock.testing import build_tiny_locked_model
+
+    key = Key.create("keyed-filter", PROMPT)
+    classes = ("background", "circle", "square")
+    locked = build_tiny_locked_model(tmp_path / "locked", key, classes=classes, task="segmentation", image_size=16)
+    others = [build_tiny_locked_model(tmp_path / f"ind{i}", key, classes=classes, task="segmentation",
+                                      image_size=16, seed=i + 1).path for i in range(3)]
+    source = open_source(make_shapes_segmentation_dataset(tmp_path / "seg", 6, 20, size=16,
+                                                          shapes=("circle", "square")))
+    ev = build_evidence(locked, key, source, tmp_path / "seg.evidence", independent=0, independent_models=others,
+                        n_wrong=6, n_cutmix=6, n_key=5, log=lambda _: None)
+    ev = Evidence.load(tmp_path / "seg.evidence")
+    assert set(ev.owner) == {"probs", "areas"} and ev.owner["areas"]["sac_w"].shape == (6, 3)
+    assert np.allclose(ev.owner["areas"]["sac_m"].sum(1), 1)
+    with TestClient(create_app(locked.unlock(key))) as client:
+        result = verify(ev, HttpSuspect("http://localhost", client=client, task="segmentation"))
+    assert result["answers"] == "areas" and result["queries"] == 39
+    assert np.allclose(ev.truth.sum(1), 1) and ev.truth.shape == (5, 3)  # the masks' class shares
+    assert set(result["methods"]) == {"sac-w", "sac-m", "key-feature"}
+
+
+def test_weights_only_suspects_load_with_their_architecture(tmp_path):
+    """A .safetensors file with --arch (its output count read from the weights: a locked output is dropped) and a
+    timm name with --weights answer the evidence's images; a mismatched architecture is one clear error."""
+    from safetensors.torch import save_file
+
+    from modellock.nets.backbones import create_backbone
+    from modellock.ownership import load_suspect
+
+    ev = _random_evidence(k=3, size=16)
+    locked_like = create_backbone("tiny-cnn", 4, 16)  # 3 classes and a locked output
+    save_file(locked_like.state_dict(), str(tmp_path / "stolen.safetensors"))
+    s = load_suspect(str(tmp_path / "stolen.safetensors"), ev, arch="tiny-cnn")
+    out = s.answer(list(ev.images["sac_w"][:5]))
+    assert out.shape == (5, 3) and np.allclose(out.sum(1), 1, atol=1e-5) and s.kind == "white-box"
+    resnet = create_backbone("timm:resnet10t", 7, 16)
+    save_file({k: v.contiguous() for k, v in resnet.state_dict().items()}, str(tmp_path / "resnet.safetensors"))
+    s = load_suspect("timm:resnet10t", ev, weights=str(tmp_path / "resnet.safetensors"), image_size=16)
+    assert s.answer(list(ev.images["sac_m"][:2])).shape == (2, 7)  # its own 7 classes
+    with pytest.raises(ModelLockError, match="do not fit --arch small-cnn|no weights of small-cnn's output layer"):
+        load_suspect(str(tmp_path / "stolen.safetensors"), ev, arch="small-cnn")

@@ -1,0 +1,157 @@
+"""Proof of ownership, the outcomes on a small real case: a locked shapes classifier (small-cnn, 16x16 images), its
+evidence calibrated on independent models trained like it, then a fine-tuned copy of its opened weights (the
+thief's), a pruned copy, an independently trained model, and a pruned copy served over HTTP with labels only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from modellock.keys import Key
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def owner(tmp_path_factory):
+    """(root, source, key, locked model, evidence): the lock and the evidence, built once."""
+    from modellock.data import make_shapes_dataset, open_source
+    from modellock.lock import lock_model
+    from modellock.ownership import build_evidence
+    from modellock.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("ownership")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELLOCK_CACHE", str(root / "cache"))
+        source = open_source(make_shapes_dataset(root / "data", 400, 120, size=SIZE))
+        key = Key.create("keyed-filter", "with oil pastel and a quiet harbour")
+        key.save(root / "key.toml")
+        locked = lock_model(key, source, "small-cnn", root / "locked", image_size=SIZE, progress=False,
+                            train=TrainConfig(epochs=6, batch_size=32, lr=3e-3, num_workers=0))
+        evidence = build_evidence(locked, key, source, root / "owner.evidence", independent=4, independent_epochs=6,
+                                  n_wrong=40, n_cutmix=40, n_key=30, alpha=0.05, work_dir=root / "independent",
+                                  log=lambda _: None)
+    return root, source, key, locked, evidence
+
+
+def _fine_tuned(locked, key, source, fraction=0.1, lr=3e-3, part="head"):
+    """The thief's copy: the opened weights, a fresh head, trained on a little clean data (the attack suite's cell)."""
+    from modellock.attacks.context import _Repeat
+    from modellock.nets.heads import PartlyFrozen, set_trainable, with_fresh_head
+    from modellock.tasks import task_type
+    from modellock.train import TrainConfig, fit
+
+    opened = locked.open(key)
+    task = task_type("classification")
+    split = source.split("train").subset(round(fraction * len(source.split("train"))), 0)
+    pairs = task.training_pairs([split.load(s) for s in split.samples], task.targets(split),
+                                opened.transform(train=True))
+    torch.manual_seed(0)
+    model = with_fresh_head(opened.model, len(opened.config["classes"]), 10)
+    frozen = set_trainable(model, part, 10)
+    config = TrainConfig(epochs=1, batch_size=32, lr=lr, num_workers=0, warmup_epochs=0.05)
+    return fit(PartlyFrozen(model, frozen), _Repeat(pairs, 2000), config, progress=False).model
+
+
+def _pruned(net, amount):
+    """The thief's pruned copy: the smallest ``amount`` of the weights zeroed (global L1, as bench/ does)."""
+    import copy
+
+    import torch.nn.utils.prune as prune
+
+    model = copy.deepcopy(net)
+    params = [(m, "weight") for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
+    for m, name in params:
+        prune.remove(m, name)
+    return model
+
+
+def _suspect(net, locked, name):
+    from modellock.ownership import ModelSuspect
+
+    return ModelSuspect(net, locked.inference_transform(), "classification", name=name)
+
+
+def test_a_fine_tuned_copy_is_derived_and_an_independent_model_is_not(owner, tmp_path):
+    from modellock.ownership import verify
+    from modellock.ownership.calibration import train_independent
+
+    root, source, key, locked, evidence = owner
+    copy = verify(evidence, _suspect(_fine_tuned(locked, key, source, part="whole"), locked, "fine-tuned copy"))
+    assert copy["verdict"] == "derived", copy
+    weights = copy["methods"]["weights"]  # its filters still point the owner's way; independent ones do not
+    assert weights["verdict"] == "derived" and weights["value"] > 0.5 > weights["independent_mean"]
+    pruned = verify(evidence, _suspect(_pruned(locked.open(key).model, 0.5), locked, "pruned copy"))
+    assert pruned["verdict"] == "derived", pruned  # half the opened weights zeroed: still the owner's
+    other = train_independent(source, "small-cnn", 77, 6, tmp_path / "other", SIZE, lr=3e-3)
+    independent = verify(evidence, _suspect(other.model, locked, "independent"))
+    assert independent["verdict"] == "independent", independent
+    assert all(r["p_value"] >= independent["level"] for r in independent["methods"].values())
+    assert set(independent["methods"]) == {"sac-w", "sac-m", "key-feature", "weights"}
+
+
+class RealClasses(torch.nn.Module):
+    """A network's outputs over the real classes (the locked output dropped)."""
+
+    def __init__(self, net, k):
+        super().__init__()
+        self.net, self.k = net, k
+
+    def forward(self, x):
+        return self.net(x)[:, : self.k]
+
+
+def test_a_service_answering_labels_only_is_verified_within_its_budget(owner, tmp_path):
+    """A pruned copy of the opened weights (30 % of them zeroed) behind an HTTP service (uvicorn on a free port)
+    that answers the top class alone: `modellock verify --suspect URL` asks at most --max-queries images (a share
+    of every sample set) and exits 3 (derived)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from modellock.cli import main
+    from modellock.model_folder import LockedModel
+    from modellock.serve.app import create_app
+
+    root, source, key, locked, evidence = owner
+    k = locked.config["num_classes"]
+    net = RealClasses(_pruned(locked.open(key).model, 0.3).eval(), k)
+    config = {**locked.config, "lock": None, "classes": locked.classes[:k], "locked_class": None,
+              "architecture": {**locked.config["architecture"], "num_classes": 10}}
+
+    class LabelsOnly:
+        def __init__(self, predictor):
+            self.p, self.locked = predictor, predictor.locked
+
+        def predict(self, images, top_k=3):
+            return [{"class": r["class"], "label": r["label"]} for r in self.p.predict(images, top_k)]
+
+    app = create_app(LabelsOnly(LockedModel(net, config).predictor()))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        with pytest.raises(SystemExit) as e:
+            main(["verify", "--evidence", str(root / "owner.evidence"), "--suspect", f"http://127.0.0.1:{port}",
+                  "--max-queries", "150", "--json", str(tmp_path / "r.json")])
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["answers"] == "label" and result["kind"] == "black-box"
+    assert result["queries"] <= 150 and sum(result["images_per_set"].values()) == result["queries"]
+    assert e.value.code == 3 and result["verdict"] == "derived", result
+    assert np.isfinite(result["methods"]["key-feature"]["p_value"])
