@@ -8,6 +8,9 @@ from typing import List, Optional
 import typer
 
 from . import app, fail, limits
+from ..keys import Key
+from ..errors import WrongKeyError
+from ..utils.results_json import write_json
 
 
 @app.command("evidence")
@@ -40,8 +43,8 @@ def evidence_cmd(
 ):
     """Build the owner's private evidence: sample sets, the locked model's answers, thresholds from independent
     models. Never the key."""
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..data import open_source
-    from ..key import Key
     from ..model_folder import LockedModel
     from ..ownership import build_evidence
 
@@ -51,7 +54,6 @@ def evidence_cmd(
         fail(f"{out}: is a folder; --out names the evidence file to write")
     k = Key.load(key)
     m = LockedModel.from_pretrained(model, device="cpu")
-    from ..errors import WrongKeyError
 
     try:
         m.unlock(k)  # refuse a key that does not match, before any work
@@ -86,6 +88,7 @@ def verify_cmd(
 ):
     """Is SUSPECT derived from the owner's model? Per method a statistic, its threshold, p-value and score, and one
     verdict. Exit code: 0 independent, 3 derived (2: bad input)."""
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..ownership import EXIT_DERIVED, EXIT_INDEPENDENT, Evidence, format_result, load_suspect, verify
     from ..ownership.suspects import read_token
 
@@ -95,7 +98,5 @@ def verify_cmd(
     result = verify(ev, s, alpha=alpha, max_queries=max_queries if s.kind == "black-box" else None)
     typer.echo(format_result(result))
     if json_out:
-        from ..results_json import write_json
-
         write_json(json_out, result)
     raise typer.Exit(EXIT_DERIVED if result["verdict"] == "derived" else EXIT_INDEPENDENT)
