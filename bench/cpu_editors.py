@@ -16,7 +16,7 @@ import numpy as np
 import torch  # noqa: F401  (imported before timing: the first editor would pay for it)
 
 from modellock.editors import get_editor
-from modellock.key import Key
+from modellock.keys import Key
 
 EDITORS = ("keyed-filter", "keyed-net")
 

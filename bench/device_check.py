@@ -106,7 +106,7 @@ def unet_alone_seconds(pipe, batch: int, resolution: int, device: str, iters: in
 
 def check_pix2pix(cfg: dict, device: str | None, peak: float | None, tiny: bool, tmp: Path, log) -> dict:
     from modellock.editors.instruct_pix2pix import InstructPix2PixEditor
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.testing import build_full_size_pix2pix, build_tiny_pix2pix, sample_images
 
     start = time.perf_counter()
@@ -199,7 +199,7 @@ def check_training(cfg: dict, log) -> dict:
     set-up of each run cancels out."""
     import torch
 
-    from modellock.backbones import create_backbone
+    from modellock.nets.backbones import create_backbone
     from modellock.train import TrainConfig, fit
 
     size, batch = cfg["train_size"], cfg["train_batch"]

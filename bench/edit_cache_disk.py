@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
 
     from modellock.data import open_source
     from modellock.edit import edit_split
-    from modellock.key import Key
+    from modellock.keys import Key
 
     key = Key.create("keyed-filter", "turn it into an oil pastel drawing")
     rows = []

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edit_pipeline import PROMPT, make_sources  # noqa: E402
-from edit_throughput import machine_description  # noqa: E402
+from _common import machine_description, write_result  # noqa: E402
 
 
 def rss_mib(field: str) -> float:
@@ -42,12 +42,12 @@ def rss_mib(field: str) -> float:
 
 def child(stage: str, data: str, n: int, out: str) -> dict:
     """One measurement, in this (fresh) process."""
-    from modellock import distributed
+    from modellock.utils import distributed
     from modellock.data import open_source
     from modellock.edit import edit_split
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.train import TrainConfig
 
     distributed.state()
@@ -104,9 +104,7 @@ def main(argv=None) -> dict:
         result[f"{stage}_kib_per_image"] = per_image
         print(f"\n{stage}: peak RSS {sizes[-1]} / {sizes[0]} images = {ratio:.2f}x; "
               f"growth {growth:.1f} MiB = {per_image:.2f} KiB per image")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     return result
 
 

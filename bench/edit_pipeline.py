@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edit_throughput import machine_description  # noqa: E402
+from _common import machine_description  # noqa: E402
 
 PROMPT = "turn it into an oil pastel drawing"  # a benchmark prompt, not anybody's key
 
@@ -64,7 +64,7 @@ def make_sources(root: Path, n: int, size: int) -> Path:
 
 
 def make_key(editor: str, size: int, workdir: Path):
-    from modellock.key import Key
+    from modellock.keys import Key
 
     if editor == "keyed-filter":
         return Key.create("keyed-filter", PROMPT)
@@ -95,7 +95,7 @@ def same_images(a: Path, b: Path) -> bool:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from modellock import distributed
+    from modellock.utils import distributed
     from modellock.data import open_source
     from modellock.edit import default_workers
     from modellock.editors import get_editor

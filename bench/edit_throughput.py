@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import machine_description, write_result
 
 PROMPT = "turn it into an oil pastel drawing"  # a benchmark prompt, not anybody's key
 
@@ -57,22 +57,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
-
-
-def machine_description(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(torch.device(device))} (GPU)"
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()} (no GPU used)"
 
 
 def sync(device: str) -> None:
@@ -129,7 +113,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
 
     from modellock.editors.instruct_pix2pix import InstructPix2PixEditor
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.testing import build_full_size_pix2pix, build_tiny_pix2pix, sample_images
 
     pipeline_name = "full-size random (SD 1.5 / InstructPix2Pix architecture)" if args.full_size else (
@@ -187,9 +171,7 @@ def main(argv=None) -> dict:
         "command": "python bench/edit_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     print_table(result)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     return result
 
 

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 from modellock.data import open_source
-from modellock.harden import HARDEN_PRESET
-from modellock.key import Key
+from modellock.lock.hardening import HARDEN_PRESET
+from modellock.keys import Key
 from modellock.lock import lock_model
-from modellock.lockset import LockRecipe
+from modellock.lock.lock_set import LockRecipe
 from modellock.train import TrainConfig
 
 from lock_levers import PROMPT  # noqa: E402  (bench/ is on the path when run as a script: the same key prompt)

@@ -120,7 +120,7 @@ def open_data(task: str, out: Path):
 
 
 def key_for(out: Path):
-    from modellock.key import Key
+    from modellock.keys import Key
 
     path = out / "key.toml"
     if not path.exists():
@@ -142,7 +142,7 @@ def train_config(task: str, seed: int = 0, optimizer: str = "adamw", lr_factor: 
 
 def base(task: str, out: Path) -> None:
     from modellock.lock import lock_model, train_baseline
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
 
     source = open_data(task, out)
     key = key_for(out)

@@ -151,8 +151,8 @@ def _done(folder: Path) -> bool:
 
 def _fine_tunes(ctx, opened, root: Path) -> str:
     """Every cell of the grid per fraction; keeps the best and the worst; returns the best 10 % one's name."""
-    from modellock.attacks.fine_tune import cell_name
-    from modellock.heads import PartlyFrozen, set_trainable, with_fresh_head
+    from modellock.attacks.grid import cell_name
+    from modellock.nets.heads import PartlyFrozen, set_trainable, with_fresh_head
 
     k, outputs = ctx.num_classes, ctx.num_outputs
     cells = [("adamw", 1.0, "whole"), ("adamw", 10.0, "whole"), ("sgd", 10.0, "whole"), ("adamw", 1.0, "head"),
@@ -252,7 +252,7 @@ def _int8(root: Path, best10: str, task: str = "classification") -> None:
 
 def _transfer(ctx, opened, source, root: Path) -> None:
     """The locked trunk with a fresh head for another class set, the whole model fine-tuned on 10 %."""
-    from modellock.heads import with_fresh_head
+    from modellock.nets.heads import with_fresh_head
     from modellock.tasks import Pairs
 
     split = ctx.attacker_split(0.1)

@@ -40,9 +40,9 @@ def build(folder: Path, image_size: int) -> tuple[Path, Path]:
     """A tiny lock of the shapes dataset at ``image_size`` (this checkout's code builds it)."""
     from modellock.data import make_shapes_dataset, open_source
     from modellock.errors import DataWarning
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.train import TrainConfig
 
     warnings.simplefilter("ignore", DataWarning)  # the 224 model upscales the 32-pixel shapes: meant here

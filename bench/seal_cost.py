@@ -22,10 +22,11 @@ from pathlib import Path
 
 import torch
 
-from modellock.key import SCRYPT_N, SCRYPT_P, SCRYPT_R, Key
+from modellock.keys.fingerprint import SCRYPT_N, SCRYPT_P, SCRYPT_R
+from modellock.keys import Key
 from modellock.model_folder import FORMAT, LockedModel
 from modellock.tasks import task_type
-from modellock.train import IMAGENET_MEAN, IMAGENET_STD
+from modellock.utils.images import IMAGENET_MEAN, IMAGENET_STD
 
 from lock_levers import PROMPT  # noqa: E402  (bench/ is on the path when run as a script: the same key prompt)
 

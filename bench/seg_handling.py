@@ -22,7 +22,7 @@ from pathlib import Path
 
 def original_under_handling(baseline, data, batch_size: int) -> dict:
     """The original model's mIoU on each handled clean test image (scored as ``evaluate`` scores the unlocked)."""
-    from modellock import handling
+    from modellock.data import handling
     from modellock.tasks import task_type
 
     task = task_type("segmentation")
@@ -42,11 +42,11 @@ def run_seed(args, seed: int) -> dict:
 
     from modellock.data import open_source
     from modellock.data.synthetic import make_shapes_segmentation_dataset
-    from modellock.demo import DEMO_PROMPT, SEGMENTATION_DEMO_TRAIN
-    from modellock.evaluate import default_wrong_keys, evaluate
-    from modellock.key import Key
+    from modellock.workflows.demo import DEMO_PROMPT, SEGMENTATION_DEMO_TRAIN
+    from modellock.evaluation.matrix import default_wrong_keys, evaluate
+    from modellock.keys import Key
     from modellock.lock import lock_model, train_baseline
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.train import TrainConfig
 
     out = Path(args.out) / f"seed{seed}"
@@ -55,7 +55,7 @@ def run_seed(args, seed: int) -> dict:
         return json.loads((out / "result.json").read_text())
     torch.set_num_threads(1)
     if args.handling != "{}":  # the lock's RandomHandling with other settings (a recipe trial)
-        from modellock import handling
+        from modellock.data import handling
 
         trial = json.loads(args.handling)
 

@@ -185,7 +185,7 @@ def main(argv=None) -> None:
         if args.model:
             model, key = args.model, args.key
         else:
-            from modellock.key import Key
+            from modellock.keys import Key
             from modellock.testing import build_tiny_locked_model
 
             k = Key.create("keyed-filter", PROMPT)

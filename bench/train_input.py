@@ -13,7 +13,6 @@ GPU needs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -29,9 +28,9 @@ def main(argv=None) -> dict:
     import torch
     from PIL import Image
 
-    from modellock.images import load_image
+    from modellock.utils.images import load_image
     from modellock.testing import sample_images
-    from modellock.train import classification_transforms
+    from modellock.tasks.classification.transforms import classification_transforms
 
     torch.set_num_threads(1)
     width, height = (int(v) for v in args.size.split("x"))
@@ -54,7 +53,7 @@ def main(argv=None) -> dict:
                 best = min(best, time.perf_counter() - start)
             rows.append({"format": fmt, "size": args.size, "images_per_s_per_core": args.n / best,
                          "bytes_per_file": sum(f.stat().st_size for f in files) / len(files)})
-    from edit_throughput import machine_description
+    from _common import machine_description, write_result
 
     result = {"machine": machine_description("cpu"), "rows": rows,
               "command": "python bench/train_input.py " + " ".join(sys.argv[1:] if argv is None else argv)}
@@ -63,9 +62,7 @@ def main(argv=None) -> dict:
     print("|---|---|")
     for r in rows:
         print(f"| {r['format'].upper()} {r['size']} | {r['images_per_s_per_core']:.0f} |")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     return result
 
 

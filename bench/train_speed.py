@@ -4,7 +4,7 @@
 
 Random 32x32 inputs; a training step is forward + cross-entropy + backward + AdamW. Each figure is the best of
 ``--repeats`` timed runs after two warm-up steps; the ratio column is channels-last over default. The package
-feeds every convolutional model its images channels-last (``modellock.backbones.channels_last``); the weights
+feeds every convolutional model its images channels-last (``modellock.nets.backbones.channels_last``); the weights
 keep their layout.
 """
 
@@ -16,8 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from modellock.backbones import create_backbone
-from modellock.segmentation.models import create_segmenter
+from modellock.nets.backbones import create_backbone
+from modellock.tasks.segmentation.models import create_segmenter
 
 
 def build(name: str, layout: str):

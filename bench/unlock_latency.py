@@ -21,7 +21,6 @@ InstructPix2Pix pipeline (5 steps at 32x32: the diffusion editor's cost, not a r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edit_throughput import machine_description  # noqa: E402
+from _common import machine_description, write_result  # noqa: E402
 
 PROMPT = "turn it into an oil pastel drawing"  # a benchmark prompt, not anybody's key
 # case: (backbone, model input size, input image side, editor)
@@ -62,9 +61,9 @@ def make_locked(case: str, workdir: Path):
     """A locked model folder for ``case`` (1 epoch on 40 generated images), loaded back, and its key."""
     from modellock.data import open_source
     from modellock.data.synthetic import make_shapes_dataset
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.model_folder import LockedModel
     from modellock.testing import build_tiny_pix2pix
     from modellock.train import TrainConfig
@@ -141,9 +140,7 @@ def main(argv=None) -> dict:
         print(f"| {r['case']} | {r['input']} | {r['plain']['latency_ms']:.2f} | {r['unlocked']['latency_ms']:.2f} | "
               f"{r['latency_ratio']:.2f}x | {r['plain']['images_per_s']:.0f} | {r['unlocked']['images_per_s']:.1f} | "
               f"{r['throughput_ratio']:.2f}x |")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     return result
 
 

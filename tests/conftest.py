@@ -78,7 +78,7 @@ def cifar_small(tmp_path_factory) -> Path:
 def tiny_locked(tmp_path_factory):
     """A tiny keyed-filter lock of the shapes dataset: (root, source, key, locked model, original model)."""
     from modellock.data import make_shapes_dataset, open_source
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model, train_baseline
     from modellock.train import TrainConfig
 

@@ -17,11 +17,11 @@ import shlex
 import sys
 from pathlib import Path
 
-import modellock.lock
+import modellock.lock.run
 import modellock.train
-from modellock import distributed
+from modellock.utils import distributed
 from modellock.cli import main
-from modellock.lockset import LockDataset
+from modellock.lock.lock_set import LockDataset
 
 record = {"reads": [], "trained": []}
 
@@ -68,7 +68,7 @@ def save_checkpoint(accelerator, checkpoint_dir, epoch, *args, **kwargs):
 
 def install() -> None:
     LockDataset.__getitem__ = getitem
-    modellock.lock.fit = fit
+    modellock.lock.run.fit = fit
     modellock.train._save_checkpoint = save_checkpoint
 
 

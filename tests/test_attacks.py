@@ -29,10 +29,10 @@ from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.editors import get_editor
 from modellock.errors import ModelLockError
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model
-from modellock.lockset import LockRecipe
-from modellock.prompts import STYLE_PROMPTS
+from modellock.lock.lock_set import LockRecipe
+from modellock.keys.prompts import STYLE_PROMPTS
 from modellock.train import TrainConfig
 
 PROMPT = "with a quiet marmalade haze"  # not in any catalogue
@@ -108,9 +108,9 @@ def test_key_never_reaches_attacks_that_do_not_declare_it(locked):
     try:
         run_attack("test-spy", make_ctx(locked), key=key)
     finally:
-        from modellock.attacks import _REGISTRY
+        from modellock.attacks import ATTACKS
 
-        del _REGISTRY["test-spy"]
+        ATTACKS.remove("test-spy")
     assert set(seen) == {"ctx"}
     assert not any(isinstance(v, Key) for v in vars(seen["ctx"]).values())
     with pytest.raises(TypeError, match="never holds a key"):
@@ -176,7 +176,7 @@ def test_a_cheap_editor_edits_in_memory_as_the_edit_cache_does(tmp_path):
     the same outputs as through the edit cache (its PNGs are lossless)."""
     from modellock.edit import cache_dir
     from modellock.editors import resolve_key
-    from modellock.evaluate import split_logits
+    from modellock.evaluation.matrix import split_logits
 
     source = open_source(make_shapes_dataset(tmp_path / "shapes", 40, 30))
     key = Key.create("keyed-filter", PROMPT)
@@ -375,7 +375,7 @@ def test_attack_command(locked, tmp_path):
 
 # ------------------------------------------------------------------------------------ stronger thief (issue 11)
 def test_unet_adapter(locked, reference):
-    from modellock.attacks.input_adapter import UNetAdapter
+    from modellock.nets.adapters import UNetAdapter
 
     assert 3e5 <= sum(p.numel() for p in UNetAdapter().parameters()) <= 1e6  # the attack's default adapter
     with torch.no_grad():  # started at the identity

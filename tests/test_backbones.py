@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modellock import backbones
-from modellock.backbones import available_backbones, backbone_from_spec, create_backbone, register_backbone
+from modellock.nets import backbones
+from modellock.nets.backbones import available_backbones, backbone_from_spec, create_backbone, register_backbone
 from modellock.errors import ModelLockError
 
 
@@ -33,7 +33,7 @@ def test_registry_our_models_and_a_new_one(monkeypatch):
     assert outputs(create_backbone("small-cnn", 10)) == (2, 10)
     assert outputs(create_backbone("tiny-cnn", 3, image_size=16), 16) == (2, 3)
 
-    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    monkeypatch.setattr(backbones.BACKBONES, "_entries", dict(backbones.BACKBONES._entries))
 
     @register_backbone("linear-probe")
     def linear_probe(num_classes, image_size, pretrained=False):
@@ -74,7 +74,7 @@ def test_pretrained_safetensors_round_trip_and_new_head(tmp_path, caplog):
 
     (tmp_path / "folder").mkdir()
     save_file(source.state_dict(), tmp_path / "folder" / "model.safetensors")
-    with caplog.at_level(logging.WARNING, logger="modellock.backbones"):
+    with caplog.at_level(logging.WARNING, logger="modellock.nets.backbones"):
         fewer = create_backbone("tiny-cnn", 3, pretrained=str(tmp_path / "folder"))
     assert same_weights(fewer, source, skip=("head.",))
     assert fewer.head.weight.shape == (3, 16)
@@ -137,7 +137,7 @@ def test_timm_hub_folder_and_hub_id(tmp_path, monkeypatch):
 
 def test_conv_models_take_channels_last_images_and_save_as_before(tmp_path):
     """The channels-last pre-hook changes the layout the convolutions see, not the function or the weights."""
-    from modellock.segmentation.models import create_segmenter
+    from modellock.tasks.segmentation.models import create_segmenter
 
     torch.manual_seed(0)
     for model in (create_backbone("small-cnn", 4), create_segmenter("small-segnet", 3)):

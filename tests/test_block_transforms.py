@@ -14,10 +14,10 @@ from modellock.editors import get_editor
 from modellock.editors.block_transforms import (FFX_ROUNDS, ffx_decrypt, ffx_encrypt, ffx_round_tables,
                                                 resolve_block_size)
 from modellock.errors import KeyFileError, ModelLockError
-from modellock.evaluate import evaluate
-from modellock.key import Key
+from modellock.evaluation.matrix import evaluate
+from modellock.keys import Key
 from modellock.lock import lock_model
-from modellock.lockset import LockRecipe, plan_lock_set
+from modellock.lock.lock_set import LockRecipe, plan_lock_set
 from modellock.train import TrainConfig
 
 EDITORS = ["pixel-shuffle", "negative-positive", "ffx"]

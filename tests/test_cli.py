@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modellock.key import Key
+from modellock.keys import Key
 
 
 def run(*args, cwd=None):
@@ -139,7 +139,7 @@ def test_help_and_success_exit_zero(capsys):
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
     from modellock.cli import main
-    from modellock.key import Key
+    from modellock.keys import Key
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from modellock.compare import COLUMNS, compare_locks, parse_locks
+from modellock.workflows.compare import COLUMNS, compare_locks, parse_locks
 from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.errors import ModelLockError
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")

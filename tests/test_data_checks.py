@@ -8,9 +8,9 @@ from PIL import Image
 from modellock import DataError, DataWarning
 from modellock.data import make_shapes_dataset, make_shapes_segmentation_dataset, open_source
 from modellock.data.checks import check_data, pick_split
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model, train_baseline
-from modellock.paths import cache_root
+from modellock.utils.paths import cache_root
 from modellock.train import TrainConfig
 
 TINY = TrainConfig(epochs=1, batch_size=16, num_workers=0)
@@ -71,7 +71,7 @@ def test_images_smaller_than_the_input_warn(tmp_path):
 
 def test_eval_data_with_other_classes_than_the_model(tiny_locked, tmp_path):
     _, _, key, locked, _ = tiny_locked
-    from modellock.evaluate import evaluate
+    from modellock.evaluation.matrix import evaluate
 
     other = open_source(_folder(tmp_path / "d", {"test/circle": 2, "test/kite": 2}))
     with pytest.raises(DataError, match="classes differ from the model's: the data has no class 'corner'.*; "

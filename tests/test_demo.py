@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 
-from modellock.demo import run_demo
+from modellock.workflows.demo import run_demo
 
 
 def test_tiny_demo_reports_the_attack_summary(tmp_path, one_thread):

@@ -22,7 +22,7 @@ from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.edit import edit_dataset, edit_split
 from modellock.editors import get_editor
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.model_folder import LockedModel
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -13,8 +13,8 @@ from PIL import Image
 from modellock.data import open_source
 from modellock.edit import edit_dataset
 from modellock.errors import DataError, WrongKeyError
-from modellock.images import load_image
-from modellock.key import Key
+from modellock.utils.images import load_image
+from modellock.keys import Key
 
 
 def _check_consistent(out: Path, source, key):

@@ -14,7 +14,7 @@ from modellock.data import open_source
 from modellock.edit import edit_split
 from modellock.errors import DataError
 from modellock.editors.instruct_pix2pix import InstructPix2PixEditor, gpu_batch_size
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.testing import sample_images
 
 

@@ -24,7 +24,7 @@ from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.edit import EditFolder, edit_dataset
 from modellock.errors import DataError
-from modellock.key import Key
+from modellock.keys import Key
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

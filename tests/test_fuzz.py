@@ -32,7 +32,7 @@ from hypothesis.extra import numpy as hnp
 
 from image_cases import MODES, image_bytes, png_with_header_size
 from modellock.errors import ModelLockError
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.testing import build_tiny_locked_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -232,7 +232,7 @@ def test_service_answers_any_host_header_with_a_result_or_a_400_421_json_error(w
 @given(data=bad_image_bytes())
 def test_decode_image_returns_rgb_or_raises_image_error(data):
     from modellock.errors import ImageError
-    from modellock.images import decode_image
+    from modellock.utils.images import decode_image
 
     record("api decode_image", data)
     with counted("api decode_image"):
@@ -386,7 +386,7 @@ def archive_members(draw):
 @given(members=archive_members())
 def test_archives_extract_inside_their_folder_or_raise_data_error(tmp_path_factory, members):
     from modellock.data import open_source
-    from modellock.paths import cache_root
+    from modellock.utils.paths import cache_root
 
     record("api open_source(archive)", members)
     root = tmp_path_factory.mktemp("archive")

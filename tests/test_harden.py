@@ -11,10 +11,10 @@ import torch
 from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.editors import get_editor
-from modellock.harden import HardenSettings, LockHardening
-from modellock.key import Key
+from modellock.lock.hardening import HardenSettings, LockHardening
+from modellock.keys import Key
 from modellock.lock import lock_model
-from modellock.lockset import EditingCollate, LockDataset, LockRecipe, OnlineLockDataset, decoy_keys, plan_lock_set
+from modellock.lock.lock_set import EditingCollate, LockDataset, LockRecipe, OnlineLockDataset, decoy_keys, plan_lock_set
 from modellock.tasks import task_type
 from modellock.train import TrainConfig
 
@@ -99,7 +99,7 @@ def test_adversarial_decoys_leave_out_the_keys_own_edit():
 
 def test_lock_harden_flag_turns_every_lever_on_and_a_config_cannot_hide_it(tmp_path):
     from modellock.cli import main
-    from modellock.harden import HARDEN_PRESET
+    from modellock.lock.hardening import HARDEN_PRESET
 
     key = Key.create("keyed-filter", "a quiet marmalade haze")
     key.save(tmp_path / "key.toml")

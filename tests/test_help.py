@@ -57,7 +57,7 @@ def test_short_help_and_version(capsys, monkeypatch):
 
 def test_training_options_name_the_code_defaults(capsys, monkeypatch):
     """--epochs, --batch-size, --lr (and the rest) say their default: the one TrainConfig / LockRecipe has."""
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.train import TrainConfig
 
     commands = dict((" ".join(p), c) for p, c in COMMANDS)

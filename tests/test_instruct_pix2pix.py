@@ -15,7 +15,7 @@ from PIL import Image
 from modellock.editors import get_editor
 from modellock.editors.instruct_pix2pix import InstructPix2PixEditor
 from modellock.errors import ModelLockError
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.testing import sample_images
 
 PROMPT = "turn it into an oil pastel drawing"

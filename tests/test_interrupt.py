@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from modellock.key import Key
+from modellock.keys import Key
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 PROGRESS = re.compile(r"\d+%\|")
@@ -136,7 +136,7 @@ def _sigint_to_the_workers_midway(**options) -> list:
 def test_data_loader_workers_leave_sigint_to_the_main_process(sigint_default):
     """The race itself, made certain: SIGINT reaches the workers (and not the main process). Plain workers die of it
     and the main process fails with torch's error; quiet workers carry on and every batch arrives."""
-    from modellock.workers import quiet_workers
+    from modellock.utils.workers import quiet_workers
 
     with pytest.raises(RuntimeError, match="DataLoader worker .* exited unexpectedly"):
         _sigint_to_the_workers_midway()

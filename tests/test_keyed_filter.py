@@ -1,7 +1,7 @@
 import numpy as np
 
 from modellock.editors import get_editor
-from modellock.key import Key
+from modellock.keys import Key
 
 
 def _images(n, size=32, seed=0):

@@ -7,7 +7,7 @@ import torch
 
 from modellock.editors import editor_class, get_editor
 from modellock.editors.keyed_net import draw_weights, key_seed
-from modellock.key import Key
+from modellock.keys import Key
 
 
 def _images(n=12, size=(24, 20)):

@@ -1,7 +1,7 @@
 import pytest
 
 from modellock.errors import KeyFileError
-from modellock.key import PAPER_DEFAULTS, Key
+from modellock.keys import PAPER_DEFAULTS, Key
 
 
 def test_defaults_are_the_papers():
@@ -91,7 +91,7 @@ def test_good_key_loads_and_unreadable_files_fail(tmp_path):
 
 def test_composed_prompts_have_entropy_and_are_not_guessable():
     from modellock.attacks.prompt_catalogue import catalogue_prompts
-    from modellock.prompts import MIN_BITS, compose_prompt, wordlist
+    from modellock.keys.prompts import MIN_BITS, compose_prompt, wordlist
 
     assert len(wordlist()) == 7776
     prompts = [compose_prompt() for _ in range(5)]
@@ -124,7 +124,7 @@ def test_keygen_composes_and_ranks_without_printing_prompts(tmp_path, capsys):
 def test_rank_prompts_prefers_edits_that_separate():
     import numpy as np
 
-    from modellock.key_ranking import rank_prompts
+    from modellock.keys.ranking import rank_prompts
 
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(6)]

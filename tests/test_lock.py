@@ -10,10 +10,10 @@ import pytest
 from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.errors import ModelLockError, WrongKeyError
-from modellock.evaluate import evaluate
-from modellock.key import Key
+from modellock.evaluation.matrix import evaluate
+from modellock.keys import Key
 from modellock.lock import lock_model, train_baseline
-from modellock.lockset import DecodedOnce, LockRecipe, plan_lock_set
+from modellock.lock.lock_set import DecodedOnce, LockRecipe, plan_lock_set
 from modellock.model_folder import LockedModel
 from modellock.train import TrainConfig
 
@@ -33,7 +33,7 @@ def cifar_lock(tmp_path_factory, cifar_small):
 
 
 def test_lock_set_plan():
-    from modellock.data.sources import Sample, Split
+    from modellock.data.source import Sample, Split
 
     split = Split("train", ["a", "b", "c"], [Sample(f"{i}", i % 3) for i in range(100)])
     items = plan_lock_set(split, LockRecipe(edited_fraction=0.9, clean_target="wrong-label", seed=1, paired=False))
@@ -218,7 +218,7 @@ def test_evaluate_edits_with_a_cheap_editor_in_memory_and_scores_as_through_the_
 
     from modellock.edit import cache_dir
     from modellock.editors import get_editor
-    from modellock.evaluate import handled_loaders, split_logits
+    from modellock.evaluation.matrix import handled_loaders, split_logits
     from modellock.tasks.classification import accuracy
 
     _, source, key, locked, _ = tiny_locked

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modellock.errors import ModelLockError
-from modellock.segmentation.metrics import ConfusionMatrix, majority_class_miou, update_from_logits
+from modellock.tasks.segmentation.metrics import ConfusionMatrix, majority_class_miou, update_from_logits
 
 
 def t(rows):

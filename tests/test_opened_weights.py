@@ -11,12 +11,12 @@ from modellock.attacks.suite import format_table, run_suite
 from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.errors import ModelLockError
-from modellock.evaluate import evaluate
-from modellock.key import Key
+from modellock.evaluation.matrix import evaluate
+from modellock.keys import Key
 from modellock.lock import lock_model
-from modellock.lockset import LockRecipe
+from modellock.lock.lock_set import LockRecipe
 from modellock.model_folder import LockedModel
-from modellock.report import format_table as eval_table
+from modellock.evaluation.report import format_table as eval_table
 from modellock.train import TrainConfig
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # two locks of tests/test_attacks.py's size

@@ -14,7 +14,7 @@ import pytest
 from starlette.requests import Request  # noqa: F401 - resolved by name in the test services' routes
 
 from modellock.errors import ModelLockError
-from modellock.key import Key
+from modellock.keys import Key
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROMPT = "with oil pastel and a secret marmalade"
@@ -255,7 +255,7 @@ def test_commands_refuse_bad_inputs_in_one_line(tmp_path, run):
 def _three_shapes(root, n_train=12, n_test=24):
     """An ImageFolder of three shape classes (the classes of build_tiny_locked_model)."""
     from modellock.data.synthetic import draw_shape
-    from modellock.images import save_png_atomic
+    from modellock.utils.images import save_png_atomic
 
     rng = np.random.default_rng(0)
     for split, n in (("train", n_train), ("test", n_test)):
@@ -351,7 +351,7 @@ def test_weights_only_suspects_load_with_their_architecture(tmp_path):
     timm name with --weights answer the evidence's images; a mismatched architecture is one clear error."""
     from safetensors.torch import save_file
 
-    from modellock.backbones import create_backbone
+    from modellock.nets.backbones import create_backbone
     from modellock.ownership import load_suspect
 
     ev = _random_evidence(k=3, size=16)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from modellock.key import Key
+from modellock.keys import Key
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 SIZE = 16
@@ -41,7 +41,7 @@ def owner(tmp_path_factory):
 def _fine_tuned(locked, key, source, fraction=0.1, lr=3e-3, part="head"):
     """The thief's copy: the opened weights, a fresh head, trained on a little clean data (the attack suite's cell)."""
     from modellock.attacks.context import _Repeat
-    from modellock.heads import PartlyFrozen, set_trainable, with_fresh_head
+    from modellock.nets.heads import PartlyFrozen, set_trainable, with_fresh_head
     from modellock.tasks import task_type
     from modellock.train import TrainConfig, fit
 

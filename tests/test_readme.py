@@ -1,6 +1,7 @@
-"""Every ```python and ```bash block of README.md runs, so that the README cannot drift from the code.
+"""Every ```python and ```bash block of README.md and of docs/**/*.md runs, so that the docs cannot drift from
+the code.
 
-The convention (also in the README's "Contributing" section):
+The convention (also in docs/contributing.md):
 
 - Each block runs alone, in a fresh temporary folder, in the order of the README: a Python block with
   ``exec`` (it imports what it uses), a bash block with ``bash -e``. A block passes when it raises
@@ -32,7 +33,9 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").rglob("*.md"))]  # README first, then the guides in path order
 TINY_TRAINING = ["--epochs", "1", "--batch-size", "32", "--num-workers", "0", "--image-size", "32"]
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _DIRECTIVE = re.compile(r"^<!--\s*snippet:\s*(.*?)\s*-->\s*$")
@@ -69,20 +72,23 @@ def _plan(block: dict) -> dict:
         elif d in FIXTURE_SETS:
             plan["fixtures"] = d
         else:
-            raise ValueError(f"README.md line {block['line']}: unknown snippet directive {d!r} (expected "
+            where = f"{block.get('file', 'README.md')} line {block['line']}"
+            raise ValueError(f"{where}: unknown snippet directive {d!r} (expected "
                              f"'skip (reason)' with a reason, or one of {', '.join(FIXTURE_SETS)})")
     return plan
 
 
-BLOCKS = [b for b in readme_blocks(README.read_text(encoding="utf-8")) if b["lang"] in ("python", "bash")]
+BLOCKS = [{**b, "file": str(page.relative_to(ROOT))} for page in DOCS
+          for b in readme_blocks(page.read_text(encoding="utf-8")) if b["lang"] in ("python", "bash")]
 
 
 def test_readme_blocks_follow_the_convention():
-    """Directives parse (a skip names its reason), and most blocks run."""
+    """Directives parse (a skip names its reason), and most blocks run; README.md and the guides both have some."""
     plans = [_plan(b) for b in BLOCKS]
-    assert sum(p["skip"] is None for p in plans) >= 4, "most README blocks must run"
-    skipped = [b["line"] for b, p in zip(BLOCKS, plans) if b["lang"] == "python" and p["skip"]]
-    assert not skipped, f"README.md lines {skipped}: a Python block must run as written"
+    assert sum(p["skip"] is None for p in plans) >= 4, "most blocks must run"
+    assert {b["file"] for b, p in zip(BLOCKS, plans) if p["skip"] is None} >= {"README.md", "docs/guide/serving.md"}
+    skipped = [f"{b['file']}:{b['line']}" for b, p in zip(BLOCKS, plans) if b["lang"] == "python" and p["skip"]]
+    assert not skipped, f"{skipped}: a Python block must run as written"
     with pytest.raises(ValueError, match="unknown snippet directive"):
         _plan({"line": 1, "directives": ["skip"]})  # a skip without its reason
 
@@ -98,7 +104,7 @@ def _images(folder: Path, source_image: Path) -> None:
 
 def _build_classification(root: Path) -> Path:
     from modellock.data import make_shapes_dataset, open_source
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model, train_baseline
     from modellock.train import TrainConfig
 
@@ -115,7 +121,7 @@ def _build_classification(root: Path) -> Path:
 
 def _build_segmentation(root: Path) -> Path:
     from modellock.data import make_shapes_segmentation_dataset, open_source
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model, train_baseline
     from modellock.train import TrainConfig
 
@@ -170,17 +176,17 @@ def _modellock_on_path(tmp_path: Path) -> dict:
             "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"README.md:{b['line']}-{b['lang']}" for b in BLOCKS])
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"{b['file']}:{b['line']}-{b['lang']}" for b in BLOCKS])
 def test_readme_block_runs(block, fixture_sets, tmp_path, monkeypatch, one_thread):
     plan = _plan(block)
     if plan["skip"]:
-        pytest.skip(f"README.md line {block['line']}: {plan['skip']}")
+        pytest.skip(f"{block['file']} line {block['line']}: {plan['skip']}")
     work = _block_folder(tmp_path, fixture_sets(plan["fixtures"]), block["code"])
     if block["lang"] == "bash":
         proc = subprocess.run(["bash", "-e", "-c", block["code"]], cwd=work, env=_modellock_on_path(tmp_path),
                               capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"README.md line {block['line']}:\n{block['code']}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, f"{block['file']} line {block['line']}:\n{block['code']}\n{proc.stderr[-3000:]}"
     else:  # as a reader would paste it: nothing defined beforehand but the files
         monkeypatch.chdir(work)
-        code = compile(block["code"], f"README.md:{block['line']}", "exec")
+        code = compile(block["code"], f"{block['file']}:{block['line']}", "exec")
         exec(code, {"__name__": "readme_snippet"})

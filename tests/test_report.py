@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 import numpy as np
 import torch
 
-from modellock.report import COUNTED, IGNORED, ROLE_COLOURS, format_table, markdown_table, matrix_rows
-from modellock.results_json import rounded, write_json
+from modellock.evaluation.report import COUNTED, IGNORED, ROLE_COLOURS, format_table, markdown_table, matrix_rows
+from modellock.utils.results_json import rounded, write_json
 
 RESULT = {"task": "classification", "metric": "accuracy", "chance": 0.1, "n_test": 100, "original_clean": 0.99,
           "locked_clean": 0.0, "locked_clean_without_locked_class": 0.132, "locked_class_rate_clean": 0.95,
@@ -37,8 +37,8 @@ def test_rounded_json(tmp_path):
 
 
 def test_demo_report_page(tiny_locked, tmp_path, one_thread):
-    from modellock.demo import _report
-    from modellock.evaluate import default_wrong_keys, evaluate
+    from modellock.workflows.demo import _report
+    from modellock.evaluation.matrix import default_wrong_keys, evaluate
 
     root, source, key, locked, original = tiny_locked
     wrong = default_wrong_keys(key)
@@ -66,9 +66,9 @@ def test_decoy_edits_show_one_bar(tmp_path, capsys, one_thread):
     """Not one `edit train` bar per decoy key: one bar for the stage, saying what it does (the edit cache's path;
     online locks edit in the training loop)."""
     from modellock.data import make_shapes_dataset, open_source
-    from modellock.key import Key
+    from modellock.keys import Key
     from modellock.lock import lock_model
-    from modellock.lockset import LockRecipe
+    from modellock.lock.lock_set import LockRecipe
     from modellock.train import TrainConfig
 
     source = open_source(make_shapes_dataset(tmp_path / "d", 60, 10))

@@ -19,11 +19,11 @@ from safetensors.torch import load, load_file, save
 from modellock.data import open_source
 from modellock.data.synthetic import make_shapes_dataset
 from modellock.errors import ModelLockError, WrongKeyError
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.lock import lock_model
-from modellock.lockset import LockRecipe
+from modellock.lock.lock_set import LockRecipe
 from modellock.model_folder import LockedModel
-from modellock.seal import MAGIC, SealError, Sealer
+from modellock.keys.seal import MAGIC, SealError, Sealer
 from modellock.testing import build_tiny_locked_model
 from modellock.train import TrainConfig
 
@@ -324,7 +324,7 @@ def test_the_seal_keeps_from_a_folder_thief_what_an_adapter_takes_from_opened_we
     on the opened weights the input adapter undoes the lock; from the sealed folder alone it cannot start."""
     from modellock.attacks import run_attack
     from modellock.attacks.context import AttackContext, Budget, Machinery
-    from modellock.evaluate import evaluate
+    from modellock.evaluation.matrix import evaluate
 
     source = open_source(make_shapes_dataset(tmp_path / "shapes", 700, 240))
     key = Key.create("keyed-filter", "with a quiet marmalade haze", params={"strength": 1.0})
@@ -346,8 +346,9 @@ def test_nothing_in_the_folder_names_or_narrows_the_key(locks, tmp_path):
     """Issue 17: the stored evaluation named the pool prompts tried as wrong keys ("not the key": a pool key's
     candidates narrowed); attack summaries could name a guessed prompt. The model folder keeps neutral labels
     and figures only; the evaluation returned to the caller keeps its names."""
-    from modellock.evaluate import evaluate
-    from modellock.prompts import STYLE_PROMPTS
+    from modellock.attacks import available_attacks
+    from modellock.evaluation.matrix import evaluate
+    from modellock.keys.prompts import STYLE_PROMPTS
 
     source, plain, sealed, tmp = locks
     folder = tmp_path / "m"
@@ -360,7 +361,7 @@ def test_nothing_in_the_folder_names_or_narrows_the_key(locks, tmp_path):
         {"worst_case_undone": 0.42, "worst_case_attack": "guessed-prompts", "worst_case_setting": "as a linocut",
          "fine_tune_gain": 0.1, "line": "worst case: guessed-prompts (as a linocut) undoes 42% of the lock"},
         {"budget": "quick", "fractions": [0.05], "prompts": ["as a linocut", STYLE_PROMPTS[0]], "lr": 0.001,
-         "diffusion_model": "someone/private-model"})
+         "diffusion_model": "someone/private-model"}, available_attacks())
     stored = json.loads((folder / "config.json").read_text())
     assert set(stored["evaluation"]["wrong_keys"]) == {"wrong key 1", "wrong key 2", "wrong key 3"}
     assert stored["attack_summary"]["worst_case_undone"] == 0.42

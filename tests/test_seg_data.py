@@ -9,15 +9,15 @@ import torchvision.datasets
 from PIL import Image
 
 from modellock.data import make_shapes_segmentation_dataset, open_source
-from modellock.segmentation import data as segmentation
-from modellock.segmentation.data import VOC_CLASSES
+from modellock.data import mask_folders as segmentation
+from modellock.data.mask_folders import VOC_CLASSES
 from modellock.errors import DataError
-from modellock.handling import HANDLING, RandomHandling, handled_mask
-from modellock.paths import cache_root
-from modellock.segmentation.transforms import (
+from modellock.data.handling import HANDLING, RandomHandling, handled_mask
+from modellock.utils.paths import cache_root
+from modellock.tasks.segmentation.transforms import (
     fixed_size_transform, image_transform, segmentation_collate, segmentation_transforms,
 )
-from modellock.train import IMAGENET_MEAN, IMAGENET_STD
+from modellock.utils.images import IMAGENET_MEAN, IMAGENET_STD
 from seg_cases import COLOURS, IGNORE_COLOUR, colour_coded, decode, near_boundary
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modellock.segmentation import models as seg_models
+from modellock.tasks.segmentation import models as seg_models
 from modellock.errors import ModelLockError
-from modellock.segmentation.metrics import ConfusionMatrix, update_from_logits
-from modellock.segmentation.models import available_segmenters, create_segmenter, register_segmenter, segmenter_from_spec
+from modellock.tasks.segmentation.metrics import ConfusionMatrix, update_from_logits
+from modellock.tasks.segmentation.models import available_segmenters, create_segmenter, register_segmenter, segmenter_from_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -57,7 +57,7 @@ def test_our_models_shapes_spec_and_registry(monkeypatch):
                                   "task": "segmentation"}
     assert_spec_round_trip(create_segmenter("tiny-segnet", 3, widths=[4, 8, 12]))
 
-    monkeypatch.setattr(seg_models, "_REGISTRY", dict(seg_models._REGISTRY))
+    monkeypatch.setattr(seg_models.SEGMENTERS, "_entries", dict(seg_models.SEGMENTERS._entries))
 
     @register_segmenter("pixel-linear")
     def pixel_linear(num_classes, image_size, pretrained=False):
@@ -94,7 +94,7 @@ def test_torchvision_spec_and_pretrained_with_new_head(tmp_path, caplog):
     save_file(source.state_dict(), tmp_path / "lraspp.safetensors")
     same = create_segmenter("torchvision:lraspp_mobilenet_v3_large", 4, pretrained=tmp_path / "lraspp.safetensors")
     assert same_weights(same, source)
-    with caplog.at_level(logging.WARNING, logger="modellock.backbones"):
+    with caplog.at_level(logging.WARNING, logger="modellock.nets.backbones"):
         fewer = create_segmenter("torchvision:lraspp_mobilenet_v3_large", 3, pretrained=tmp_path / "lraspp.safetensors")
     heads = ("classifier.low_classifier.", "classifier.high_classifier.")
     assert same_weights(fewer, source, skip=heads)
@@ -124,7 +124,7 @@ def test_our_pretrained_safetensors_and_errors(tmp_path, caplog):
     (tmp_path / "folder").mkdir()
     save_file(source.state_dict(), tmp_path / "folder" / "model.safetensors")
     assert same_weights(create_segmenter("tiny-segnet", 5, pretrained=tmp_path / "folder" / "model.safetensors"), source)
-    with caplog.at_level(logging.WARNING, logger="modellock.backbones"):
+    with caplog.at_level(logging.WARNING, logger="modellock.nets.backbones"):
         fewer = create_segmenter("tiny-segnet", 2, pretrained=str(tmp_path / "folder"))
     assert same_weights(fewer, source, skip=("head.",)) and fewer.head.weight.shape[0] == 2
     assert "head.weight" in caplog.text

@@ -13,17 +13,18 @@ import torch.nn.functional as F
 from PIL import Image
 
 from modellock.cli import main
-from modellock.data.sources import Sample, Split
+from modellock.data.source import Sample, Split
 from modellock.editors import get_editor
 from modellock.errors import ModelLockError
-from modellock.handling import HANDLING, RandomHandling
-from modellock.images import colour_mask, label_palette
-from modellock.key import Key
-from modellock.losses import LOCKED, LOCKED_SPREAD, MASK, SegmentationLockLoss
-from modellock.lockset import EditingCollate, LockRecipe, OnlineLockDataset, SegmentationLockDataset, plan_lock_set
-from modellock.segmentation.transforms import image_transform
+from modellock.data.handling import HANDLING, RandomHandling
+from modellock.utils.images import colour_mask, label_palette
+from modellock.keys import Key
+from modellock.tasks.segmentation.loss import LOCKED, LOCKED_SPREAD, MASK, SegmentationLockLoss
+from modellock.lock.lock_set import EditingCollate, LockRecipe, OnlineLockDataset, plan_lock_set
+from modellock.tasks.segmentation.lock_dataset import SegmentationLockDataset
+from modellock.tasks.segmentation.transforms import image_transform
 from modellock.tasks import task_type
-from modellock.train import IMAGENET_MEAN, IMAGENET_STD
+from modellock.utils.images import IMAGENET_MEAN, IMAGENET_STD
 from seg_cases import COLOURS, IGNORE_COLOUR, colour_coded, decode, near_boundary
 
 

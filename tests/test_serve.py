@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from image_cases import image_bytes, png_with_header_size
-from modellock.key import Key
+from modellock.keys import Key
 from modellock.testing import build_tiny_locked_model, sample_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,9 +4,9 @@ and from the Python API: one `error:` line naming the field (or flag) and the fi
 import pytest
 
 from modellock import ModelLockError
-from modellock.key import Key
-from modellock.lockset import LockRecipe
-from modellock.settings import load_settings, recipe_from, train_config_from
+from modellock.keys import Key
+from modellock.lock.lock_set import LockRecipe
+from modellock.lock.settings import load_settings, recipe_from, train_config_from
 from modellock.train import TrainConfig
 
 BAD_YAML = [

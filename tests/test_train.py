@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from modellock.backbones import create_backbone
+from modellock.nets.backbones import create_backbone
 from modellock.errors import ModelLockError
-from modellock.train import TrainConfig, classification_transforms, fit, lr_at, predict_logits
+from modellock.tasks.classification.transforms import classification_transforms
+from modellock.train import TrainConfig, fit, lr_at, predict_logits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -116,8 +117,8 @@ def test_sealed_checkpoints_hold_no_readable_weights_and_resume(tmp_path):
 
     from safetensors.torch import load_file
 
-    from modellock.key import Key
-    from modellock.seal import SealError, Sealer
+    from modellock.keys import Key
+    from modellock.keys.seal import SealError, Sealer
 
     key = Key.create("keyed-filter", "a quiet marmalade haze")
     config = TrainConfig(epochs=2, **CONFIG)

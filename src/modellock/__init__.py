@@ -3,11 +3,12 @@
 The Python API in one line: ``LockedModel.from_pretrained("locked/").unlock(Key.load("key.toml")).predict(images)``.
 """
 
-__version__ = "0.1.0"
+import importlib
 
 from .editors import available_editors, get_editor, register_editor
 from .errors import DataError, DataWarning, ModelLockError, WrongKeyError
-from .key import Key
+from .keys import Key
+from .version import __version__
 
 # imported on first use: they pull in torch, which the command line's help and key commands do not need
 _LAZY = {"LockedModel": ".model_folder", "Predictor": ".model_folder"}
@@ -18,8 +19,6 @@ __all__ = ["Key", "LockedModel", "Predictor", "get_editor", "register_editor", "
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value

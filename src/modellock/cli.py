@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import typer
+from tqdm import tqdm
 
 from .commands import load_commands
 from .errors import DataWarning, ModelLockError, one_line
@@ -77,8 +78,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def _close_bars() -> None:
     """End every progress bar still open (an error or Ctrl-C mid-stage), so the last line starts a line of its own."""
-    from tqdm import tqdm
-
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()
 

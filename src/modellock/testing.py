@@ -16,6 +16,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from .editors import editor_class
+from .model_folder import FORMAT, LockedModel
+from .tasks import task_type
+from .utils.images import IMAGENET_MEAN, IMAGENET_STD
 
 # A few byte-pair merges so the tokenizer exercises BPE, not only single characters.
 _MERGES = ["t h", "i n", "e r", "a n", "o n", "th e</w>", "i t", "o r", "e n", "a r"]
@@ -37,6 +43,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def build_clip_tokenizer(max_length: int = 77):
     """A CLIPTokenizer over every byte (alone and word-final) plus a few merges, built without a download."""
+    # lazy: transformers, only for the tiny test pipeline
     from transformers import CLIPTokenizer
 
     chars = list(_bytes_to_unicode().values())
@@ -51,13 +58,9 @@ def build_clip_tokenizer(max_length: int = 77):
 
 
 def _save_pipeline(path, unet_kwargs: dict, vae_kwargs: dict, text_kwargs: dict, seed: int) -> Path:
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerAncestralDiscreteScheduler,
-        StableDiffusionInstructPix2PixPipeline,
-        UNet2DConditionModel,
-    )
+    # lazy: diffusers and transformers, only for the tiny test pipeline
+    from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline,
+                           UNet2DConditionModel)
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = build_clip_tokenizer(text_kwargs.get("max_position_embeddings", 77))
@@ -191,17 +194,10 @@ def build_tiny_locked_model(path, key, classes=("circle", "square", "triangle"),
     Random weights, a real config (fingerprint of ``key``, a locked output) and model card: what a service or
     predictor test needs in a second, without training. Returns the ``LockedModel``.
     """
-    import torch
-
-    from .editors import editor_class
-    from .model_folder import FORMAT, LockedModel
-    from .tasks import task_type
-    from .train import IMAGENET_MEAN, IMAGENET_STD
-
     kind = task_type(task)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        net = kind.create_model(model or ("tiny-segnet" if task == "segmentation" else "tiny-cnn"),
+        net = kind.create_model(model or kind.tiny_model,
                                 len(classes) + 1, image_size)
     config = {
         "format": FORMAT, "task": task, "architecture": net.backbone_spec,
@@ -211,7 +207,7 @@ def build_tiny_locked_model(path, key, classes=("circle", "square", "triangle"),
                  "fingerprint": key.fingerprint(), "recipe": {}},
         "training": {"note": "untrained: modellock.testing.build_tiny_locked_model"},
     }
-    if task == "segmentation":
+    if kind.per_pixel:
         config["ignore_index"] = 255
     locked = LockedModel(net.eval(), config)
     locked.save_pretrained(path, seal_key=key if seal else None)

@@ -3,13 +3,13 @@
 ``fit(model, dataset, config, loss_fn, work_dir)`` trains on a Dataset of ``(input CxHxW float, target)`` pairs
 that are already augmented (augmentation belongs to the dataset, so segmentation can move image and mask
 together). Each finished epoch is checkpointed into ``work_dir/checkpoints/epoch-NNNN`` (written to a temporary
-folder, then renamed; with a ``sealer``, the model and optimizer states sealed from memory, see ``modellock.seal``);
+folder, then renamed; with a ``sealer``, the model and optimizer states sealed from memory, see ``modellock.keys.seal``);
 a rerun resumes from the latest complete checkpoint. The shuffling order and every random
 draw of epoch ``e`` are seeded by ``(seed, e)`` (and the rank), so a run interrupted and resumed ends with the same weights as
 one run straight through. Launched with several processes (``accelerate launch``, ``torchrun``), each trains on
 its own block of every global batch, gradients are averaged (DDP), and only the main process writes.
 
-Also here: ``predict_logits`` and ``classification_transforms`` (standard torchvision v2 augmentations).
+Also here: ``predict_logits`` (inference over a Dataset, sharded across processes by ``predict_logits_shared``).
 """
 
 from __future__ import annotations
@@ -28,19 +28,23 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
+from safetensors.torch import load, save
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from .errors import ModelLockError
-from .fields import Count, Fraction, NonNegative, NonNegativeInt, Positive, check_fields
-from .progress import plural, stage_bar
-from .workers import quiet_workers
+from .keys.seal import read_sealed, write_sealed
+from .utils import distributed
+from .utils.fields import Count, Fraction, NonNegative, NonNegativeInt, Positive, check_fields
+from .utils.progress import plural, stage_bar
+from .utils.workers import quiet_workers
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _CHECKPOINT = re.compile(r"^epoch-(\d{4,})$")
 STATE_FILE = "trainer_state.json"
 
@@ -48,7 +52,7 @@ STATE_FILE = "trainer_state.json"
 @dataclass
 class TrainConfig:
     """Fine-tuning settings; ``grad_clip`` 0 means off, ``warmup_epochs`` may be fractional. Each field's type
-    and range is checked (``modellock.fields``) when a config is made, and checks a YAML ``--config`` and flags."""
+    and range is checked (``modellock.utils.fields``) when a config is made, and checks a YAML ``--config`` and flags."""
 
     epochs: Count = 10
     batch_size: Count = 128
@@ -153,10 +157,6 @@ def _save_sealed(accelerator, folder: Path, model, optimizer, sealer) -> None:
     """The model's and the optimizer's state (and the fp16 loss scaler's), each serialised in memory and sealed
     into ``NAME.sealed``: no plain byte of them reaches the disk. (Random states are not kept: every epoch
     reseeds from ``(seed, epoch)``.)"""
-    from safetensors.torch import save
-
-    from .seal import write_sealed
-
     weights = accelerator.get_state_dict(model)  # every process: collective where the model is sharded
     if not accelerator.is_main_process:
         return
@@ -170,10 +170,6 @@ def _save_sealed(accelerator, folder: Path, model, optimizer, sealer) -> None:
 
 def _load_sealed(accelerator, folder: Path, model, optimizer, sealer) -> None:
     """Open what ``_save_sealed`` wrote, in memory, into ``model`` and ``optimizer`` (each process)."""
-    from safetensors.torch import load
-
-    from .seal import read_sealed
-
     def read(name: str) -> bytes:
         return read_sealed(folder / f"{name}.sealed", sealer, f"checkpoint/{name}".encode())
 
@@ -201,11 +197,6 @@ def _accelerator(config: TrainConfig):
     Launched with several processes, every global batch of ``batch_size * processes`` images (shuffled as in
     one process) is split into one block of ``batch_size`` per process: no image is seen twice in an epoch.
     """
-    from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.state import AcceleratorState
-
-    from . import distributed
-
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision") != config.mixed_precision and distributed.num_processes() == 1:
         AcceleratorState._reset_state()
@@ -238,13 +229,11 @@ def fit(
     ``loss_fn(outputs, targets)`` defaults to cross-entropy with ``config.label_smoothing``. With a ``work_dir``,
     every ``checkpoint_every_epochs`` epochs (and the last) are checkpointed under ``work_dir/checkpoints``, and
     with ``resume`` a rerun continues after the latest complete one. ``collate_fn`` builds batches (e.g. editing
-    them on the fly). ``hooks`` (see ``modellock.harden``) may add samples to a batch
+    them on the fly). ``hooks`` (see ``modellock.lock.hardening``) may add samples to a batch
     (``on_batch(model, inputs, targets, step)``), a loss term (``extra_loss(model, inputs, targets, outputs)``)
-    and gradient (``after_backward(model, step)``): the lock's simulated thief. ``sealer`` (``modellock.seal``):
+    and gradient (``after_backward(model, step)``): the lock's simulated thief. ``sealer`` (``modellock.keys.seal``):
     checkpoints are sealed with it (the weights and optimizer state of a sealed lock never rest on disk in plain).
     """
-    from accelerate.utils import set_seed
-
     if loss_fn is None:
         loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     if len(train_dataset) == 0:
@@ -371,91 +360,8 @@ def predict_logits(model: nn.Module, data, batch_size: int = 256, num_workers: i
 def predict_logits_shared(model: nn.Module, data: Dataset, batch_size: int = 256) -> torch.Tensor:
     """``predict_logits`` of every item of ``data``; launched with several processes, each predicts its own
     block and every process returns all the logits, in order (so every process must call it)."""
-    from torch.utils.data import Subset
-
-    from . import distributed
-
     if distributed.num_processes() == 1:
         return predict_logits(model, data, batch_size)
     mine = distributed.shard(range(len(data)))
     part = predict_logits(model, Subset(data, mine), batch_size) if mine else None
     return torch.cat([p for p in distributed.gather(part) if p is not None])
-
-
-def _writable(image):
-    """A read-only array (decoded, memory-mapped) copied, so torch.from_numpy does not warn."""
-    import numpy as np
-
-    return image.copy() if isinstance(image, np.ndarray) and not image.flags.writeable else image
-
-
-def eval_short_side(image_size: int) -> int:
-    """The short side an image is resized to before the eval center crop (more than the crop for large inputs)."""
-    return image_size if image_size <= 64 else round(image_size / 0.875)
-
-
-def classification_transforms(image_size: int, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """From an HxWx3 uint8 array or PIL image to a normalised 3xSxS float tensor.
-
-    Train: pad + random crop for small images (<= 64 px), else RandomResizedCrop; horizontal flip.
-    Eval: resize the short side (to image_size/0.875 for large images) and center-crop.
-    Small images take a fast path of a few tensor ops (the v2 pipeline costs ~1.5 ms per 32 px image,
-    more than the small CNN's training step); large ones use torchvision v2.
-    """
-    if image_size <= 64:
-        return SmallImageTransform(image_size, train, mean, std)
-    from torchvision.transforms import v2
-
-    if train:
-        geometry = [v2.RandomResizedCrop(image_size, antialias=True)]
-    else:
-        geometry = [v2.Resize(eval_short_side(image_size), antialias=True), v2.CenterCrop(image_size)]
-    flip = [v2.RandomHorizontalFlip()] if train else []
-    return v2.Compose([
-        v2.Lambda(_writable),
-        v2.ToImage(),
-        *geometry,
-        *flip,
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
-    ])
-
-
-class SmallImageTransform:
-    """Resize the short side to S; train: reflect-pad S/8, random SxS crop, random flip; eval: center crop.
-
-    Random draws come from torch's generator, which the training loop seeds per (seed, epoch, worker).
-    """
-
-    def __init__(self, image_size: int, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.size, self.train, self.pad = image_size, train, image_size // 8
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-
-    def __call__(self, image) -> torch.Tensor:
-        import numpy as np
-        from PIL import Image
-
-        a = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else np.asarray(image)
-        if a.ndim == 2:
-            a = np.repeat(a[:, :, None], 3, axis=2)
-        h, w = a.shape[:2]
-        s = self.size
-        if min(h, w) != s:
-            scale = s / min(h, w)
-            h, w = max(s, round(h * scale)), max(s, round(w * scale))
-            a = np.asarray(Image.fromarray(np.ascontiguousarray(a[:, :, :3])).resize((w, h), Image.BILINEAR))
-        x = torch.from_numpy(np.array(a[:, :, :3])).permute(2, 0, 1).float().div_(255.0)
-        if self.train:
-            p = self.pad
-            if p:
-                x = torch.nn.functional.pad(x[None], (p, p, p, p), mode="reflect")[0]
-            i = int(torch.randint(0, h + 2 * p - s + 1, ()))
-            j = int(torch.randint(0, w + 2 * p - s + 1, ()))
-            x = x[:, i:i + s, j:j + s]
-            if bool(torch.rand(()) < 0.5):
-                x = x.flip(2)
-        else:
-            i, j = (h - s) // 2, (w - s) // 2
-            x = x[:, i:i + s, j:j + s]
-        return (x - self.mean) / self.std

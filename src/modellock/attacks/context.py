@@ -31,11 +31,16 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..data.sources import ImageSource, Split
+from ..data.image_list import ImageListDataset
+from ..data.source import ImageSource, Split
+from ..editors import editor_class, get_editor, resolve_key
 from ..errors import ModelLockError
-from ..key import PAPER_DEFAULTS, Key
+from ..evaluation.matrix import split_logits
+from ..keys import PAPER_DEFAULTS, Key
 from ..model_folder import LockedModel
 from ..tasks import TaskType, task_for
+from ..train import TrainConfig, fit, predict_logits
+from ..utils.atomic import write_bytes_atomic
 
 _SETTINGS = ("editor", "model", "revision", "seed", "steps", "image_guidance", "guidance", "resolution", "alpha")
 _IMAGE_CACHE_BYTES = 1 << 30  # keep decoded splits in memory up to this size
@@ -63,8 +68,6 @@ class Machinery:
     @classmethod
     def defaults(cls, editor: str) -> "Machinery":
         """The settings a new key of ``editor`` gets (the paper's, with the editor's own overrides)."""
-        from ..editors import editor_class
-
         d = {**PAPER_DEFAULTS, **editor_class(editor).key_defaults, "editor": editor}
         return cls(**{f: d[f] for f in _SETTINGS}, params=tuple(sorted(d.get("params", {}).items())))
 
@@ -240,17 +243,11 @@ class AttackContext:
         memory for an editor that edits in the training loop, whose edit costs less than its cache's key
         derivation and PNG files), or of ``model`` (default: the locked model) on the images, passed through
         ``fn`` when given."""
-        from ..evaluate import split_logits
-        from ..lockset import ImageListDataset
-        from ..train import predict_logits
-
         if key is not None and not _edits_in_loop(key):
             return split_logits(self.model, split, key, self.source, batch_size=self.batch_size, device=self.device,
                                 progress=False)
         images = self.images(split)
         if key is not None:  # an editor cheap enough for a training loop: editing again costs less than the cache
-            from ..editors import get_editor, resolve_key
-
             images = get_editor(resolve_key(key, self.model.model, self.model.image_size), device=self.device) \
                 .edit(images)
         if fn is not None:
@@ -317,8 +314,6 @@ class AttackContext:
         """Train ``model`` on ``split``'s clean images (or on a Dataset of ``(input, target)`` pairs) for
         ``samples`` draws (default: the budget's); the loss sees the first ``outputs`` outputs (default: all).
         Trainable parameters are those with ``requires_grad``."""
-        from ..train import TrainConfig, fit
-
         if isinstance(split, Split):
             pairs = self.task.training_pairs(self.images(split), self.targets(split), self.model.transform(train=True))
         else:
@@ -350,15 +345,12 @@ class AttackContext:
             except (OSError, ValueError, KeyError):
                 pass  # unreadable: compute again and overwrite
         value = compute()
-        from ..images import write_bytes_atomic
 
         write_bytes_atomic(json.dumps({"ident": ident, "value": value}, indent=1).encode(), path)
         return value
 
 
 def _edits_in_loop(key: Key) -> bool:
-    from ..editors import editor_class
-
     try:
         return editor_class(key.editor).edits_in_loop
     except ModelLockError:  # an unknown editor: the edit cache path names it

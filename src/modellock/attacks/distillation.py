@@ -18,12 +18,15 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
 
+from ..data.image_list import ImageListDataset
+from ..editors import get_editor, resolve_key
+from ..train import predict_logits
 from . import register_attack
 from .context import percent
-from .fine_tune import _spec, cell_name
-from .scratch import scratch_baseline
 from .generic_transforms import TRANSFORMS
+from .grid import _spec, cell_name
 from .prompt_catalogue import catalogue_prompts
+from .scratch import scratch_baseline
 
 KINDS = ("clean", "generic transform", "guessed prompt")
 
@@ -49,7 +52,6 @@ def query_images(ctx, n: int, seed: int) -> tuple[list[np.ndarray], list[str], l
             out[i] = TRANSFORMS[names[rng.integers(len(names))]](images[j], rng)
         else:
             by_prompt.setdefault(prompts[rng.integers(len(prompts))], []).append(i)
-    from ..editors import get_editor, resolve_key
 
     for prompt, idx in by_prompt.items():
         key = resolve_key(ctx.machinery.key(prompt), ctx.model.model, ctx.model.image_size)
@@ -62,7 +64,7 @@ def query_images(ctx, n: int, seed: int) -> tuple[list[np.ndarray], list[str], l
 def _labelled_targets(ctx, split, soft: bool):
     """The labelled share's true targets in the form the student's teacher targets take."""
     targets = ctx.targets(split)
-    if ctx.task.name == "classification" and soft:
+    if soft and ctx.task.soft_distillation:  # one-hot rows beside the teacher's probabilities
         return torch.nn.functional.one_hot(targets, ctx.num_classes).float()
     return targets
 
@@ -70,12 +72,12 @@ def _labelled_targets(ctx, split, soft: bool):
 def _student_score(ctx, queries, teacher, split, soft: bool, optimizer: str, lr: float, desc: str) -> float:
     transform = ctx.model.transform(train=True)
     target = ctx.task.distillation_target(teacher, ctx.num_classes, soft)
-    if ctx.task.name == "segmentation":  # teacher masks at each image's own size, then the joint transform
+    if ctx.task.per_pixel:  # teacher masks at each image's own size, then the joint transform
         target = [torch.nn.functional.interpolate(t[None, None].float(), size=q.shape[:2], mode="nearest")[0, 0]
                   .long() for t, q in zip(target, queries)]
     data = ConcatDataset([ctx.task.training_pairs(queries, target, transform),
                           ctx.task.training_pairs(ctx.images(split), _labelled_targets(ctx, split, soft), transform)])
-    loss = ctx.task.distillation_loss if ctx.task.name == "classification" else None
+    loss = None if ctx.task.per_pixel else ctx.task.distillation_loss
 
     def make():
         return ctx.task.model_from_spec(_spec(ctx))
@@ -87,7 +89,7 @@ def _student_score(ctx, queries, teacher, split, soft: bool, optimizer: str, lr:
     return ctx.score(ctx.outputs(ctx.test, model=model))
 
 
-@register_attack("distillation", trained=True)
+@register_attack("distillation", trained=True, summary_fields={"gain": "distillation_gain"})
 def distillation(ctx, queries=None, fraction: float | None = None, soft_targets=(True, False), view=None) -> dict:
     """A student trained on the locked model's answers for clean, transformed and guessed-prompt queries,
     plus the labelled share, vs. training from scratch on the labelled share alone.
@@ -109,7 +111,7 @@ def distillation(ctx, queries=None, fraction: float | None = None, soft_targets=
         teacher = teacher_outputs(ctx, view(images) if view is not None else images)
         teacher_scores[str(n)] = _teacher_scores(ctx, teacher, kinds, picks)
         for soft in soft_targets:
-            if soft and ctx.task.name != "classification":
+            if soft and not ctx.task.soft_distillation:
                 continue
             mode = "soft" if soft else "top-1"
             def student(soft=soft, mode=mode):
@@ -142,9 +144,6 @@ def distillation(ctx, queries=None, fraction: float | None = None, soft_targets=
 
 def teacher_outputs(ctx, images: list[np.ndarray]) -> torch.Tensor:
     """The locked model's outputs for ``images`` (one query each)."""
-    from ..lockset import ImageListDataset
-    from ..train import predict_logits
-
     data = ImageListDataset([lambda a=a: a for a in images], ctx.model.inference_transform())
     return predict_logits(ctx.model.model, data, ctx.batch_size)
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from ..editors import available_editors, editor_class
-from ..key import PAPER_DEFAULTS, Key
+from ..keys import PAPER_DEFAULTS, Key
 from . import register_attack
 from .context import Candidate
 from .prompt_catalogue import catalogue_prompts

@@ -13,7 +13,7 @@ from .context import Candidate
 from .prompt_catalogue import catalogue_prompts
 
 
-@register_attack("guessed-prompts")
+@register_attack("guessed-prompts", guesses_prompts=True)
 def guessed_prompts(ctx, catalogue: list[tuple[str, str]] | None = None) -> dict:
     """Catalogue prompts (styles, media, artists, added objects, photo adjustments) with the key's machinery.
 

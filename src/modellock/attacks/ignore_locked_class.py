@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
+from ..nets.heads import without_head
 from . import register_attack
 from .context import percent
 from .scratch import over_scratch
-from ..heads import without_head
 
 
 def _pixels(features: torch.Tensor, targets, ignore_index: int, limit: int, seed: int):

@@ -1,7 +1,7 @@
 """Candidate key prompts a thief would try: styles, media, artists, objects added, photo adjustments.
 
 ``catalogue_prompts()`` lists them in the order the guessed-prompts attack tries them: first
-``modellock keygen``'s own pool (``modellock.prompts.STYLE_PROMPTS``: it ships with the package, so
+``modellock keygen``'s own pool (``modellock.keys.prompts.STYLE_PROMPTS``: it ships with the package, so
 any thief can read it, and a key drawn from it is only as secret as one of 20 choices), then the
 families in turn, one prompt of each family after another, so that ``--limit-prompts N`` samples
 every family.
@@ -9,7 +9,7 @@ every family.
 
 from __future__ import annotations
 
-from ..prompts import STYLE_PROMPTS
+from ..keys.prompts import STYLE_PROMPTS
 
 CATALOGUE: dict[str, list[str]] = {
     "keygen pool": list(STYLE_PROMPTS),

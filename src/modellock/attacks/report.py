@@ -12,8 +12,11 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from ..images import write_bytes_atomic
-from ..report import ROLE_COLOURS, _png_data_uri, covers_text, sealing_text
+import numpy as np
+
+from ..evaluation.report import ROLE_COLOURS, _png_data_uri, covers_text, sealing_text
+from ..utils.atomic import write_bytes_atomic
+from . import ATTACKS, attack_spec
 from .suite import READING, UNDONE_LIMIT, is_trained, noise_level, table_rows, undone
 
 MAX_BARS = 25
@@ -30,9 +33,11 @@ _REF_STYLE = {"locked_clean_without_locked_class": ("#937860", "locked, locked o
 
 
 def _plt():
+    # lazy: matplotlib, only for charts
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib, only for charts
     import matplotlib.pyplot as plt
 
     return plt
@@ -50,6 +55,7 @@ def _reference_lines(ax, reference: dict, vertical: bool = True) -> None:
 def _legend(ax, kinds: list[str], breaks: bool) -> None:
     """The kinds shown, the hatch of a bar that breaks the lock, and the reference lines: outside the axes, on
     the right, so no bar is covered."""
+    # lazy: matplotlib, only for charts
     from matplotlib.patches import Patch
 
     handles = [Patch(color=KIND_COLOURS[k], label=KIND_LABELS[k]) for k in kinds]
@@ -63,8 +69,6 @@ def _legend(ax, kinds: list[str], breaks: bool) -> None:
 
 def _bars(ax, bars: list[tuple[str, float, str, bool]]) -> None:
     """Horizontal bars ``(label, score, kind, breaks)``, the first on top; hatched where the bar breaks the lock."""
-    import numpy as np
-
     bars = bars[::-1]
     y = np.arange(len(bars))
     patches = ax.barh(y, [b[1] for b in bars], color=[KIND_COLOURS[b[2]] for b in bars],
@@ -167,7 +171,7 @@ def trained_series(result: dict) -> list[tuple[str, list[tuple[float, float]], s
         if not is_trained(r) or not r.get("curve") or "gain" not in r["curve"][0]:
             continue
         series.append((name, [(c["fraction"], c.get("attack", c.get("score"))) for c in r["curve"]],
-                       KIND_COLOURS["trained"], "-" if name == "fine-tune" else ":"))
+                       KIND_COLOURS["trained"], attack_spec(name).chart_style if name in ATTACKS else ":"))
         scratch.update({c["fraction"]: c["scratch"] for c in r["curve"]})
         pre = [(c["fraction"], c["pretrained"]) for c in r["curve"] if "pretrained" in c]
         if pre:
@@ -300,3 +304,20 @@ img.px{{image-rendering:pixelated}}
     path = out / "report.html"
     write_bytes_atomic(page.encode(), path)
     return path
+
+
+def attacks_html(result: dict) -> str:
+    """The attack suite's summary (the two figures first, and how to read them) and table
+    (``modellock.attacks.suite``), for a report page."""
+    settings = result.get("settings", {})
+    rows = "".join(f"<tr><td class='l'>{html.escape(r.label)}</td><td>{r.score:.4f}</td><td>{html.escape(r.undone)}"
+                   f"</td><td>{html.escape(r.gain)}</td><td class='l'>{html.escape(r.how)}</td></tr>"
+                   for r in table_rows(result))
+    return (f"<h2>Attacks without the key ({html.escape(str(settings.get('budget')))} budget)</h2>"
+            f"<p class='summary'><b>{html.escape(result['summary']['line'])}</b></p>"
+            f"<p>{html.escape(READING)}</p>"
+            f"<p>A thief who knows the method holds the locked model's opened weights and "
+            f"{', '.join(f'{f * 100:g}%' for f in settings.get('fractions', []))} of the training data with labels. "
+            "<code>modellock attack --budget full</code> runs the full thief.</p>"
+            f"<table><tr><th>setting</th><th>{html.escape(result['metric'])}</th><th>lock undone</th>"
+            f"<th>gain over scratch</th><th>how</th></tr>{rows}</table>")

@@ -11,12 +11,11 @@ per fraction and shared by every attack of a context (in memory, and on disk thr
 from __future__ import annotations
 
 from .context import percent
+from .grid import _grid_row, _spec
 
 
 def scratch_baseline(ctx, fraction: float) -> dict:
     """``{"best", "best_cell", "grid"}`` of the from-scratch model on ``ctx.attacker_split(fraction)``."""
-    from .fine_tune import _grid_row, _spec
-
     ident = ("scratch", float(fraction))
     if ident not in ctx._cache:
         split = ctx.attacker_split(fraction)

@@ -102,6 +102,7 @@ def text_embedder():
     """``embed(list of str) -> unit vectors`` from a local text model, or None when none is available offline."""
     name = os.environ.get("MODELLOCK_TEXT_EMBEDDING", DEFAULT_EMBEDDING)
     try:
+        # lazy: transformers, only when a local text model is there
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging

@@ -21,19 +21,16 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..errors import ModelLockError
-from . import attack_spec, available_attacks, run_attack
+from ..evaluation.matrix import covers, sealing, split_logits
+from ..evaluation.report import covers_text, sealing_text
+from ..model_folder.card import READING, UNDONE_LIMIT  # noqa: F401  (the reading guide the card and reports share)
+from . import ATTACKS, attack_spec, available_attacks, run_attack
 from .context import AttackContext, Machinery
 
 KEY_PROMPT_LABEL = "[the key prompt]"
 GRID_GUESSES = 3
-UNDONE_LIMIT = 0.25  # the largest share of the lock an untrained attack may undo for the lock to hold
-READING = ("How to read this: 'gain over scratch' is what an attack that trains on the thief's labelled images "
-           "scores above a model trained from scratch on those same images (above 0: the stolen weights help the "
-           "thief); 'undone' is the share of the gap between locked and unlocked that an attack training nothing "
-           f"closes; the lock holds when the worst gain is <= 0 and the worst undone <= {UNDONE_LIMIT:.0%}.")
 FAILS = {"worst_gain_over_scratch": "a trained attack beats training from scratch",
          "worst_case_undone": f"an untrained attack undoes more than {UNDONE_LIMIT:.0%}"}
-
 _REFERENCE_ROWS = [
     ("original_clean", "original model, clean"),
     ("locked_clean", "locked model, clean"),
@@ -73,8 +70,6 @@ def references(ctx: AttackContext, key, baseline=None) -> dict:
     """original_clean (with a baseline), locked_clean (locked output counts as wrong, as in ``modellock eval``),
     locked_clean_without_locked_class, unlocked (with the key; locked output dropped, as the unlocked predictor
     does) and chance."""
-    from ..evaluate import split_logits
-
     targets = ctx.targets(ctx.test)
     ref = {}
     if baseline is not None:
@@ -107,7 +102,6 @@ def run_suite(model, key, source, attacks=None, baseline=None, attacker_settings
         machinery = Machinery.defaults(key.editor)
     else:
         raise ModelLockError(f"attacker settings must be 'known' or 'defaults', not {attacker_settings!r}")
-    from ..evaluate import covers, sealing
 
     ctx = AttackContext(model.open(key), source, machinery, **ctx_options)  # the lock itself, not the seal
     log(f"reference scores on {len(ctx.test)} test images")
@@ -122,8 +116,9 @@ def run_suite(model, key, source, attacks=None, baseline=None, attacker_settings
         r["trained"] = spec.trained
         r["seconds"] = round(time.perf_counter() - start, 1)
         results[spec.name] = r
-    if "guessed-prompts" in results:
-        _note_exact_guess(results["guessed-prompts"], key.prompt)
+    guesses = [name for name in results if attack_spec(name).guesses_prompts]
+    for name in guesses:
+        _note_exact_guess(results[name], key.prompt)
     result = {
         "task": ctx.task.name, "metric": ctx.task.metric, "n_test": len(ctx.test), "n_train": len(ctx.train_data),
         "screen_size": len(ctx.screen_split), **sealing(model),
@@ -135,8 +130,8 @@ def run_suite(model, key, source, attacks=None, baseline=None, attacker_settings
     }
     result["summary"] = summarise(result)
     run = SuiteRun(redact(result, key.prompt), ctx)
-    if grid_images and "guessed-prompts" in results:
-        _guess_grid(run, key, results["guessed-prompts"], grid_images)
+    if grid_images and guesses:
+        _guess_grid(run, key, results[guesses[0]], grid_images)
     return run
 
 
@@ -186,12 +181,10 @@ def summarise(result: dict) -> dict:
     if worst:
         out.update(worst_case_undone=min(max(worst[0], 0.0), 1.0), worst_case_attack=worst[1],
                    worst_case_setting=worst[2])
-    for name, key_name in (("fine-tune", "fine_tune_gain"), ("distillation", "distillation_gain")):
-        r = result["attacks"].get(name)
-        if r and r.get("gain") is not None:
-            out[key_name] = r["gain"]
-            if name == "fine-tune":
-                out["fine_tune_gain_fraction"] = r.get("gain_fraction")
+    for name, r in result["attacks"].items():  # the fields each attack's spec copies into the summary
+        fields = attack_spec(name).summary_fields if name in ATTACKS else {}
+        if fields and r.get("gain") is not None:
+            out.update({summary_field: r.get(field) for field, summary_field in fields.items()})
     out["fails"] = [f for f, broken in (("worst_gain_over_scratch", gain and gain[0] > 0),
                                         ("worst_case_undone", worst and worst[0] > UNDONE_LIMIT)) if broken]
     out["holds"] = None if not (gain or worst) else not out["fails"]
@@ -314,7 +307,7 @@ def table_rows(result: dict) -> list[Row]:
         elif is_trained(r) and r.get("curve") and "gain" in r["curve"][0]:
             for c in r["curve"]:
                 score = c.get("attack", c.get("score"))
-                if name == "fine-tune":
+                if "attack_cell" in c:  # a grid of settings per fraction (fine-tune)
                     extra = (f", pretrained start {c['pretrained']:.4f} (gain {c['gain_over_pretrained']:+.4f})"
                              if "pretrained" in c else "")
                     how = (f"{c['n_images']} images, best cell {c['attack_cell']}; from scratch {c['scratch']:.4f}"
@@ -342,8 +335,6 @@ def table_rows(result: dict) -> list[Row]:
 
 def header_lines(result: dict) -> list[str]:
     """The lines above a suite's table: the summary line, how to read it, the folder at rest, what it covers."""
-    from ..report import covers_text, sealing_text
-
     lines = [result["summary"]["line"], READING] if result.get("summary") else []
     return lines + [t for t in (sealing_text(result), covers_text(result.get("covers"))) if t]
 

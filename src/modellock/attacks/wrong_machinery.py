@@ -21,7 +21,7 @@ import numpy as np
 
 from ..editors import available_editors, editor_class, get_editor, resolve_key
 from ..errors import ModelLockError
-from ..key import PAPER_DEFAULTS, Key
+from ..keys import PAPER_DEFAULTS, Key
 from . import register_attack
 from .context import Candidate
 

@@ -15,6 +15,8 @@ from typing import Optional
 import typer
 
 from ..errors import one_line
+from ..keys import Key
+from ..version import __version__
 
 # -h as well as --help, for every command (click hands the names down to subcommands)
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -24,8 +26,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def _show_version(value: bool) -> None:
     if value:
-        from .. import __version__
-
         typer.echo(f"modellock {__version__}")
         raise typer.Exit()
 
@@ -67,8 +67,6 @@ def warn(message: str) -> None:
 
 def load_key(path: Path):
     """``Key.load(path)``, with the warning of ``warn_if_readable``."""
-    from ..key import Key
-
     key = Key.load(path)
     warn_if_readable(path)
     return key

@@ -7,8 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from . import DATA, INPUTS, RUN, app, fail, load_key
 from ..errors import ModelLockError
+from ..utils.paths import cache_root
+from ..utils.results_json import write_json
+from . import DATA, INPUTS, RUN, app, fail, load_key
 
 ATTACKS = "Attacks"
 
@@ -71,13 +73,13 @@ def attack(
                                          rich_help_panel=RUN),
 ):
     """Attack a locked model without its key: guessed/similar prompts, wrong machinery, fine-tuning, adapters..."""
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..attacks import attack_spec, available_attacks
+    from ..attacks.context import budget_named
+    from ..attacks.suite import format_table, run_suite
     from ..data import open_source
     from ..data.checks import check_data
     from ..model_folder import LockedModel
-    from ..paths import cache_root
-    from ..attacks import attack_spec
-    from ..attacks.context import budget_named
-    from ..attacks.suite import format_table, run_suite
     from ..tasks import task_for
 
     names = None if attack_names.strip() == "all" else [n.strip() for n in attack_names.split(",") if n.strip()]
@@ -103,13 +105,12 @@ def attack(
                     diffusion_models=tuple(diffusion_model or ()), device=device, work_dir=work)
     typer.echo(format_table(run.result))
     if json_out:
-        from ..results_json import write_json
-
         write_json(json_out, run.result)
         typer.echo(f"wrote {json_out}")
     if update_card and m.path is not None and Path(model).is_dir():
-        m.save_attack_summary(run.result["summary"], run.result["settings"])
+        m.save_attack_summary(run.result["summary"], run.result["settings"], available_attacks())
     if report:
+        # lazy: the command's own work; --help and the key commands stay light (no torch)
         from ..attacks.report import write_attack_report
 
         path = write_attack_report(report, run.result, run.grid_columns, run.grid_rows)

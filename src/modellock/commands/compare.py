@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ..errors import ModelLockError
+from ..utils.results_json import write_json
 from . import DATA, INPUTS, RUN, TRAINING, app
 
 LOCKS = "Locks and attacks"
@@ -61,14 +63,13 @@ def compare(
                                          rich_help_panel=RUN),
 ):
     """Train the baseline and each lock with the same budget; evaluate, attack and compare them in one table."""
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..attacks.context import budget_named
-    from ..compare import compare_locks, format_markdown, parse_locks
     from ..data import open_source
     from ..data.checks import check_train_limit
-    from ..errors import ModelLockError
-    from ..results_json import write_json
-    from ..settings import load_settings, train_config_from
+    from ..lock.settings import load_settings, train_config_from
     from ..tasks import task_type
+    from ..workflows.compare import compare_locks, format_markdown, parse_locks
 
     parse_locks(locks)  # unknown names fail before any work
     if modellock_editor == "instruct-pix2pix" and not diffusion_model and "modellock" in parse_locks(locks):

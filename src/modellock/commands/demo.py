@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..utils.results_json import write_json
 from . import INPUTS, TRAINING, app, fail
 
 
@@ -21,13 +22,12 @@ def demo(
     task: str = typer.Option("classification", help="classification or segmentation.", rich_help_panel=TRAINING),
 ):
     """Run the whole flow on built-in data, no downloads: keygen, edit, train, lock, evaluate, report."""
-    from ..demo import run_demo, run_segmentation_demo
-    from ..results_json import write_json
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..workflows.demo import DEMOS
 
-    demos = {"classification": run_demo, "segmentation": run_segmentation_demo}
-    if task not in demos:
+    if task not in DEMOS:
         fail(f"--task {task!r}: expected classification or segmentation")
-    out = out or Path("demo-output" if task == "classification" else "demo-output-segmentation")
-    result = demos[task](out, epochs=epochs, log=typer.echo)
+    run, default_out = DEMOS[task]
+    result = run(out or Path(default_out), epochs=epochs, log=typer.echo)
     if json_out:
         write_json(json_out, result)

@@ -38,9 +38,10 @@ def edit(
 
     Under `accelerate launch` or `torchrun` every process edits its own share of each split.
     """
-    from .. import distributed
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..data import open_source
     from ..edit import edit_dataset, write_skip_list
+    from ..utils import distributed
 
     k = load_key(key)
     source = open_source(data, limits(train_limit, test_limit), task=task)

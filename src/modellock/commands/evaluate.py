@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from ..utils.results_json import write_json
 from . import DATA, EVALUATION, INPUTS, RUN, app, fail, load_key
 
 
@@ -39,12 +40,13 @@ def eval_cmd(
 
     Under `accelerate launch` or `torchrun` the edits and predictions are shared among the processes.
     """
-    from .. import distributed
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..data import open_source
     from ..data.checks import check_decodes, pick_split
-    from ..evaluate import evaluate
+    from ..evaluation.matrix import evaluate
+    from ..evaluation.report import format_table
     from ..model_folder import LockedModel
-    from ..report import format_table
+    from ..utils import distributed
 
     k = load_key(key)
     device = device or distributed.device()  # launched: this process's GPU
@@ -69,8 +71,6 @@ def eval_cmd(
         return
     typer.echo(format_table(result))
     if json_out:
-        from ..results_json import write_json
-
         write_json(json_out, result)
     if update_card and m.path is not None and Path(model).is_dir():
         m.save_evaluation(result)

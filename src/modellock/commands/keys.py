@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from ..editors import available_editors, editor_class
+from ..keys import PAPER_DEFAULTS as D, Key
+from ..keys.prompts import compose_prompt
 from . import INPUTS, app, fail, parse_value
-from ..key import PAPER_DEFAULTS as D
 
 KEY = "Key"
 RANKING = "Ranking prompts"
@@ -47,9 +50,6 @@ def keygen(
     sample: int = typer.Option(64, help="Images of --rank-on data the ranking edits.", rich_help_panel=RANKING),
 ):
     """Write a new key file (the paper's settings unless overridden)."""
-    from ..key import Key
-    from ..prompts import compose_prompt
-
     if out.exists() and not force:
         fail(f"{out}: already exists (a key may lock models; use --force to overwrite)")
     params = {}
@@ -66,8 +66,6 @@ def keygen(
         fail(f"--candidates and --sample must be at least 1, not {candidates} and {sample}")
     composed = compose_prompt() if prompt is None else None
     if seed is None:
-        import secrets
-
         seed = secrets.randbits(63)  # the key file's seed field holds 63 bits (a TOML integer)
     key = Key.create(editor, prompt or composed[0], model=model, revision=revision, seed=seed, steps=steps,
                      image_guidance=image_guidance, guidance=guidance, resolution=resolution, alpha=alpha,
@@ -83,9 +81,9 @@ def keygen(
 
 def _ranked(key, data: str, candidates: int, sample: int):
     """The best of ``candidates`` composed prompts by their edits' separation on ``sample`` images of ``data``."""
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..data import open_source
-    from ..key_ranking import rank_prompts
-    from ..prompts import compose_prompt
+    from ..keys.ranking import rank_prompts
 
     source = open_source(data)
     split = source.split("train" if "train" in source.splits else next(iter(source.splits)))
@@ -103,8 +101,6 @@ def _ranked(key, data: str, candidates: int, sample: int):
 @app.command()
 def editors():
     """List the registered editors."""
-    from ..editors import available_editors, editor_class
-
     for name in available_editors():
         doc = (editor_class(name).__doc__ or "").strip().splitlines()[0]
         typer.echo(f"{name:20s} {doc}")

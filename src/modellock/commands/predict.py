@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from ..utils.results_json import dumps
 from . import INPUTS, RUN, app, fail, load_key
 
 OUTPUT = "Output"
@@ -14,7 +15,8 @@ OUTPUT = "Output"
 
 def _image_files(paths: List[Path]) -> List[Path]:
     """The files given, with each folder replaced by the image files in it (and its subfolders), sorted."""
-    from ..data.sources import IMAGE_EXTENSIONS
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..data.source import IMAGE_EXTENSIONS
 
     files = []
     for p in paths:
@@ -44,8 +46,9 @@ def predict(
                                          rich_help_panel=RUN),
 ):
     """Predict classes of images (segmentation: a colour-coded mask per image), unlocking the model with KEY."""
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..model_folder import LockedModel
-    from ..results_json import dumps
+    from ..tasks import task_type
 
     images = _image_files(images)
     m = LockedModel.from_pretrained(model, device=device)
@@ -55,7 +58,7 @@ def predict(
         predictor = m.predictor()
     else:
         predictor = m.unlock(load_key(key), device=device)
-    if m.task == "segmentation":
+    if task_type(m.task).per_pixel:
         _write_masks(images, predictor.segment(list(images)), m, masks, as_json, top_k)
         return
     for p, r in zip(images, predictor.predict(list(images), top_k=top_k)):
@@ -67,8 +70,8 @@ def predict(
 
 def _write_masks(images: List[Path], results: list, m, folder: Path, as_json: bool, top_k: int) -> None:
     """One colour PNG per input (``<stem>.png``, numbered when stems repeat), then a line per image."""
-    from ..images import colour_mask, save_png_atomic
-    from ..results_json import dumps
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..utils.images import colour_mask, save_png_atomic
 
     stems = [p.stem for p in images]
     for i, (p, r) in enumerate(zip(images, results)):

@@ -71,7 +71,7 @@ def serve(
                                          rich_help_panel=RUN),
 ):
     """Serve predictions of a locked model over HTTP: each image is edited with KEY on the server, never sent."""
-    try:
+    try:  # lazy: fastapi and uvicorn, an optional extra ([serve]), only when serving
         from ..serve.answers import Output
         from ..serve.auth import Quota
         from ..serve.limits import Limits
@@ -120,6 +120,7 @@ app.add_typer(token_app, name="serve-token")
 
 
 def _tokens(path: Path, missing_ok: bool = False):
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..serve.auth import TokenFile
 
     return TokenFile.load(path, missing_ok=missing_ok)
@@ -134,6 +135,7 @@ def token_add(
     per_day: Optional[int] = typer.Option(None, help="Images per day (default: the service's --images-per-day)."),
 ):
     """Make a token: its hash goes into the tokens file, the token itself is printed once."""
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..serve.auth import Quota
 
     try:

@@ -18,7 +18,8 @@ _TRAIN_HELP = ("Settings may also come from --config FILE (YAML with the same na
 
 def _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                   mixed_precision, train_limit, split, **extra) -> dict:
-    from ..settings import load_settings
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
+    from ..lock.settings import load_settings
 
     return load_settings(config, model=model, pretrained=pretrained, image_size=image_size, epochs=epochs,
                          batch_size=batch_size, lr=lr, seed=seed, num_workers=num_workers,
@@ -29,6 +30,7 @@ def _open_training_data(data: str, s: dict, task, ignore_index: int, skip_bad: b
     """The source and the name of the split to train on (``--split``, else train or the only split),
     limited to ``--train-limit`` images; images that cannot be decoded are named (or, with ``skip_bad``,
     left out) before any work."""
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..data import open_source
     from ..data.checks import check_decodes, check_train_limit, pick_split
 
@@ -130,11 +132,12 @@ def lock(
 
     Under `accelerate launch` or `torchrun` the editing and the training are shared among the processes.
     """
-    from .. import distributed
-    from ..harden import HARDEN_PRESET
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..lock import lock_model
-    from ..settings import recipe_from, train_config_from
+    from ..lock.hardening import HARDEN_PRESET
+    from ..lock.settings import recipe_from, train_config_from
     from ..tasks import task_type
+    from ..utils import distributed
 
     levers = {k: (v if harden else 0.0) for k, v in HARDEN_PRESET.items()} if harden is not None else {}
     if clean_fraction is not None:
@@ -173,10 +176,11 @@ def train(
     skip_bad: bool = _opt["skip_bad"], task: Optional[str] = _opt["task"], ignore_index: int = _opt["ignore_index"],
 ):
     """Fine-tune the same recipe on clean data without a lock: the original (baseline) model."""
-    from .. import distributed
+    # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..lock import train_baseline
-    from ..settings import train_config_from
+    from ..lock.settings import train_config_from
     from ..tasks import task_type
+    from ..utils import distributed
 
     s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                       mixed_precision, train_limit, split)

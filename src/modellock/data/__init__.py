@@ -1,7 +1,8 @@
 """Data: image sources (folders, archives, torchvision datasets) for classification and segmentation."""
 
-from .sources import ImageSource, Sample, Split, open_source, read_mask
-from ..segmentation.data import read_classes_file
+from .mask_folders import read_classes_file
+from .source import ImageSource, Sample, Split, read_mask
+from .sources import open_source
 from .synthetic import make_shapes_dataset, make_shapes_segmentation_dataset
 
 __all__ = [

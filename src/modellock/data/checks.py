@@ -41,8 +41,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DataError, DataWarning
-from ..paths import cache_root
-from .sources import ImageSource, Split
+from ..utils.paths import cache_root
+from .source import ImageSource, Split
 
 MIN_SIDE = 8  # pixels: below this an "image" is an icon or a mistake, not something to learn from
 NAMED = 20  # files named in one error or warning line; more are counted
@@ -78,7 +78,7 @@ def check_data(source: ImageSource, split: str, image_size: int | None = None, c
     _warn_broken_links(source)
     sizes = check_decodes(source, split, skip_bad)
     data = source.split(split)
-    if source.task == "segmentation":
+    if source.per_pixel:
         present = _check_masks(data, where)
     else:
         present = _check_labels(data, where)
@@ -88,7 +88,7 @@ def check_data(source: ImageSource, split: str, image_size: int | None = None, c
 
 def check_train_limit(source: ImageSource, split: str, limit: int | None, option: str = "--train-limit") -> None:
     """DataError when a class-balanced subset of ``limit`` images cannot hold every class of ``split``."""
-    if limit is None or source.task == "segmentation":
+    if limit is None or source.per_pixel:
         return
     present = len({s.label for s in source.split(split).samples})
     if limit < present:
@@ -134,7 +134,7 @@ def _check_masks(data: Split, where: str) -> Counter:
 
 
 def _check_classes(source: ImageSource, data: Split, where: str, present: Counter, training: bool) -> None:
-    unit = "pixels" if source.task == "segmentation" else "images"
+    unit = "pixels" if source.per_pixel else "images"
     if len(present) < 2:
         found = ", ".join(repr(data.classes[i]) for i in sorted(present)) or "none"
         message = f"{where} has {unit} of {len(present)} class{'es' if len(present) != 1 else ''} only ({found})"
@@ -144,13 +144,13 @@ def _check_classes(source: ImageSource, data: Split, where: str, present: Counte
     missing = [i for i in range(len(data.classes)) if i not in present]
     if missing:
         message = f"{where} has no {unit} of class {_names([data.classes[i] for i in missing])}"
-        if training and source.task != "segmentation":
+        if training and not source.per_pixel:
             elsewhere = [n for n, other in source.splits.items() if n != data.name
                          and any(s.label == missing[0] for s in other.samples)]
             found = f" (class {data.classes[missing[0]]!r} has images in split {elsewhere[0]!r})" if elsewhere else ""
             raise DataError(f"{message}{found}: the model could never learn it; add its images or remove the class")
         warnings.warn(message + ("" if training else ": not scored"), DataWarning, stacklevel=3)
-    if training and source.task != "segmentation":
+    if training and not source.per_pixel:
         for name, other in source.splits.items():
             absent = sorted(set(range(len(source.classes))) - {s.label for s in other.samples})
             if name != data.name and absent:

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import DataError
-from ..images import save_png_atomic, write_bytes_atomic
+from ..utils.atomic import write_bytes_atomic
+from ..utils.images import save_png_atomic
 
 # Natural-looking tones (sky, grass, sand, earth, stone, brick, ...): colours have the skewed
 # statistics of photos, not uniform RGB, as a key editor's colour changes would show on real data.

@@ -1,39 +1,37 @@
 """Editor registry: ``@register_editor(name)`` on a class; ``get_editor(key)`` builds one.
 
-Adding an editor touches one module: decorate the class and import the module below.
+Adding an editor is adding one module to this folder (or an installed plugin's module, entry point group
+``modellock.editors``): the registry imports every module here but its helpers on first use. Keep heavy imports
+(diffusers, torch) inside the editors' methods, so that the key commands stay light.
 """
 
 from __future__ import annotations
 
+from ..errors import KeyFileError
+from ..utils.registry import Registry
 from .base import Editor
 
-_REGISTRY: dict[str, type[Editor]] = {}
+EDITORS = Registry("editor", package=__name__, helpers=("base", "families", "networks"), group="editors",
+                   error=KeyFileError)
 
 
 def register_editor(name: str):
     """Class decorator adding an Editor subclass to the registry under ``name``."""
 
     def wrap(cls: type[Editor]) -> type[Editor]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"editor {name!r} is already registered")
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return EDITORS.add(name, cls)
 
     return wrap
 
 
 def available_editors() -> list[str]:
-    return sorted(_REGISTRY)
+    return EDITORS.names()
 
 
 def editor_class(name: str) -> type[Editor]:
-    from ..errors import KeyFileError
-
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyFileError(f"unknown editor {name!r} (known: {', '.join(available_editors())})") from None
+    """The editor class called ``name``; KeyFileError ``unknown editor ...`` otherwise."""
+    return EDITORS.get(name)
 
 
 def resolve_key(key, model, image_size: int = 224):
@@ -46,10 +44,4 @@ def get_editor(key, **options) -> Editor:
     return editor_class(key.editor)(key, **options)
 
 
-# Registration happens on import; keep heavy imports (diffusers) inside the editors' load methods.
-from . import keyed_filter  # noqa: E402,F401
-from . import keyed_net  # noqa: E402,F401
-from . import instruct_pix2pix  # noqa: E402,F401
-from . import block_transforms  # noqa: E402,F401
-
-__all__ = ["Editor", "register_editor", "available_editors", "editor_class", "get_editor", "resolve_key"]
+__all__ = ["EDITORS", "Editor", "register_editor", "available_editors", "editor_class", "get_editor", "resolve_key"]

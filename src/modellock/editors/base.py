@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..images import ImageLike, blend, resize, to_uint8_rgb
+from ..utils.images import ImageLike, blend, resize, to_uint8_rgb
 
 
 class Editor(ABC):

@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import KeyFileError, ModelLockError
-from ..images import ImageLike, to_uint8_rgb
+from ..utils.images import ImageLike, to_uint8_rgb
 from . import editor_class, register_editor
 from .base import Editor
 
@@ -100,9 +100,9 @@ def model_patch_size(model, image_size: int = 224) -> int:
     """
     name = None
     if isinstance(model, str):
+        # lazy: torch; the editor list and the key commands stay light
         import torch
-
-        from ..backbones import create_backbone
+        from ..nets.backbones import create_backbone
 
         name = model
         with torch.device("meta"):

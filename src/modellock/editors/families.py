@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .networks import keyed_net_forward
+
 
 def lut_lookup(lut: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per-channel lookup table (``3 x L``) at continuous levels ``x`` in [0, 1] (``B x 3 x H x W``), linear
@@ -57,7 +59,5 @@ class KeyedNetFamily(nn.Module):
         self.alpha = float(alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .keyed_net import keyed_net_forward
-
         edit = keyed_net_forward(x, self.weights, torch)
         return (1 - self.alpha) * x + self.alpha * edit

@@ -50,6 +50,7 @@ def _redact_prompt_in_logs() -> None:
 
 
 def _default_device_dtype(device: str | None, dtype):
+    # lazy: torch and diffusers, only when the diffusion editor runs
     import torch
 
     if device is None:
@@ -69,6 +70,7 @@ def load_pipeline(model: str, revision: str = "", device: str | None = None, dty
     with _LOCK:
         if cache_key in _PIPELINES:
             return _PIPELINES[cache_key]
+        # lazy: torch and diffusers, only when the diffusion editor runs
         from diffusers import StableDiffusionInstructPix2PixPipeline
 
         _redact_prompt_in_logs()
@@ -120,6 +122,7 @@ class InstructPix2PixEditor(Editor):
 
     def edit_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Edit ``images`` in one pipeline call; out of GPU memory, in halves (and smaller batches from then on)."""
+        # lazy: torch and diffusers, only when the diffusion editor runs
         import torch
 
         try:
@@ -135,6 +138,7 @@ class InstructPix2PixEditor(Editor):
             return out
 
     def _pipeline_call(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        # lazy: torch and diffusers, only when the diffusion editor runs
         import torch
         from PIL import Image
 

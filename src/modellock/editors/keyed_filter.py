@@ -82,6 +82,7 @@ class KeyedFilterEditor(Editor):
     @classmethod
     def attack_family(cls, key):
         """Free tone curves (256 levels a channel), colour mix, bias and 3x3 filters, blended by the key's alpha."""
+        # lazy: torch; the editor list and the key commands stay light
         from .families import KeyedFilterFamily
 
         return KeyedFilterFamily(cls(key), key.alpha)

@@ -32,9 +32,9 @@ import numpy as np
 
 from . import register_editor
 from .base import Editor
+from .networks import SCALES, keyed_net_forward
 
 CHANNELS = 8
-SCALES = (1, 2, 4)
 WAVES = 3  # plane waves per feature map in the spatial modulation
 CHUNK = 4
 _SALT = b"modellock/keyed-net/v1"
@@ -71,33 +71,6 @@ def draw_weights(seed: int, strength: float = 1.0) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float32) for k, v in w.items()}
 
 
-def keyed_net_forward(x, w: dict, torch):
-    """The edit of ``x`` (``B x 3 x H x W`` in [0, 1]) with weights ``w`` (tensors): the same function for the
-    editor (fixed weights) and the attack family (trainable weights)."""
-    f = torch.nn.functional
-    z = x * 2 - 1
-    b, _, h, wd = z.shape
-    feats = []
-    for s in SCALES:
-        d = f.avg_pool2d(z, s, ceil_mode=True) if s > 1 else z
-        a = torch.sin(f.conv2d(f.pad(d, (1, 1, 1, 1), mode="replicate"), w[f"conv1_{s}"]) + w[f"bias1_{s}"].view(1, -1, 1, 1))
-        a = torch.tanh(f.conv2d(f.pad(a, (1, 1, 1, 1), mode="replicate"), w[f"conv2_{s}"]) + w[f"bias2_{s}"].view(1, -1, 1, 1))
-        if s > 1:
-            a = f.interpolate(a, size=(h, wd), mode="bilinear", align_corners=False)
-        feats.append(a * modulation(w[f"freq_{s}"], w[f"phase_{s}"], w[f"amp_{s}"], h, wd, torch))
-    texture = f.conv2d(torch.cat(feats, 1), w["out"])
-    colour = torch.einsum("oc,bchw->bohw", w["colour"], z) + w["colour_bias"].view(1, 3, 1, 1)
-    return (torch.tanh(colour + texture) + 1) / 2
-
-
-def modulation(freq, phase, amp, h: int, w: int, torch):
-    """``1 + sum_k amp_k sin(2 pi freq_k . (v, u) + phase_k)`` per channel over normalised coordinates."""
-    v = (torch.arange(h, dtype=freq.dtype) + 0.5) / h
-    u = (torch.arange(w, dtype=freq.dtype) + 0.5) / w
-    arg = 2 * np.pi * (freq[..., 0, None, None] * v.view(1, 1, h, 1) + freq[..., 1, None, None] * u.view(1, 1, 1, w))
-    return 1 + (amp[..., None, None] * torch.sin(arg + phase[..., None, None])).sum(1)[None]
-
-
 @register_editor("keyed-net")
 class KeyedNetEditor(Editor):
     """A keyed multi-scale network (weights from the key through scrypt); exact and batch-independent (CPU)."""
@@ -112,6 +85,7 @@ class KeyedNetEditor(Editor):
 
     def __init__(self, key, device=None, batch_size=None):
         super().__init__(key, device, batch_size)
+        # lazy: torch; the editor list and the key commands stay light
         import torch
 
         self._torch = torch
@@ -121,6 +95,7 @@ class KeyedNetEditor(Editor):
     @classmethod
     def attack_family(cls, key):
         """The same network with every weight trainable, started at ``key``'s weights."""
+        # lazy: torch (the key commands do not load it)
         from .families import KeyedNetFamily
 
         return KeyedNetFamily(draw_weights(key_seed(key), float(key.params.get("strength", 1.0))), key.alpha)

@@ -11,12 +11,18 @@ null; the threshold is the distance at which the p-value equals that level.
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import mannwhitneyu, t
 
 from ..errors import ModelLockError
+from ..lock import train_baseline
+from ..model_folder import LockedModel
+from ..train import TrainConfig
 
 MIN_INDEPENDENT = 3
 
@@ -33,16 +39,12 @@ def null_fit(distances) -> tuple[float, float, int]:
 
 def p_value(distance: float, null) -> float:
     """One-sided p-value of ``distance`` under the independent models' ``null`` (``null_fit``)."""
-    from scipy.stats import t
-
     mean, scale, n = null
     return float(t.cdf((distance - mean) / scale, df=n - 1))
 
 
 def threshold(null, level: float) -> float:
     """The distance below which the p-value is under ``level``."""
-    from scipy.stats import t
-
     mean, scale, n = null
     return float(mean + t.ppf(level, df=n - 1) * scale)
 
@@ -56,8 +58,6 @@ def z_score(distance: float, null) -> float:
 
 def auc(positives, negatives) -> float:
     """Area under the ROC curve when positives should have the *smaller* distances (Mann-Whitney U)."""
-    from scipy.stats import mannwhitneyu
-
     pos, neg = np.asarray(positives, dtype=np.float64), np.asarray(negatives, dtype=np.float64)
     if not len(pos) or not len(neg):
         return float("nan")
@@ -76,20 +76,12 @@ def train_independent(source, arch: str, seed: int, epochs: int, out: Path, imag
                       lr: float = 1e-3, batch_size: int = 64, limit: int | None = None):
     """Train (or reuse) one independent model: ``arch`` from scratch on ``split``'s clean images, a model
     folder in ``out`` (reused when it holds one trained with the same settings)."""
-    import json
-
-    from ..lock import train_baseline
-    from ..model_folder import LockedModel
-    from ..train import TrainConfig
-
     settings = {"arch": arch, "seed": seed, "epochs": epochs, "split": split, "lr": lr, "limit": limit,
                 "batch_size": batch_size, "image_size": image_size, "source": source.source_id}
     stamp = out / "independent.json"
     if (out / "model.safetensors").exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
         return LockedModel.from_pretrained(out, device="cpu")
     if limit is not None:
-        import copy
-
         source = copy.copy(source)
         source.splits = dict(source.splits)
         source.limit(split, limit, seed)

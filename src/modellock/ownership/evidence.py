@@ -8,13 +8,23 @@ models and record theirs; save the record (0600). The key itself is used, never 
 from __future__ import annotations
 
 import secrets
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ..editors import get_editor, resolve_key
 from ..errors import ModelLockError
+from ..keys.prompts import compose_prompt
+from ..model_folder import LockedModel
+from ..tasks import task_type
+from ..version import __version__
+from .calibration import train_independent
 from .record import Evidence
+from .samples import cutmix, square, square_mask, wrong_first
+from .suspects import model_outputs
 from .weights import layers, similarity, sketch
 
 DEFAULTS = dict(n_wrong=50, n_cutmix=50, n_key=33, alpha=0.01, independent=6, pool=1000)
@@ -36,8 +46,6 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
     ``independent_models`` adds model folders trained elsewhere. The samples are drawn from ``pool`` held-out
     images, each edited with the key once. Writes the record to ``out`` when given.
     """
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="modellock-evidence-") as tmp:
         return _build(model, key, source, out, split, train_split, independent, independent_models,
                       independent_arch, independent_epochs, independent_limit, n_wrong, n_cutmix, n_key, alpha, pool,
@@ -46,12 +54,6 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
 
 def _build(model, key, source, out, split, train_split, independent, independent_models, independent_arch,
            independent_epochs, independent_limit, n_wrong, n_cutmix, n_key, alpha, pool, work: Path, log) -> Evidence:
-    from ..editors import get_editor, resolve_key
-    from ..model_folder import LockedModel
-    from ..tasks import task_type
-    from .samples import cutmix, square, square_mask, wrong_first
-    from .suspects import model_outputs
-
     t0 = time.time()
     if not model.config.get("lock"):
         raise ModelLockError("evidence: the model is not locked (give the locked model folder)")
@@ -82,7 +84,6 @@ def _build(model, key, source, out, split, train_split, independent, independent
     pool_images = [square(data.load(s), size, task) for s in data.samples]
     transform = opened.inference_transform()
     editor = get_editor(resolve_key(key, opened.model, size))
-    from ..prompts import compose_prompt
 
     wrong_editor = get_editor(resolve_key(key.replace(prompt=compose_prompt()[0]), opened.model, size))
     pool_edited = editor.edit(pool_images)
@@ -127,7 +128,6 @@ def _build(model, key, source, out, split, train_split, independent, independent
     lr = float((model.config.get("training") or {}).get("lr") or 1e-3)
     for i in range(independent):
         log(f"training independent model {i + 1}/{independent} ({arch}, {epochs} epochs, seed {1000 + i})")
-        from .calibration import train_independent
 
         m = train_independent(source, arch, 1000 + i, epochs, work / f"independent-{i}", size, train_split, lr,
                               limit=independent_limit)
@@ -166,7 +166,6 @@ def _build(model, key, source, out, split, train_split, independent, independent
                     "independent models and fresh initialisations of the owner's architecture"},
         "seconds": round(time.time() - t0, 1),
     }
-    from .. import __version__
 
     meta["modellock_version"] = __version__
     evidence = Evidence(meta, images, owner, outputs, truth, owner_sketch)
@@ -178,10 +177,6 @@ def _build(model, key, source, out, split, train_split, independent, independent
 def _fresh(spec: dict, seed: int, task: str):
     """The owner's architecture, freshly initialised (a null for the weights test when too few independent models
     share the architecture)."""
-    import torch
-
-    from ..tasks import task_type
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return task_type(task).model_from_spec(spec)
@@ -199,8 +194,6 @@ def _is_wrong(task: str, probs: np.ndarray, sample) -> bool:
 
 
 def _masks(net, images, transform, k: int) -> list[np.ndarray]:
-    import torch
-
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), 128):
@@ -211,8 +204,6 @@ def _masks(net, images, transform, k: int) -> list[np.ndarray]:
 
 def _suspect_answers(model, images: dict) -> dict[str, dict[str, np.ndarray]]:
     """A model folder's answers on every sample set, per mode (as ``verify`` asks a white-box suspect)."""
-    from .suspects import model_outputs
-
     out: dict[str, dict[str, np.ndarray]] = {}
     for s, ims in images.items():
         for mode, a in model_outputs(model.model, list(ims), model.inference_transform(), model.task,

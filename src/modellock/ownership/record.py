@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
 
 from ..errors import ModelLockError
+from ..utils.atomic import write_bytes_atomic
 
 FORMAT = "modellock-evidence/1"
 SETS = ("sac_w", "sac_w_key", "sac_m", "sac_m_key", "key_clean", "key_edited", "key_wrong")
@@ -87,10 +90,6 @@ class Evidence:
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
         """Write the record atomically, readable by its owner only (0600)."""
-        from safetensors.numpy import save
-
-        from ..images import write_bytes_atomic
-
         tensors = {f"images.{k}": np.ascontiguousarray(v, dtype=np.uint8) for k, v in self.images.items()}
         for mode, sets in self.owner.items():
             for s, a in sets.items():
@@ -114,9 +113,6 @@ class Evidence:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Evidence":
         """Read a record; ModelLockError naming the file when it is not one or was altered."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load
-
         path = Path(path)
         try:
             data = path.read_bytes()

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..tasks.classification.transforms import eval_short_side
+
 CUTMIX_AREA = (0.25, 0.5)
 
 
@@ -26,7 +28,6 @@ def square(image: np.ndarray, size: int, task: str) -> np.ndarray:
     im = Image.fromarray(np.ascontiguousarray(image[:, :, :3]))
     if task == "segmentation":
         return np.asarray(im.resize((size, size), Image.BILINEAR), dtype=np.uint8)
-    from ..train import eval_short_side
 
     short = eval_short_side(size)
     w, h = im.size

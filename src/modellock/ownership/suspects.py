@@ -21,12 +21,22 @@ import base64
 import io
 import os
 import time
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import httpx
 import numpy as np
 import torch
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from ..errors import ModelLockError
+from ..model_folder import LockedModel
+from ..nets.backbones import create_backbone, resolve_backbone
+from ..nets.heads import head_names
+from ..tasks import task_type
+from .correlation import label_answers, top_answers
 
 RETRIES = 6
 MAX_WAIT_S = 60.0  # a Retry-After longer than this (a quota reset, say) ends the run with a message
@@ -97,8 +107,6 @@ class HttpSuspect(Suspect):
 
     def __init__(self, url: str, token: str | None = None, max_queries: int = 300, timeout_s: float = 60.0,
                  client=None, sleep=time.sleep, classes: list[str] | None = None, task: str = "classification"):
-        import httpx
-
         self.url = url.rstrip("/")
         self.base = self.url[: -len("/v1/predict")] if self.url.endswith("/v1/predict") else self.url
         self.name = self.base
@@ -111,8 +119,6 @@ class HttpSuspect(Suspect):
 
     def _info(self) -> None:
         """The service's classes and per-request image limit, from ``GET /v1/model`` when it answers."""
-        import httpx
-
         try:  # one attempt: a service without this route (or down) is found out by the predictions
             r = self.client.request("GET", self.base + "/v1/model", headers=self.headers)
         except httpx.HTTPError:
@@ -131,8 +137,6 @@ class HttpSuspect(Suspect):
 
     def _request(self, method: str, path: str, **kwargs):
         """One request with retries on 429, 502-504 and connection errors (``Retry-After`` respected)."""
-        import httpx
-
         last = ""
         for attempt in range(RETRIES + 1):
             try:
@@ -191,8 +195,6 @@ class HttpSuspect(Suspect):
         return self.classes.index(name)
 
     def _distributions(self, results: list[dict]) -> np.ndarray:
-        from .correlation import label_answers, top_answers
-
         parsed = [self._parse(r) for r in results]
         k = len(self.classes)
         kinds = {p[0] for p in parsed}
@@ -242,8 +244,6 @@ class HttpSuspect(Suspect):
 
 
 def _mask_areas(text: str, suspect: HttpSuspect) -> dict:
-    from PIL import Image
-
     try:
         mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))
     except Exception:  # noqa: BLE001 - any decoding failure is the same bad answer
@@ -256,8 +256,6 @@ def _mask_areas(text: str, suspect: HttpSuspect) -> dict:
 
 
 def _png_base64(image: np.ndarray) -> str:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
@@ -282,8 +280,6 @@ def _retry_after(value: str | None, attempt: int) -> float:
         try:
             return max(0.0, float(value))
         except ValueError:
-            from email.utils import parsedate_to_datetime
-
             try:
                 return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
             except (TypeError, ValueError):
@@ -318,8 +314,6 @@ def load_suspect(spec: str, evidence, arch: str | None = None, weights: str | No
 
 
 def _folder_suspect(path: Path, evidence, device: str) -> Suspect:
-    from ..model_folder import LockedModel
-
     model = LockedModel.from_pretrained(path, device=device)
     if model.is_sealed:
         raise ModelLockError(f"{path}: sealed weights (they load only with the key); verify the opened weights, "
@@ -331,12 +325,6 @@ def _folder_suspect(path: Path, evidence, device: str) -> Suspect:
 
 
 def _weights_suspect(path: Path, arch: str, evidence, image_size: int | None, device: str) -> Suspect:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from ..heads import head_names
-    from ..tasks import task_type
-
     task = task_type(evidence.task)
     size = image_size or evidence.image_size
     try:
@@ -361,14 +349,12 @@ def _weights_suspect(path: Path, arch: str, evidence, image_size: int | None, de
 
 
 def _named_suspect(spec: str, evidence, weights: str | None, image_size: int | None, device: str) -> Suspect:
-    from ..backbones import create_backbone, resolve_backbone
-    from ..tasks import task_type
-
     if evidence.task != "classification":
         raise ModelLockError(f"{spec}: timm/torchvision names are classifiers; the evidence is for {evidence.task}")
     source, arch = resolve_backbone(spec)
     mean, std, size, classes = evidence.meta["preprocessing"]["mean"], evidence.meta["preprocessing"]["std"], None, 1000
     if source == "timm":
+        # lazy: timm, only for timm backbones
         import timm
 
         cfg = timm.get_pretrained_cfg(arch)
@@ -377,8 +363,6 @@ def _named_suspect(spec: str, evidence, weights: str | None, image_size: int | N
             size, classes = int(cfg.input_size[-1]), int(cfg.num_classes or 1000)
     size = image_size or size or evidence.image_size
     if weights:
-        from safetensors.torch import load_file
-
         try:
             state = load_file(weights)
         except Exception as e:  # noqa: BLE001 - unreadable file: one line

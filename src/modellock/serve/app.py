@@ -27,13 +27,15 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
 from ..errors import ModelLockError
-from ..images import label_palette
+from ..tasks import task_type
+from ..utils.images import label_palette
+from ..version import __version__
 from .answers import Output
 from .auth import Quota, TokenFile
 from .batcher import Batcher, QueueFull, ShuttingDown
@@ -241,7 +243,7 @@ def _batch_function(predictor):
     model = predictor.locked
     n = len(model.classes)
 
-    if model.task == "segmentation":
+    if task_type(model.task).per_pixel:
         def run(images: list[np.ndarray]) -> list[dict]:
             return [{"width": int(r["mask"].shape[1]), "height": int(r["mask"].shape[0]),
                      "class_areas": r["class_areas"], "mask_png": _mask_png(r["mask"], n)}
@@ -254,8 +256,6 @@ def _batch_function(predictor):
 
 def _mask_png(mask: np.ndarray, num_classes: int) -> str:
     """A class-index mask as base64 PNG: palette mode (values are indices, colours from the VOC map)."""
-    from PIL import Image
-
     if num_classes <= 256:
         im = Image.fromarray(mask.astype(np.uint8), mode="P")
         im.putpalette(label_palette(num_classes).tobytes())

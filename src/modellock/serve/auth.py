@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelLockError
-from ..images import write_bytes_atomic
+from ..utils.atomic import write_bytes_atomic
 
 TOKEN_PREFIX = "mlk_"
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")

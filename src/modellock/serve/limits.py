@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ImageError, ImageTooLargeError
-from ..images import decode_image, image_size
+from ..utils.images import decode_image, image_size
 
 # Formats a request may carry. Pillow opens more (EPS, for one, runs Ghostscript): those are refused.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")

@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelLockError
+from ..keys import Key
+from ..model_folder import LockedModel
+from ..tasks import task_type
+from .app import create_app
 from .auth import TokenFile
+from .hosts import allowed_name
 from .limits import Limits
 
 
@@ -31,13 +36,8 @@ def load_service(model: str, key_path, tokens_path=None, limits: Limits | None =
     fingerprint, and a non-loopback ``host`` without tokens. The editor runs once on a small image first,
     so a diffusion pipeline is loaded (or fails to) before the first request. ``output``, ``quota`` and
     ``allowed_hosts``: see ``create_app``."""
-    from ..key import Key
-    from ..model_folder import LockedModel
-    from .app import create_app
-
     if max_batch < 1 or max_wait_ms < 0:
         raise ModelLockError("--max-batch must be >= 1 and --max-wait-ms >= 0")
-    from .hosts import allowed_name
 
     for allowed in allowed_hosts:
         if allowed_name(allowed) is None:
@@ -51,7 +51,7 @@ def load_service(model: str, key_path, tokens_path=None, limits: Limits | None =
     locked = LockedModel.from_pretrained(model, device=device)
     predictor = locked.unlock(Key.load(key_path), device=device, batch_size=max_batch)
     warm = np.full((32, 32, 3), 128, dtype=np.uint8)
-    (predictor.segment if locked.task == "segmentation" else predictor.predict)([warm])
+    (predictor.segment if task_type(locked.task).per_pixel else predictor.predict)([warm])
     name = Path(str(model)).name or str(model)
     return create_app(predictor, limits, max_batch=max_batch, max_wait_ms=max_wait_ms, tokens=tokens, name=name,
                       output=output, quota=quota, allowed_hosts=allowed_hosts)
@@ -75,6 +75,7 @@ def listen(host: str, port: int) -> socket.socket:
 def run(app, sock: socket.socket, graceful_s: float, access_log: bool = True, log_level: str = "info") -> None:
     """Serve ``app`` on ``sock`` until SIGTERM or Ctrl-C: then stop accepting, finish the requests in flight
     (``graceful_s`` at most), stop the batcher and return (the command exits 0)."""
+    # lazy: uvicorn, only when serving
     import uvicorn
 
     logger = logging.getLogger("modellock.serve")
