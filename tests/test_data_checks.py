@@ -249,3 +249,18 @@ def test_links_that_lead_nowhere_are_named(tmp_path):
     assert "3 links in the data lead nowhere and are left out" in message
     assert "train/a/gone.png (dangling)" in message and "train/b/self.png (a loop of links)" in message
     assert "train/b/back (a loop: leads back to train)" in message and "fine.png" not in message
+
+
+def test_shapes_background_is_the_full_size_sum_of_shading_and_texture():
+    """The generator computes one pixel row per 8x8 texture cell and repeats it: the same pixels as adding the
+    shading and the 8x8-upsampled texture at full size (the demo's data did not change with it)."""
+    from modellock.data.synthetic import _PALETTE, _background
+
+    for seed in range(5):
+        image, base = _background(64, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        want_base = _PALETTE[rng.integers(len(_PALETTE))] + rng.normal(0, 12, size=3)
+        grad = np.linspace(-1, 1, 64)[None, :, None] * rng.uniform(-30, 30) * np.ones(3)
+        noise = rng.normal(0, 16, size=(8, 8, 1)) + rng.normal(0, 4, size=(8, 8, 3))
+        want = np.clip(want_base + grad + noise.repeat(8, 0).repeat(8, 1), 0, 255).astype(np.uint8)
+        assert image.dtype == np.uint8 and np.array_equal(image, want) and np.array_equal(base, want_base)

@@ -209,3 +209,29 @@ def test_training_decodes_each_image_once(tmp_path, monkeypatch):
     image = kept.load(source.split("train").samples[0])
     assert kept.load(source.split("train").samples[0]) is image and not image.flags.writeable  # writers must copy
     assert kept.classes == source.split("train").classes  # the rest is the split's own
+
+
+def test_evaluate_edits_with_a_cheap_editor_in_memory_and_scores_as_through_the_edit_cache(tiny_locked):
+    """A keyed-filter key's test edits are made in memory, in chunks (no edit-cache files), and score exactly as
+    the same edits read back from the edit cache."""
+    import torch
+
+    from modellock.edit import cache_dir
+    from modellock.editors import get_editor
+    from modellock.evaluation.matrix import handled_loaders, split_logits
+    from modellock.tasks.classification import accuracy
+
+    _, source, key, locked, _ = tiny_locked
+    wrong = key.replace(seed=7)
+    result = evaluate(locked, key, source, wrong_keys={"seed": wrong}, progress=False, handling=False)
+    assert not cache_dir(key, source).exists() and not cache_dir(wrong, source).exists()
+    opened, test = locked.open(key), source.split("test")
+    labels = torch.tensor([s.label for s in test.samples])
+    for k, score in ((key, result["unlocked"]), (wrong, result["wrong_keys"]["seed"])):
+        assert accuracy(split_logits(opened, test, k, source, progress=False), labels) == score
+    assert cache_dir(key, source).exists()  # the comparison went through the cache
+    # chunks of 7 over 30 images: each image as edited alone
+    editor = get_editor(key)
+    chunked = [load() for load in handled_loaders(opened, test, key, chunk=7)]
+    alone = [editor.edit([test.load(s)])[0] for s in test.samples]
+    assert len(chunked) == len(test.samples) and all(np.array_equal(a, b) for a, b in zip(chunked, alone))

@@ -50,8 +50,10 @@ def _background(s: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     base = _PALETTE[rng.integers(len(_PALETTE))] + rng.normal(0, 12, size=3)
     grad = np.linspace(-1, 1, s)[None, :, None] * rng.uniform(-30, 30) * np.ones(3)  # shading, not tint
     noise = (rng.normal(0, 16, size=(s // 8, s // 8, 1)) + rng.normal(0, 4, size=(s // 8, s // 8, 3)))
-    noise = noise.repeat(8, 0).repeat(8, 1)  # mostly luminance texture, as in photos
-    return np.clip(base + grad + noise, 0, 255).astype(np.uint8), base
+    # mostly luminance texture, as in photos: each 8x8 noise cell adds to one row of shading, the same on its
+    # 8 rows, so one pixel row per cell is computed and repeated (the same values as adding at full size)
+    cells = np.clip((base + grad).reshape(1, s // 8, 8, 3) + noise[:, :, None, :], 0, 255).astype(np.uint8)
+    return np.broadcast_to(cells.reshape(s // 8, 1, s, 3), (s // 8, 8, s, 3)).reshape(s, s, 3), base
 
 
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:

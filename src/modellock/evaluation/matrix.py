@@ -74,11 +74,23 @@ def image_loaders(model: LockedModel, split: Split, key=None, source: ImageSourc
     return [lambda s=s: edits.load(split.name, s) for s in split.samples]
 
 
-def handled_loaders(model: LockedModel, split: Split, key, handle, device: str | None = None) -> list:
-    """One loader per sample: the image after ``handle`` (e.g. JPEG re-encoding), then edited with ``key``
-    (no cache: the handled images are not the source's; one image at a time, so memory stays flat)."""
+def handled_loaders(model: LockedModel, split: Split, key, handle=None, device: str | None = None,
+                    chunk: int = 256) -> list:
+    """One loader per sample: the image after ``handle`` (e.g. JPEG re-encoding; none: as stored), then edited
+    with ``key`` in memory (no cache: the handled images are not the source's), ``chunk`` images per editor
+    call, only the current chunk kept, so memory stays flat."""
     editor = get_editor(resolve_key(key, model.model, model.image_size), device=device)
-    return [lambda s=s: editor.edit([handle(split.load(s))])[0] for s in split.samples]
+    handle = handle or (lambda image: image)
+    samples, edited = split.samples, {}
+
+    def load(i: int):
+        start = i - i % chunk
+        if start not in edited:
+            edited.clear()
+            edited[start] = editor.edit([handle(split.load(s)) for s in samples[start:start + chunk]])
+        return edited[start][i - start]
+
+    return [lambda i=i: load(i) for i in range(len(samples))]
 
 
 def split_logits(model: LockedModel, split: Split, key=None, source: ImageSource | None = None,
@@ -105,10 +117,14 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
     data = source.split(split)
     task = task_type(model.task)
     seg = task.per_pixel
+    in_loop = editor_class(key.editor).edits_in_loop
 
     def scores(m: LockedModel, d: Split, key, run: dict) -> dict:
-        loaders = image_loaders(m, d, key, run["source"], run["device"], run["progress"],
-                                run.get("label", "with the key"))
+        if key is not None and in_loop:  # a cheap editor: editing again costs less than the cache's key id and files
+            loaders = handled_loaders(m, d, key, device=run["device"])
+        else:
+            loaders = image_loaders(m, d, key, run["source"], run["device"], run["progress"],
+                                    run.get("label", "with the key"))
         return task.evaluate_split(m.with_key(key), d, loaders, run["batch_size"], run["progress"])
 
     run = dict(source=source, batch_size=batch_size, device=device, progress=progress)
@@ -139,7 +155,7 @@ def evaluate(model: LockedModel, key, source: ImageSource, split: str = "test", 
     if model.locked_class is not None:
         result["wrong_keys_without_locked_class"] = ignored
     if handling is None:
-        handling = editor_class(key.editor).edits_in_loop
+        handling = in_loop
     if handling:
         result["unlocked_under_handling"] = {}
         for name, handle in HANDLING.items():
