@@ -138,7 +138,8 @@ def test_data_loader_workers_leave_sigint_to_the_main_process(sigint_default):
     and the main process fails with torch's error; quiet workers carry on and every batch arrives."""
     from modellock.utils.workers import quiet_workers
 
-    with pytest.raises(RuntimeError, match="DataLoader worker .* exited unexpectedly"):
+    with pytest.raises((RuntimeError, OSError)) as failed:  # torch's error, or a batch lost with its dead sender
         _sigint_to_the_workers_midway()
+    assert failed.type is not RuntimeError or "exited unexpectedly" in str(failed.value), failed.value
     batches = _sigint_to_the_workers_midway(**quiet_workers(2))
     assert sorted(int(x) for b in batches for x in b) == list(range(24))

@@ -24,6 +24,9 @@ def owner(tmp_path_factory):
     from modellock.ownership import build_evidence
     from modellock.train import TrainConfig
 
+    import torch
+
+    torch.manual_seed(0)  # the same models whatever ran before in this process (pytest-xdist shares workers)
     root = tmp_path_factory.mktemp("ownership")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MODELLOCK_CACHE", str(root / "cache"))
