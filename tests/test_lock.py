@@ -95,6 +95,7 @@ def test_config_json_is_the_model_folder_config(tiny_locked):
         cfg = ModelFolderConfig.read(folder)
         assert json.dumps(cfg.to_dict(), indent=2) == text
         assert cfg.ignore_index is None and "ignore_index" not in text and cfg.training["epochs"] == 2
+    assert LockRecipe.from_dict(ModelFolderConfig.read(root / "locked").lock["recipe"]) == LockRecipe()  # flat levers
     base = ModelFolderConfig.read(root / "original")
     assert base.lock is None and base.locked_class is None and {"lock", "locked_class"} <= set(base.to_dict())
     seg = dataclasses.replace(base, task="segmentation", ignore_index=255).to_dict()

@@ -114,7 +114,7 @@ class LockJob:
             dataset = OnlineLockDataset(dataset, handling)
             raw = get_editor(editors[0].key.replace(alpha=1.0)) if recipe.distractor > 0 else None
             collate = EditingCollate(dataset, editors, recipe.distractor, raw)
-        if recipe is not None and recipe.harden_settings().active:
+        if recipe is not None and recipe.harden.active:
             hooks = build_hardening(recipe, task, split, image_size, len(source.classes), train,
                                     editors[0] if editors else None, source.ignore_index)
         out = Path(out)
