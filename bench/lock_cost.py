@@ -57,7 +57,8 @@ def main() -> None:
             shutil.rmtree(Path(tmp) / "cache", ignore_errors=True)
             key = Key.create(editor, PROMPT)
             start = time.perf_counter()
-            lock_model(key, source, "small-cnn", Path(tmp) / name, LockRecipe(**settings), train, progress=False)
+            lock_model(key, source, "small-cnn", Path(tmp) / name, LockRecipe.from_dict(settings), train,
+                       progress=False)
             times[name] = time.perf_counter() - start
             print(f"{name}: {times[name]:.1f} s", flush=True)
     base = times.get("default")

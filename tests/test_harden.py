@@ -49,8 +49,9 @@ def test_online_lock_set_edits_each_image_with_its_key(shapes):
 
 def test_hardened_lock_runs_every_lever_and_records_it(shapes, tmp_path):
     key = Key.create("keyed-net", "a quiet marmalade haze")
-    recipe = LockRecipe(decoy_keys=8, adversary=0.25, adversary_every=3, adversary_steps=2, simulated_thief=1.0,
-                        thief_every=3, thief_steps=2, separation=0.1)
+    recipe = LockRecipe(decoy_keys=8, harden=HardenSettings(adversary=0.25, adversary_every=3, adversary_steps=2,
+                                                            simulated_thief=1.0, thief_every=3, thief_steps=2,
+                                                            separation=0.1))
     train = TrainConfig(epochs=2, batch_size=32, lr=3e-3, warmup_epochs=0.5, num_workers=0)
     locked = lock_model(key, shapes, "tiny-cnn", tmp_path / "locked", recipe, train, progress=False)
     stats = json.loads((tmp_path / "locked" / "config.json").read_text())["lock"]["hardening"]

@@ -1,6 +1,7 @@
 """End-to-end lock → unlock → evaluate on small real data, plus the model folder's error cases."""
 
 import collections
+import dataclasses
 import json
 import shutil
 
@@ -14,7 +15,7 @@ from modellock.evaluation.matrix import evaluate
 from modellock.keys import Key
 from modellock.lock import lock_model, train_baseline
 from modellock.lock.lock_set import DecodedOnce, LockRecipe, plan_lock_set
-from modellock.model_folder import LockedModel
+from modellock.model_folder import LockedModel, ModelFolderConfig
 from modellock.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,6 +83,23 @@ def test_model_folder_contents_and_reload(cifar_lock):
     assert np.allclose(a.numpy(), b.numpy(), atol=1e-5)
     preds = again.unlock(key).predict(images)
     assert all(p["class"] in source.classes and 0 <= p["probability"] <= 1 for p in preds)
+
+
+def test_config_json_is_the_model_folder_config(tiny_locked):
+    """A lock's and a baseline's config.json are ``ModelFolderConfig``'s JSON: read into it and written out again
+    they are the same text (fields, order); ``ignore_index`` only for per-pixel tasks, ``locked_class`` and ``lock``
+    null for the baseline."""
+    root = tiny_locked[0]
+    for folder in (root / "locked", root / "original"):
+        text = (folder / "config.json").read_text()
+        cfg = ModelFolderConfig.read(folder)
+        assert json.dumps(cfg.to_dict(), indent=2) == text
+        assert cfg.ignore_index is None and "ignore_index" not in text and cfg.training["epochs"] == 2
+    assert LockRecipe.from_dict(ModelFolderConfig.read(root / "locked").lock["recipe"]) == LockRecipe()  # flat levers
+    base = ModelFolderConfig.read(root / "original")
+    assert base.lock is None and base.locked_class is None and {"lock", "locked_class"} <= set(base.to_dict())
+    seg = dataclasses.replace(base, task="segmentation", ignore_index=255).to_dict()
+    assert list(seg)[-2:] == ["ignore_index", "weights_sha256"] and seg["ignore_index"] == 255
 
 
 def test_wrong_key_refused(cifar_lock):

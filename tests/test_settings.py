@@ -5,6 +5,7 @@ import pytest
 
 from modellock import ModelLockError
 from modellock.keys import Key
+from modellock.lock.hardening import HardenSettings
 from modellock.lock.lock_set import LockRecipe
 from modellock.lock.settings import load_settings, recipe_from, train_config_from
 from modellock.train import TrainConfig
@@ -82,9 +83,32 @@ def test_the_api_checks_the_same_fields():
     with pytest.raises(ModelLockError, match="recipe: paired: input should be a valid boolean.*not 'maybe'"):
         LockRecipe(paired="maybe")
     with pytest.raises(ModelLockError, match="recipe: adversary: input should be less than or equal to 1"):
-        LockRecipe(adversary=2.0)
+        LockRecipe(harden=HardenSettings(adversary=2.0))
+    with pytest.raises(ModelLockError, match="recipe: thief_every: input should be greater than or equal to 1"):
+        LockRecipe.from_dict({"thief_every": 0})
     with pytest.raises(ModelLockError, match="train config: lr: input should be a valid number.*not 'fast'"):
         TrainConfig(lr="fast")
     with pytest.raises(ModelLockError, match=r"decoy_fraction must be between 0 and 1 - edited_fraction \(0.1"):
         LockRecipe(edited_fraction=0.9, decoy_fraction=0.5)
     assert TrainConfig(epochs="3").epochs == 3 and LockRecipe(edited_fraction=1).decoy_fraction == 0.0
+
+
+def test_recipe_nests_its_hardening_and_reads_the_levers_flat(tmp_path):
+    """``LockRecipe.harden`` is a ``HardenSettings``; a YAML file, the flags and config.json's ``lock.recipe`` name
+    its levers flat, as before, and give the same recipe; ``to_dict`` (config.json) writes them flat."""
+    nested = LockRecipe(decoy_keys=8, harden=HardenSettings(adversary=0.25, thief_every=3, separation=0.1))
+    config = tmp_path / "lock.yaml"
+    config.write_text("decoy_keys: 8\nadversary: 0.25\nthief_every: 3\n")
+    from_yaml_and_flag = recipe_from(load_settings(config, separation=0.1))
+    flat = nested.to_dict()
+    assert "harden" not in flat and flat["adversary"] == 0.25 and flat["thief_every"] == 3 and list(flat)[-1] == "seed"
+    assert "adversary_lr" not in flat  # not a recipe setting
+    assert from_yaml_and_flag == nested == LockRecipe.from_dict(flat)
+    assert LockRecipe.from_dict({"decoy_keys": 8, "harden": {"adversary": 0.25, "thief_every": 3, "separation": 0.1}}) \
+        == nested != LockRecipe(decoy_keys=8)
+    assert from_yaml_and_flag.harden.active and not LockRecipe().harden.active
+    with pytest.raises(ModelLockError, match="recipe: adversary given both flat and under harden"):
+        LockRecipe.from_dict({"adversary": 0.1, "harden": {"adversary": 0.2}})
+    config.write_text("harden:\n  adversary: 0.5\n")  # YAML names the levers flat, as before
+    with pytest.raises(ModelLockError, match="unknown setting 'harden'"):
+        load_settings(config)

@@ -29,13 +29,16 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..nets.adapters import InputAdapter, PixelSpace, UNetAdapter
 from ..nets.heads import head_names, with_fresh_head
 from ..tasks.segmentation.loss import LOCKED, LOCKED_SPREAD
+from ..utils.fields import Count, Fraction, NonNegative, Positive, check_fields
 from ..utils.images import IMAGENET_MEAN, IMAGENET_STD
 
 KEY_DISTANCE = 2.0 / 255  # mean absolute pixel difference under which an adapter's output is the key's edit
@@ -46,16 +49,20 @@ HARDEN_PRESET = {"adversary": 0.25, "simulated_thief": 1.0, "separation": 0.1}
 
 @dataclass
 class HardenSettings:
-    """The levers and their weights (0 = off); see the module docstring."""
+    """The levers and their weights (0 = off); see the module docstring. A lock recipe's ``harden``; each field's
+    type and range is checked when made (``modellock.utils.fields``), as the recipe's."""
 
-    adversary: float = 0.0
-    adversary_every: int = 20
-    adversary_steps: int = 5
-    adversary_lr: float = 3e-3
-    simulated_thief: float = 0.0
-    thief_every: int = 10
-    thief_steps: int = 5
-    separation: float = 0.0
+    adversary: Fraction = 0.0  # a share of each batch
+    adversary_every: Count = 20
+    adversary_steps: Count = 5
+    adversary_lr: Positive = 3e-3  # not a recipe setting (YAML, flags, config.json): kept at its default there
+    simulated_thief: Annotated[NonNegative, Field(le=10.0)] = 0.0
+    thief_every: Count = 10
+    thief_steps: Count = 5
+    separation: Annotated[NonNegative, Field(le=10.0)] = 0.0
+
+    def __post_init__(self):
+        check_fields(self, "recipe")
 
     @property
     def active(self) -> bool:
@@ -326,7 +333,7 @@ def build_hardening(recipe, task, split, image_size: int, num_classes: int, trai
     grid it samples (the attack grid's optimizers and learning-rate multiples around the lock's)."""
     mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
     seg = task.per_pixel
-    settings = recipe.harden_settings()
+    settings = recipe.harden
     thief = ThiefBatches(CleanPairs(split, task.transform(image_size, True, True, mean, std, ignore_index), seg),
                          max(8, train.batch_size // 2), recipe.seed)
     adapters = [lambda: InputAdapter(16), lambda: UNetAdapter((16, 32, 64))]

@@ -20,7 +20,7 @@ locked answer also appears edited with the key and its true label, so the lock c
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal, Optional
 
 import numpy as np
@@ -39,9 +39,9 @@ from .hardening import HardenSettings
 CLEAN_TARGETS = {name: kind.clean_targets for name, kind in TASKS.items()}  # what each task's clean images may learn
 ALL_CLEAN_TARGETS = tuple(dict.fromkeys(t for ts in CLEAN_TARGETS.values() for t in ts))
 LOCKED_CLASS_NAME = "locked"
+# the hardening levers a recipe's YAML, flags and config.json name flat (HardenSettings' others keep their defaults)
 HARDEN_FIELDS = ("adversary", "adversary_every", "adversary_steps", "simulated_thief", "thief_every", "thief_steps",
-                 "separation")  # the hardening levers a recipe sets (HardenSettings' others keep their defaults)
-_HARDEN = HardenSettings()
+                 "separation")
 
 
 @dataclass
@@ -49,7 +49,8 @@ class LockRecipe:
     """How the lock set is built (defaults chosen by the CIFAR-10 measurements in docs/benchmarks.md).
 
     Each field's type and range is checked (``modellock.utils.fields``) when a recipe is made, and the same
-    annotations check a YAML ``--config`` and the command-line flags."""
+    annotations check a YAML ``--config`` and the command-line flags. The hardening settings nest (``harden``, a
+    ``HardenSettings``); YAML, the flags and config.json name its levers flat (``from_dict``, ``to_dict``)."""
 
     edited_fraction: Fraction = 0.7
     clean_target: Literal[ALL_CLEAN_TARGETS] = "locked-spread"
@@ -68,28 +69,37 @@ class LockRecipe:
     # seal: store the weights sealed with the key (modellock.keys.seal: authenticated encryption, model.sealed): a copied
     # folder or checkpoint loads nothing without the key (docs/security.md)
     seal: bool = True
-    # hardening (modellock.lock.hardening): the simulated thief in the loop; weights, 0 = off. The defaults are
-    # HardenSettings' (written there once); ``harden_settings()`` gives them back as one object
-    adversary: Fraction = _HARDEN.adversary  # a share of each batch
-    adversary_every: Count = _HARDEN.adversary_every
-    adversary_steps: Count = _HARDEN.adversary_steps
-    simulated_thief: Annotated[NonNegative, Field(le=10.0)] = _HARDEN.simulated_thief
-    thief_every: Count = _HARDEN.thief_every
-    thief_steps: Count = _HARDEN.thief_steps
-    separation: Annotated[NonNegative, Field(le=10.0)] = _HARDEN.separation
+    # hardening (modellock.lock.hardening): the simulated thief in the loop, its levers' weights 0 = off
+    harden: HardenSettings = field(default_factory=HardenSettings)
     seed: NonNegativeInt = 0
 
     def __post_init__(self):
         check_fields(self, "recipe")
+        if isinstance(self.harden, dict):
+            self.harden = HardenSettings(**self.harden)
+        if not isinstance(self.harden, HardenSettings):
+            raise ModelLockError(f"recipe: harden: expected hardening settings, not {self.harden!r}")
         if self.decoy_fraction is None:
             self.decoy_fraction = round((1.0 - self.edited_fraction) * 2 / 3, 6)
         if self.decoy_fraction > 1.0 - self.edited_fraction + 1e-9:
             raise ModelLockError(f"recipe: decoy_fraction must be between 0 and 1 - edited_fraction "
                                  f"({1.0 - self.edited_fraction:g}), not {self.decoy_fraction!r}")
 
-    def harden_settings(self):
-        """The hardening levers as :class:`modellock.lock.hardening.HardenSettings`."""
-        return HardenSettings(**{name: getattr(self, name) for name in HARDEN_FIELDS})
+    @classmethod
+    def from_dict(cls, values: dict) -> "LockRecipe":
+        """The recipe of a mapping (``to_dict``'s, a config.json's ``lock.recipe``, YAML and flag settings): the
+        hardening levers flat (``adversary: 0.25``, as ``to_dict`` writes them) or nested (``harden: {...}``)."""
+        values = dict(values)
+        nested = values.pop("harden", None) or {}
+        if isinstance(nested, HardenSettings):
+            nested = dataclasses.asdict(nested)
+        if not isinstance(nested, dict):
+            raise ModelLockError(f"recipe: harden: expected a mapping of hardening settings, not {nested!r}")
+        flat = {k: values.pop(k) for k in HARDEN_FIELDS if k in values}
+        both = sorted(set(flat) & set(nested))
+        if both:
+            raise ModelLockError(f"recipe: {both[0]} given both flat and under harden")
+        return cls(**values, harden={**nested, **flat})
 
     def check_task(self, task: str) -> None:
         """ModelLockError when ``clean_target`` has no meaning for ``task``."""
@@ -106,7 +116,14 @@ class LockRecipe:
         return num_classes + int(self.has_locked_class)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The recipe as config.json keeps it: the hardening levers flat, where ``seed`` follows them."""
+        out = {}
+        for name, value in dataclasses.asdict(self).items():
+            if name == "harden":
+                out.update({k: value[k] for k in HARDEN_FIELDS})
+            else:
+                out[name] = value
+        return out
 
 
 def _one_hot(i: int, k: int) -> tuple[float, ...]:

@@ -25,7 +25,7 @@ from ..edit import cache_dir, edit_split
 from ..editors import editor_class, get_editor, resolve_key
 from ..errors import ModelLockError
 from ..keys.seal import Sealer
-from ..model_folder import CONFIG, FORMAT, LockedModel, holds_model, library_versions
+from ..model_folder import CONFIG, LockedModel, ModelFolderConfig, holds_model, library_versions
 from ..tasks import task_type
 from ..train import TrainConfig, fit
 from ..utils import distributed
@@ -114,7 +114,7 @@ class LockJob:
             dataset = OnlineLockDataset(dataset, handling)
             raw = get_editor(editors[0].key.replace(alpha=1.0)) if recipe.distractor > 0 else None
             collate = EditingCollate(dataset, editors, recipe.distractor, raw)
-        if recipe is not None and recipe.harden_settings().active:
+        if recipe is not None and recipe.harden.active:
             hooks = build_hardening(recipe, task, split, image_size, len(source.classes), train,
                                     editors[0] if editors else None, source.ignore_index)
         out = Path(out)
@@ -133,22 +133,14 @@ class LockJob:
         if hooks is not None:
             hooks.close()
             lock_info = {**lock_info, "hardening": hooks.summary()}
-        config = {
-            "format": FORMAT,
-            "task": task.name,
-            "architecture": model.backbone_spec,
-            "classes": self.classes,
-            "num_classes": len(source.classes),
-            "locked_class": self.locked_class,
-            "preprocessing": {"image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-            "lock": lock_info,
-            "training": {**train.to_dict(), "n_train": len(items),
-                         "pretrained": str(pretrained) if pretrained else None,
-                         "num_processes": distributed.num_processes()},
-            "versions": library_versions(),
-        }
-        if task.per_pixel:
-            config["ignore_index"] = source.ignore_index
+        config = ModelFolderConfig(
+            task=task.name, architecture=model.backbone_spec, classes=self.classes,
+            num_classes=len(source.classes), locked_class=self.locked_class,
+            preprocessing={"image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+            lock=lock_info,
+            training={**train.to_dict(), "n_train": len(items), "pretrained": str(pretrained) if pretrained else None,
+                      "num_processes": distributed.num_processes()},
+            versions=library_versions(), ignore_index=source.ignore_index if task.per_pixel else None).to_dict()
         locked = LockedModel(model.cpu(), config)
         if distributed.is_main():  # every process holds the same weights; one writes them (sealed with the key)
             locked.save_pretrained(out, seal_key=self.seal_key)

@@ -18,10 +18,11 @@ from pydantic import Field
 from ..errors import ModelLockError
 from ..train import TrainConfig
 from ..utils.fields import NUMBER, Count, field_types, validate_values
-from .lock_set import LockRecipe
+from .hardening import HardenSettings
+from .lock_set import HARDEN_FIELDS, LockRecipe
 
 MIN_IMAGE_SIZE = 8  # pixels, as the data checks' smallest image
-RECIPE_FIELDS = {f.name for f in dataclasses.fields(LockRecipe)} - {"seed"}
+RECIPE_FIELDS = {f.name for f in dataclasses.fields(LockRecipe)} - {"seed", "harden"} | set(HARDEN_FIELDS)  # flat
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 _NAME = Annotated[str, Field(min_length=1)]
 RUN_TYPES: dict[str, Any] = {"model": _NAME, "pretrained": _NAME, "split": _NAME, "edits": _NAME,
@@ -29,7 +30,9 @@ RUN_TYPES: dict[str, Any] = {"model": _NAME, "pretrained": _NAME, "split": _NAME
                              "train_limit": Count, "test_limit": Count}
 RUN_FIELDS = set(RUN_TYPES)
 SETTING_TYPES: dict[str, Any] = {name: Optional[t] for name, t in
-                                 {**field_types(LockRecipe), **field_types(TrainConfig), **RUN_TYPES}.items()}
+                                 {**{k: v for k, v in field_types(LockRecipe).items() if k != "harden"},
+                                  **{k: field_types(HardenSettings)[k] for k in HARDEN_FIELDS},
+                                  **field_types(TrainConfig), **RUN_TYPES}.items()}
 
 
 def default(cls, name: str):
@@ -72,7 +75,12 @@ def _build(cls, fields: set, settings: dict, where: str):
 
 
 def recipe_from(settings: dict) -> LockRecipe:
-    recipe = _build(LockRecipe, RECIPE_FIELDS, settings, "lock recipe")
+    """The recipe of flat settings (a YAML file's and the flags': the hardening levers by name, not nested)."""
+    values = {k: settings[k] for k in RECIPE_FIELDS if k in settings}
+    try:
+        recipe = LockRecipe.from_dict(values)
+    except TypeError as e:
+        raise ModelLockError(f"lock recipe: {e}") from None
     recipe.seed = int(settings.get("seed", recipe.seed))
     return recipe
 

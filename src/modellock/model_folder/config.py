@@ -4,8 +4,9 @@ folder) is refused with one line naming the field.
 
 Fields: ``format``, ``task``, ``architecture`` (the backbone spec), ``classes`` (real classes, then the locked
 output when there is one), ``num_classes`` (the real ones), ``locked_class``, ``preprocessing`` (``image_size``,
-``mean``, ``std``), ``ignore_index``, ``lock`` (editor, fingerprint, recipe, seal; null for an unlocked model),
-``weights_sha256``, ``versions``; after an evaluation or an attack run also ``evaluation`` and ``attack_summary``.
+``mean``, ``std``), ``lock`` (editor, fingerprint, recipe, seal; null for an unlocked model), ``training`` (the
+settings it was trained with), ``versions``, ``ignore_index`` (per-pixel tasks), ``weights_sha256``; after an
+evaluation or an attack run also ``evaluation`` and ``attack_summary``.
 Never the key, nor anything that names or narrows it.
 """
 
@@ -33,21 +34,27 @@ SEALED_FIELDS = ("format", "task", "architecture", "classes", "num_classes", "lo
 WRONG_KEY = "the key does not open this model"
 
 
-@dataclass
-class ModelFolderConfig:
-    """The typed fields of ``config.json`` (see the module docstring); ``extra`` keeps fields added later."""
+# fields left out of config.json while None: ``ignore_index`` (per-pixel tasks only), the weights' hash (until saved)
+OMITTED_WHEN_NONE = ("ignore_index", "weights_sha256")
 
+
+@dataclass(kw_only=True)
+class ModelFolderConfig:
+    """The typed fields of ``config.json`` (see the module docstring), in the order a lock writes them; ``extra``
+    keeps fields added later (``evaluation``, ``attack_summary``, ...)."""
+
+    format: str = FORMAT
+    task: str = "classification"
     architecture: dict
     classes: list[str]
     num_classes: int
-    preprocessing: dict
-    task: str = "classification"
     locked_class: int | None = None
-    ignore_index: int = 255
+    preprocessing: dict
     lock: dict | None = None
-    weights_sha256: str | None = None
+    training: dict | None = None
     versions: dict | None = None
-    format: str = FORMAT
+    ignore_index: int | None = None  # None: absent (read as 255)
+    weights_sha256: str | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -60,7 +67,8 @@ class ModelFolderConfig:
 
     def to_dict(self) -> dict:
         """The JSON object ``config.json`` holds (fields in the order a lock writes them)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"
+               and not (f.name in OMITTED_WHEN_NONE and getattr(self, f.name) is None)}
         return {**out, **self.extra}
 
     @classmethod

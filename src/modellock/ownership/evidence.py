@@ -23,7 +23,7 @@ from ..tasks import task_type
 from ..version import __version__
 from .calibration import train_independent
 from .record import Evidence
-from .samples import cutmix, square, square_mask, wrong_first
+from .samples import cutmix
 from .suspects import model_outputs
 from .weights import layers, similarity, sketch
 
@@ -73,6 +73,7 @@ def _build(model, key, source, out, split, train_split, independent, independent
     model.unlock(key)  # WrongKeyError unless the key is the model's
     opened = model.open(key)
     task, size, k = model.task, model.image_size, model.config["num_classes"]
+    tt = task_type(task)
     seed = secrets.randbits(32)  # the sample draw: not guessable from the toolkit's defaults
     rng = np.random.default_rng(seed)
 
@@ -81,7 +82,7 @@ def _build(model, key, source, out, split, train_split, independent, independent
     if len(data) < 8:
         raise ModelLockError(f"evidence: split {split!r} has {len(data)} images; at least 8 are needed")
     log(f"reading {len(data)} {split} images")
-    pool_images = [square(data.load(s), size, task) for s in data.samples]
+    pool_images = [tt.model_view(data.load(s), size) for s in data.samples]
     transform = opened.inference_transform()
     editor = get_editor(resolve_key(key, opened.model, size))
 
@@ -90,12 +91,9 @@ def _build(model, key, source, out, split, train_split, independent, independent
     unlocked = model_outputs(opened.model, pool_edited, transform, task, k)
 
     # ------------------------------------------------------------------ the sample sets
-    if task == "segmentation":
-        masks = [square_mask(data.load_mask(s), size) for s in data.samples]
-        preds = _masks(opened.model, pool_edited, transform, k)
-        wrong = wrong_first(task, unlocked["probs"], masks, n_wrong, k, model.ignore_index, preds)
-    else:
-        wrong = wrong_first(task, unlocked["probs"], [s.label for s in data.samples], n_wrong, k)
+    targets = [tt.evidence_target(data, s, size) for s in data.samples]
+    wrong = tt.worst_first(opened.model, pool_edited, transform, unlocked["probs"], targets, n_wrong, k,
+                           model.ignore_index)
     mixed = cutmix(pool_images, n_cutmix, rng)
     rest = np.setdiff1d(np.arange(len(pool_images)), wrong)
     key_idx = rng.choice(rest if len(rest) >= n_key else np.arange(len(pool_images)),
@@ -110,11 +108,8 @@ def _build(model, key, source, out, split, train_split, independent, independent
         "key_edited": np.stack([pool_edited[i] for i in key_idx]),
         "key_wrong": np.stack(wrong_editor.edit(key_images)),
     }
-    if task == "segmentation":
-        truth = np.stack([_areas(masks[i], k, model.ignore_index) for i in key_idx])
-    else:
-        truth = np.eye(k, dtype=np.float32)[[data.samples[i].label for i in key_idx]]
-    n_wrong_found = int(sum(1 for i in wrong if _is_wrong(task, unlocked["probs"][i], data.samples[i])))
+    truth = np.stack([tt.truth_distribution(targets[i], k, model.ignore_index) for i in key_idx])
+    n_wrong_found = int(sum(1 for i in wrong if tt.answer_is_wrong(unlocked["probs"][i], targets[i])))
     owner: dict[str, dict[str, np.ndarray]] = {}
     for s_, ims in images.items():
         for mode, a in model_outputs(opened.model, list(ims), transform, task, k).items():
@@ -180,26 +175,6 @@ def _fresh(spec: dict, seed: int, task: str):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return task_type(task).model_from_spec(spec)
-
-
-def _areas(mask: np.ndarray, k: int, ignore_index: int) -> np.ndarray:
-    """The share of a mask's scored pixels per class."""
-    m = mask[(mask != ignore_index) & (mask >= 0) & (mask < k)]
-    counts = np.bincount(m.ravel(), minlength=k).astype(np.float32)
-    return counts / max(counts.sum(), 1.0)
-
-
-def _is_wrong(task: str, probs: np.ndarray, sample) -> bool:
-    return task == "classification" and int(np.argmax(probs)) != sample.label
-
-
-def _masks(net, images, transform, k: int) -> list[np.ndarray]:
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(images), 128):
-            x = torch.stack([transform(a) for a in images[i:i + 128]])
-            out += [m.numpy() for m in net(x).float()[:, :k].argmax(1)]
-    return out
 
 
 def _suspect_answers(model, images: dict) -> dict[str, dict[str, np.ndarray]]:

@@ -58,27 +58,19 @@ class Suspect:
 @torch.inference_mode()
 def model_outputs(model: torch.nn.Module, images: list[np.ndarray], transform, task: str, keep: int | None = None,
                   batch_size: int = 128) -> dict[str, np.ndarray]:
-    """Per-image class distributions of ``model`` over its first ``keep`` outputs (all when None): ``probs``
-    (softmax; segmentation: its mean over pixels) and, for segmentation, ``areas`` (pixels per argmax class)."""
+    """Per-image class distributions of ``model`` over its first ``keep`` outputs (all when None), by kind of answer
+    (the task type's ``answer_distributions``): ``probs`` (softmax; segmentation: its mean over pixels) and, for
+    segmentation, ``areas`` (pixels per argmax class)."""
     device = next(model.parameters()).device
     model.eval()
-    probs, areas = [], []
+    tt = task_type(task)
+    answers: dict[str, list[np.ndarray]] = {}
     for i in range(0, len(images), batch_size):
         x = torch.stack([transform(a) for a in images[i:i + batch_size]]).to(device)
         out = model(x).float().cpu()
-        out = out[:, :keep] if keep else out
-        p = out.softmax(1)
-        if task == "segmentation":
-            probs.append(p.mean(dim=(2, 3)).numpy())
-            top = out.argmax(1).flatten(1)
-            counts = torch.zeros(len(top), out.shape[1]).scatter_add_(1, top, torch.ones_like(top, dtype=torch.float))
-            areas.append((counts / top.shape[1]).numpy())
-        else:
-            probs.append(p.numpy())
-    result = {"probs": np.concatenate(probs).astype(np.float32)}
-    if task == "segmentation":
-        result["areas"] = np.concatenate(areas).astype(np.float32)
-    return result
+        for mode, a in tt.answer_distributions(out[:, :keep] if keep else out).items():
+            answers.setdefault(mode, []).append(a.numpy())
+    return {mode: np.concatenate(a).astype(np.float32) for mode, a in answers.items()}
 
 
 class ModelSuspect(Suspect):
@@ -167,7 +159,7 @@ class HttpSuspect(Suspect):
 
     def _predict(self, images: list[np.ndarray]) -> list[dict]:
         body = {"images": [_png_base64(a) for a in images]}
-        if self.send_top_k and self.classes and self.task == "classification":
+        if self.send_top_k and self.classes and not task_type(self.task).per_pixel:
             body["top_k"] = len(self.classes)
         r = self._request("POST", "/v1/predict", json=body)
         if r.status_code == 422 and "top_k" in body and "top_k" in _message(r):
@@ -349,7 +341,8 @@ def _weights_suspect(path: Path, arch: str, evidence, image_size: int | None, de
 
 
 def _named_suspect(spec: str, evidence, weights: str | None, image_size: int | None, device: str) -> Suspect:
-    if evidence.task != "classification":
+    task = task_type(evidence.task)
+    if not task.published_classifiers:
         raise ModelLockError(f"{spec}: timm/torchvision names are classifiers; the evidence is for {evidence.task}")
     source, arch = resolve_backbone(spec)
     mean, std, size, classes = evidence.meta["preprocessing"]["mean"], evidence.meta["preprocessing"]["std"], None, 1000
@@ -374,9 +367,9 @@ def _named_suspect(spec: str, evidence, weights: str | None, image_size: int | N
         raise ModelLockError(f"{spec}: torchvision's published weights are pickled; save them as .safetensors and "
                              "give --weights FILE")
     model = create_backbone(spec, classes, size, pretrained)
-    transform = task_type("classification").inference_transform(size, mean, std)
+    transform = task.inference_transform(size, mean, std)
     keep = evidence.num_classes if classes == evidence.num_classes + 1 else None
-    return ModelSuspect(model.to(device), transform, "classification", keep, name=spec)
+    return ModelSuspect(model.to(device), transform, evidence.task, keep, name=spec)
 
 
 def read_token(token_file: str | os.PathLike | None) -> str | None:

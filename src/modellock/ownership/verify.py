@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ModelLockError
+from ..tasks import task_type
 from .calibration import null_fit, p_value, threshold, z_score
 from .correlation import as_answered, correlation_distance
 from .key_feature import key_advantage
@@ -101,9 +102,10 @@ def ask(evidence: Evidence, suspect, max_queries: int | None = None) -> tuple[di
     answers = np.asarray(suspect.answer(images), dtype=np.float64)
     if answers.ndim != 2 or len(answers) != len(images):
         raise ModelLockError(f"{suspect.name}: {len(images)} images asked, answers of shape {answers.shape}")
-    if suspect.mode == "areas" and evidence.task != "segmentation":
-        raise ModelLockError(f"{suspect.name}: answers class areas (segmentation); the evidence is for classification")
-    if suspect.mode != "areas" and evidence.task == "segmentation" and suspect.kind == "black-box":
+    per_pixel = task_type(evidence.task).per_pixel
+    if suspect.mode == "areas" and not per_pixel:
+        raise ModelLockError(f"{suspect.name}: answers class areas (segmentation); the evidence is for {evidence.task}")
+    if suspect.mode != "areas" and per_pixel and suspect.kind == "black-box":
         raise ModelLockError(f"{suspect.name}: answers classes per image; the evidence is for segmentation")
     per_set, start = {}, 0
     for s in SETS:

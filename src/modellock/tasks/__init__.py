@@ -3,8 +3,9 @@
 Lock, evaluate, the attacks, ``compare``, the predictors and the service ask ``task_type(name)`` (or
 ``task_for(config)`` for a model folder) for what differs between tasks: the model factory, the
 transforms, the lock-set dataset and loss, the targets and score of a split, an attacker's training
-pairs and loss, and the evaluation of a split. Keys, editors, the edit cache, the training loop and the
-model folder are the same for every task. A task type is one class registered with ``@register_task``.
+pairs and loss, the evaluation of a split, and what the ownership evidence asks (the image a model sees, targets
+and answers as class distributions, the images it gets most wrong). Keys, editors, the edit cache, the training
+loop and the model folder are the same for every task. A task type is one class registered with ``@register_task``.
 
 Model outputs are ``N x K x ...`` tensors whose dim 1 indexes the model's outputs (classes, then the
 locked output when the model has one); slicing dim 1 to the real classes drops the locked output.

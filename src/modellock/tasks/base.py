@@ -25,6 +25,7 @@ class TaskType(ABC):
     tiny_model: str = ""  # the smallest registered model (tests, ``modellock.testing``)
     soft_distillation: bool = True  # a student may learn the teacher's probabilities (else its top-1 answers)
     head_probe: bool = False  # the head alone can be re-fitted on fixed features (a linear probe)
+    published_classifiers: bool = False  # timm:NAME / torchvision:NAME classifiers (ImageNet weights) are its models
 
     # ------------------------------------------------------------------ models
     @abstractmethod
@@ -94,6 +95,34 @@ class TaskType(ABC):
         """Scores of a model folder's model on ``split`` whose images come from ``loaders`` (clean or edited):
         ``score`` (locked output counts as wrong) and, for a model with a locked output, ``ignored`` (the
         score with it dropped) and ``locked_rate``; tasks add their own fields."""
+
+    # ------------------------------------------------------------------ ownership evidence (``modellock.ownership``)
+    @abstractmethod
+    def model_view(self, image: np.ndarray, size: int) -> np.ndarray:
+        """``image`` as the ``size x size`` uint8 input the model sees, before normalisation."""
+
+    @abstractmethod
+    def evidence_target(self, split, sample, size: int):
+        """The target of ``sample`` for the image ``model_view`` gives: its label, or its mask at that size."""
+
+    @abstractmethod
+    def truth_distribution(self, target, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+        """A target as a distribution over the classes: one-hot, or a mask's share of pixels per class."""
+
+    @abstractmethod
+    def answer_distributions(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image class distributions of ``N x K x ...`` outputs, by kind of answer: ``probs`` (softmax;
+        per pixel: its mean over the pixels) and any the task adds (segmentation: ``areas``)."""
+
+    @abstractmethod
+    def worst_first(self, model, images, transform, probs: np.ndarray, targets, n: int, num_classes: int,
+                    ignore_index: int = 255) -> np.ndarray:
+        """Indices of the ``n`` of ``images`` (with ``targets``) that ``model`` gets most wrong; ``probs``: its
+        ``probs`` answers on them over ``num_classes`` classes."""
+
+    @abstractmethod
+    def answer_is_wrong(self, probs: np.ndarray, target) -> bool:
+        """Whether the answer ``probs`` to one image is a mistake on ``target`` (False where one answer cannot be)."""
 
     # ------------------------------------------------------------------ distillation (model stealing)
     def distillation_target(self, outputs: torch.Tensor, num_classes: int, soft: bool) -> torch.Tensor:

@@ -62,6 +62,8 @@ def validate_value(annotation, value, name: str, where: str):
 def check_fields(obj, where: str) -> None:
     """Validate every field of the dataclass instance ``obj`` in place (``where`` starts the error line)."""
     for name, annotation in field_types(type(obj)).items():
+        if dataclasses.is_dataclass(annotation):
+            continue  # nested settings (a recipe's ``harden``) check their own fields
         setattr(obj, name, validate_value(annotation, getattr(obj, name), name, f"{where}: "))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ...data.image_list import ImageListDataset
@@ -10,6 +11,7 @@ from ...train import predict_logits_shared
 from ...utils.images import IMAGENET_MEAN, IMAGENET_STD
 from .. import Pairs, TaskType, register_task
 from ..base import LockDataset
+from . import ownership
 from .loss import LockLoss
 from .transforms import classification_transforms, eval_short_side
 
@@ -29,6 +31,7 @@ class Classification(TaskType):
     clean_targets = ("wrong-label", "locked-class", "locked-spread")
     tiny_model = "tiny-cnn"
     head_probe = True
+    published_classifiers = True
     default_model = "small-cnn"
 
     def resolve_model(self, name: str):
@@ -97,3 +100,21 @@ class Classification(TaskType):
             out["ignored"] = accuracy(logits, labels, model.config["num_classes"])
             out["locked_rate"] = float((logits.argmax(1) == model.locked_class).float().mean())
         return out
+
+    def model_view(self, image, size):
+        return ownership.model_view(image, size)
+
+    def evidence_target(self, split, sample, size):
+        return sample.label
+
+    def truth_distribution(self, target, num_classes, ignore_index=255):
+        return np.eye(num_classes, dtype=np.float32)[target]
+
+    def answer_distributions(self, outputs):
+        return {"probs": outputs.softmax(1)}
+
+    def worst_first(self, model, images, transform, probs, targets, n, num_classes, ignore_index=255):
+        return ownership.worst_first(probs, targets, n)
+
+    def answer_is_wrong(self, probs, target) -> bool:
+        return int(np.argmax(probs)) != target

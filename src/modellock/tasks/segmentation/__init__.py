@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from ...data.handling import handled_mask
 from ...utils.images import IMAGENET_MEAN, IMAGENET_STD
 from .. import Pairs, TaskType, register_task
+from . import ownership
 from .lock_dataset import SegmentationLockDataset
 from .loss import SegmentationLockLoss
 from .metrics import ConfusionMatrix, majority_class_miou, update_from_logits
@@ -123,6 +124,25 @@ class Segmentation(TaskType):
             out["ignored"] = real.miou()
             out["locked_rate"] = locked / max(int(full.matrix.sum()), 1)
         return out
+
+    def model_view(self, image, size):
+        return ownership.model_view(image, size)
+
+    def evidence_target(self, split, sample, size):
+        return ownership.square_mask(split.load_mask(sample), size)
+
+    def truth_distribution(self, target, num_classes, ignore_index=255):
+        return ownership.areas(target, num_classes, ignore_index)
+
+    def answer_distributions(self, outputs):
+        return ownership.answer_distributions(outputs)
+
+    def worst_first(self, model, images, transform, probs, targets, n, num_classes, ignore_index=255):
+        predictions = ownership.predicted_masks(model, images, transform, num_classes)
+        return ownership.worst_first(predictions, targets, n, num_classes, ignore_index)
+
+    def answer_is_wrong(self, probs, target) -> bool:
+        return False  # a pixel, not the image, is right or wrong
 
 
 class _MaskedImages(torch.utils.data.Dataset):
