@@ -17,6 +17,7 @@ segmentation: the mean over pixels), ``areas`` (segmentation: the share of pixel
 
 from __future__ import annotations
 
+import abc
 import base64
 import io
 import os
@@ -42,7 +43,7 @@ RETRIES = 6
 MAX_WAIT_S = 60.0  # a Retry-After longer than this (a quota reset, say) ends the run with a message
 
 
-class Suspect:
+class Suspect(abc.ABC):
     """A suspect model: ``answer(images) -> N x K'`` and the ``mode`` of its answers."""
 
     name: str = "suspect"
@@ -50,8 +51,9 @@ class Suspect:
     mode: str = "probs"
     queries: int = 0  # images answered so far
 
+    @abc.abstractmethod
     def answer(self, images: list[np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
+        """The suspect's answers to ``images``, one row per image (white box: its outputs; black box: its replies)."""
 
 
 # ----------------------------------------------------------------------------------------------- white box
