@@ -152,7 +152,7 @@ def base(task: str, out: Path) -> None:
         train_baseline(source, o["model"], out / "original", train_config(task), image_size=o["image_size"],
                        overwrite=True)
         log(f"original: {time.time() - t:.0f} s")
-    if not (out / "locked" / "model.safetensors").exists():
+    if not any((out / "locked" / f).exists() for f in ("model.safetensors", "model.sealed")):  # sealed by default
         t = time.time()
         pretrained = out / "original" / "model.safetensors" if o["lock_from_original"] else None
         lock_model(key, source, o["model"], out / "locked", LockRecipe(),

@@ -205,6 +205,35 @@ def test_verify_asks_a_share_of_each_set_within_a_small_budget():
         assert 0 <= result["methods"][m]["p_value"] <= 1
 
 
+def test_independent_models_that_tie_do_not_make_one_image_significant():
+    """Label-only answers on a few images: every independent model gets exactly as many right under the key's edit
+    as under the wrong key's (A = 0, no spread). A suspect one image better under the key is within the key-feature
+    test's sampling noise, not `derived`; one right under the key on every image and wrong under the wrong key is."""
+    from modellock.ownership.correlation import label_answers
+    from modellock.ownership.verify import decide
+
+    k, n = 3, 12
+    ev = _random_evidence(k=k, n=n)
+    labels = ev.truth.argmax(1)
+    off = (labels + 1) % k
+    tie = {"probs": {**{s: a for s, a in ev.owner["probs"].items()},
+                     "key_edited": _softmax(np.eye(k)[off] * 5).astype(np.float32),
+                     "key_wrong": _softmax(np.eye(k)[off] * 5).astype(np.float32)}}
+    ev.independent = [tie for _ in range(4)]
+    take = {s: np.arange(n) for s in ev.images}
+    base = {s: label_answers(a.argmax(1), k) for s, a in ev.owner["probs"].items()}
+
+    def suspect(right_under_key: int):
+        key = off.copy()
+        key[:right_under_key] = labels[:right_under_key]
+        return {**base, "key_edited": label_answers(key, k), "key_wrong": label_answers(off, k)}
+
+    one = decide(ev, suspect(1), "label", take, alpha=0.05)["methods"]["key-feature"]
+    assert one["value"] > 0 and one["p_value"] > 0.05, one
+    every = decide(ev, suspect(n), "label", take, alpha=0.05)["methods"]["key-feature"]
+    assert every["verdict"] == "derived" and every["p_value"] < 1e-3, every
+
+
 # ----------------------------------------------------------------------------------------------- commands
 @pytest.fixture
 def run(capsys):

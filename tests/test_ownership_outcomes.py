@@ -35,7 +35,11 @@ def owner(tmp_path_factory):
         key.save(root / "key.toml")
         locked = lock_model(key, source, "small-cnn", root / "locked", image_size=SIZE, progress=False,
                             train=TrainConfig(epochs=6, batch_size=32, lr=3e-3, num_workers=0))
-        evidence = build_evidence(locked, key, source, root / "owner.evidence", independent=4, independent_epochs=6,
+        # 8 independent models: with 4, the null's t distribution (3 degrees of freedom) asks a label-only suspect
+        # to lie 4.4 spreads out, and the labels-only pruned copy below was found in 7 of 12 draws of the samples
+        # (150 or 250 queries); with 8, in 28 of 28, and the independent model in none (the draws are the owner's
+        # secret, so they change from run to run; bench/ownership_draws.py, docs/benchmarks.md)
+        evidence = build_evidence(locked, key, source, root / "owner.evidence", independent=8, independent_epochs=6,
                                   n_wrong=40, n_cutmix=40, n_key=30, alpha=0.05, work_dir=root / "independent",
                                   log=lambda _: None)
     return root, source, key, locked, evidence
@@ -149,12 +153,12 @@ def test_a_service_answering_labels_only_is_verified_within_its_budget(owner, tm
     try:
         with pytest.raises(SystemExit) as e:
             main(["verify", "--evidence", str(root / "owner.evidence"), "--suspect", f"http://127.0.0.1:{port}",
-                  "--max-queries", "150", "--json", str(tmp_path / "r.json")])
+                  "--max-queries", "200", "--json", str(tmp_path / "r.json")])
     finally:
         server.should_exit = True
         thread.join(10)
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["answers"] == "label" and result["kind"] == "black-box"
-    assert result["queries"] <= 150 and sum(result["images_per_set"].values()) == result["queries"]
+    assert result["queries"] <= 200 and sum(result["images_per_set"].values()) == result["queries"]
     assert e.value.code == 3 and result["verdict"] == "derived", result
     assert np.isfinite(result["methods"]["key-feature"]["p_value"])

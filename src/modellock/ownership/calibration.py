@@ -27,13 +27,15 @@ from ..train import TrainConfig
 MIN_INDEPENDENT = 3
 
 
-def null_fit(distances) -> tuple[float, float, int]:
-    """``(mean, predictive scale, n)`` of independent models' distances."""
+def null_fit(distances, floor: float = 0.0) -> tuple[float, float, int]:
+    """``(mean, predictive scale, n)`` of independent models' distances; the spread is at least ``floor`` (the
+    statistic's own sampling noise, where it is known: a few independent models that happen to agree must not
+    make every small difference significant)."""
     d = np.asarray([x for x in distances if x is not None and math.isfinite(x)], dtype=np.float64)
     if len(d) < MIN_INDEPENDENT:
         raise ModelLockError(f"calibration needs at least {MIN_INDEPENDENT} independent models, got {len(d)}")
     sd = float(d.std(ddof=1))
-    sd = max(sd, 1e-6 * max(abs(float(d.mean())), 1e-12), 1e-12)  # identical distances: a tiny spread
+    sd = max(sd, float(floor), 1e-6 * max(abs(float(d.mean())), 1e-12), 1e-12)  # identical: a tiny spread
     return float(d.mean()), sd * math.sqrt(1.0 + 1.0 / len(d)), len(d)
 
 

@@ -14,7 +14,7 @@ from ..errors import ModelLockError
 from ..tasks import task_type
 from .calibration import null_fit, p_value, threshold, z_score
 from .correlation import as_answered, correlation_distance
-from .key_feature import key_advantage
+from .key_feature import key_advantage, key_advantage_variance
 from .record import GROUPS, SETS, Evidence
 from .weights import similarity
 
@@ -63,6 +63,17 @@ def distances(answers: dict[str, np.ndarray], owner: dict[str, np.ndarray], trut
     out["key-feature"] = -key_advantage(answers["key_edited"], answers["key_wrong"], truth) \
         if same_classes else float("nan")
     return out
+
+
+def noise_floors(answered: list[dict[str, np.ndarray]], truth: np.ndarray) -> dict[str, float]:
+    """Per method, the least spread its null may have: the statistic's sampling noise over the asked images,
+    pooled over the models ``answered`` (the suspect and the independent ones). Only the key-feature test has one
+    (a mean over images); with label-only answers and few images, independent models often tie, and a spread
+    fitted to ties would call any one-image difference ``derived``."""
+    if not answered or answered[0]["key_edited"].shape[1] != truth.shape[1]:
+        return {}
+    var = [key_advantage_variance(a["key_edited"], a["key_wrong"], truth) for a in answered]
+    return {"key-feature": float(np.sqrt(np.mean(var)))}
 
 
 def _subset(sets: dict, take: dict) -> dict:
@@ -126,8 +137,9 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
     owner = _answered(evidence.owner, mode, take)
     truth = evidence.truth[take["key_clean"]]
     mine = distances(per_set, owner, truth)
-    nulls = [distances(_answered(evidence.independent[i], mode, take), owner, truth)
-             for i in range(len(evidence.independent))]
+    answered = [_answered(evidence.independent[i], mode, take) for i in range(len(evidence.independent))]
+    nulls = [distances(a, owner, truth) for a in answered]
+    floors = noise_floors([per_set, *answered], truth)
     null_values = {m: [n[m] for n in nulls] for m in mine}
     if weights is not None:  # white box: the weights test, its null from the independent models' weights
         mine["weights"] = -weights
@@ -143,7 +155,7 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
     if weights is None:
         result["not_applicable"]["weights"] = "no weights of the owner's architecture (black box, or another one)"
     for m in methods:
-        null = null_fit(null_values[m])
+        null = null_fit(null_values[m], floors.get(m, 0.0))
         p = p_value(mine[m], null)
         name, side = STATISTICS[m]
         sign = 1.0 if side == "below" else -1.0
@@ -153,18 +165,20 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
                                 "verdict": "derived" if p < level else "independent"}
     result["verdict"] = "derived" if any(r["verdict"] == "derived" for r in result["methods"].values()) \
         else "independent"
-    result["calibration_false_positives"] = _leave_one_out(nulls, [m for m in methods if m in nulls[0]], level)
+    result["calibration_false_positives"] = _leave_one_out(nulls, [m for m in methods if m in nulls[0]], level,
+                                                           floors)
     return result
 
 
-def _leave_one_out(nulls: list[dict], methods: list[str], level: float) -> int:
+def _leave_one_out(nulls: list[dict], methods: list[str], level: float, floors: dict | None = None) -> int:
     """How many calibration models a null fitted on the others would call derived (a check of the FP rate)."""
     called = 0
     if len(nulls) < 4:
         return 0
     for i, own in enumerate(nulls):
         rest = nulls[:i] + nulls[i + 1:]
-        if any(p_value(own[m], null_fit([n[m] for n in rest])) < level for m in methods):
+        if any(p_value(own[m], null_fit([n[m] for n in rest], (floors or {}).get(m, 0.0))) < level
+               for m in methods):
             called += 1
     return called
 
