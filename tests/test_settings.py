@@ -109,6 +109,12 @@ def test_recipe_nests_its_hardening_and_reads_the_levers_flat(tmp_path):
     assert from_yaml_and_flag.harden.active and not LockRecipe().harden.active
     with pytest.raises(ModelLockError, match="recipe: adversary given both flat and under harden"):
         LockRecipe.from_dict({"adversary": 0.1, "harden": {"adversary": 0.2}})
-    config.write_text("harden:\n  adversary: 0.5\n")  # YAML names the levers flat, as before
-    with pytest.raises(ModelLockError, match="unknown setting 'harden'"):
-        load_settings(config)
+    config.write_text("decoy_keys: 8\nseparation: 0.1\nharden:\n  adversary: 0.25\n  thief-every: 3\n")
+    assert recipe_from(load_settings(config)) == nested  # or nested, as the Python API nests them
+    for text, message in (("harden:\n  adversary: lots\n", "harden.adversary: input should be a valid number"),
+                          ("harden:\n  adversry: 0.5\n", "harden.adversry: unknown hardening lever"),
+                          ("adversary: 0.1\nharden:\n  adversary: 0.2\n", "adversary given both flat and under harden"),
+                          ("harden: 0.5\n", "harden: expected a mapping of hardening levers")):
+        config.write_text(text)
+        with pytest.raises(ModelLockError, match=message):
+            load_settings(config)

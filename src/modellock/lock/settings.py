@@ -60,10 +60,29 @@ def load_settings(config: Path | None, **flags) -> dict:
             raise ModelLockError(f"config file {config}: expected a mapping of settings")
         named = {str(name).replace("-", "_"): value for name, value in loaded.items()}
         shown = {str(name).replace("-", "_"): str(name) for name in loaded}
+        _flatten_harden(named, shown, where)
         settings.update(validate_values(SETTING_TYPES, named, where, shown))
     given = {k: v for k, v in flags.items() if v is not None}
     settings.update(validate_values(SETTING_TYPES, given, names={k: flag_name(k) for k in given}))
     return {k: v for k, v in settings.items() if v is not None}
+
+
+def _flatten_harden(named: dict, shown: dict, where: str) -> None:
+    """A YAML ``harden:`` mapping (as ``LockRecipe(harden=HardenSettings(...))`` nests it) read as its flat levers."""
+    if "harden" not in named:
+        return
+    nested = named.pop("harden")
+    label = shown.pop("harden")
+    if not isinstance(nested, dict):
+        raise ModelLockError(f"{where}{label}: expected a mapping of hardening levers ({', '.join(HARDEN_FIELDS)}), "
+                             f"not {nested!r}")
+    for name, value in nested.items():
+        field = str(name).replace("-", "_")
+        if field not in HARDEN_FIELDS:
+            raise ModelLockError(f"{where}{label}.{name}: unknown hardening lever (one of {', '.join(HARDEN_FIELDS)})")
+        if field in named:
+            raise ModelLockError(f"{where}{field} given both flat and under {label}:")
+        named[field], shown[field] = value, f"{label}.{name}"
 
 
 def _build(cls, fields: set, settings: dict, where: str):
