@@ -140,7 +140,7 @@ def train_config(task: str, seed: int = 0, optimizer: str = "adamw", lr_factor: 
                        weight_decay=5e-4 if optimizer == "sgd" else 0.05)
 
 
-def base(task: str, out: Path) -> None:
+def base(task: str, out: Path, negatives: list[str] | None = None) -> None:
     from modellock.lock import lock_model, train_baseline
     from modellock.lock.lock_set import LockRecipe
 
@@ -160,6 +160,8 @@ def base(task: str, out: Path) -> None:
                    progress=False, overwrite=True)
         log(f"locked: {time.time() - t:.0f} s")
     for name, (arch, seed, split, optimizer, lr_factor, epochs_factor) in NEGATIVES[task].items():
+        if negatives is not None and name not in negatives:
+            continue
         folder = out / "negatives" / name
         if (folder / "model.safetensors").exists():
             continue
@@ -175,11 +177,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--stage", choices=("base", "positives", "all"), default="all")
     p.add_argument("--families", nargs="*", default=None, help="positives: only these families (default: all)")
+    p.add_argument("--negatives", nargs="*", default=None, choices=sorted({n for v in NEGATIVES.values() for n in v}),
+                   help="base: only these held-out negatives (default: all)")
     a = p.parse_args()
     torch.set_num_threads(1)
     a.out.mkdir(parents=True, exist_ok=True)
     if a.stage in ("base", "all"):
-        base(a.task, a.out)
+        base(a.task, a.out, a.negatives)
     if a.stage in ("positives", "all"):
         from ownership_positives import FAMILIES, positives  # noqa: E402 (bench/ is on sys.path as a script)
 
