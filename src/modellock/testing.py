@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .editors import editor_class
-from .model_folder import FORMAT, LockedModel
+from .model_folder import LockedModel, ModelFolderConfig
 from .tasks import task_type
 from .utils.images import IMAGENET_MEAN, IMAGENET_STD
 
@@ -199,16 +199,14 @@ def build_tiny_locked_model(path, key, classes=("circle", "square", "triangle"),
         torch.manual_seed(seed)
         net = kind.create_model(model or kind.tiny_model,
                                 len(classes) + 1, image_size)
-    config = {
-        "format": FORMAT, "task": task, "architecture": net.backbone_spec,
-        "classes": list(classes) + ["locked"], "num_classes": len(classes), "locked_class": len(classes),
-        "preprocessing": {"image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        "lock": {"editor": key.editor, "editor_version": editor_class(key.editor).version,
-                 "fingerprint": key.fingerprint(), "recipe": {}},
-        "training": {"note": "untrained: modellock.testing.build_tiny_locked_model"},
-    }
-    if kind.per_pixel:
-        config["ignore_index"] = 255
-    locked = LockedModel(net.eval(), config)
+    config = ModelFolderConfig(
+        task=task, architecture=net.backbone_spec, classes=list(classes) + ["locked"], num_classes=len(classes),
+        locked_class=len(classes),
+        preprocessing={"image_size": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        lock={"editor": key.editor, "editor_version": editor_class(key.editor).version,
+              "fingerprint": key.fingerprint(), "recipe": {}},
+        training={"note": "untrained: modellock.testing.build_tiny_locked_model"},
+        ignore_index=255 if kind.per_pixel else None)
+    locked = LockedModel(net.eval(), config.to_dict())
     locked.save_pretrained(path, seal_key=key if seal else None)
     return locked

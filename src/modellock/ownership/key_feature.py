@@ -31,9 +31,3 @@ def key_advantage(key_edited: np.ndarray, wrong_edited: np.ndarray, truth: np.nd
     """``A``: the mean overlap with the true answers under the key's edit less under the wrong key's."""
     return float((overlap(key_edited, truth) - overlap(wrong_edited, truth)).mean())
 
-
-def key_advantage_variance(key_edited: np.ndarray, wrong_edited: np.ndarray, truth: np.ndarray) -> float:
-    """The sampling variance of ``A`` over the asked images (the per-image differences' variance / n): how much
-    ``A`` moves from one draw of images to the next, whatever the model."""
-    d = overlap(key_edited, truth) - overlap(wrong_edited, truth)
-    return float(d.var(ddof=1) / len(d)) if len(d) > 1 else 0.0

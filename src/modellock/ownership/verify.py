@@ -13,8 +13,8 @@ import numpy as np
 from ..errors import ModelLockError
 from ..tasks import task_type
 from .calibration import null_fit, p_value, threshold, z_score
-from .correlation import as_answered, correlation_distance
-from .key_feature import key_advantage, key_advantage_variance
+from .correlation import answer_kind, as_answered, correlation_distance
+from .key_feature import key_advantage
 from .record import GROUPS, SETS, Evidence
 from .weights import similarity
 
@@ -65,15 +65,14 @@ def distances(answers: dict[str, np.ndarray], owner: dict[str, np.ndarray], trut
     return out
 
 
-def noise_floors(answered: list[dict[str, np.ndarray]], truth: np.ndarray) -> dict[str, float]:
-    """Per method, the least spread its null may have: the statistic's sampling noise over the asked images,
-    pooled over the models ``answered`` (the suspect and the independent ones). Only the key-feature test has one
-    (a mean over images); with label-only answers and few images, independent models often tie, and a spread
-    fitted to ties would call any one-image difference ``derived``."""
-    if not answered or answered[0]["key_edited"].shape[1] != truth.shape[1]:
-        return {}
-    var = [key_advantage_variance(a["key_edited"], a["key_wrong"], truth) for a in answered]
-    return {"key-feature": float(np.sqrt(np.mean(var)))}
+def noise_floors(mode: str, n_images: int) -> dict[str, float]:
+    """Per method, the least spread its null may have. Label and top-k answers make the key-feature statistic
+    discrete (one image's answer moves it by about ``1 / n``): independent models asked a few images often tie,
+    and a spread fitted to ties would call a suspect one image off ``derived``. Its null spread is at least one
+    image's worth then. Full distributions (and the SAC distances) vary continuously and need no floor."""
+    if answer_kind(mode)[0] in ("label", "top") and n_images > 0:
+        return {"key-feature": 1.0 / n_images}
+    return {}
 
 
 def _subset(sets: dict, take: dict) -> dict:
@@ -139,7 +138,7 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
     mine = distances(per_set, owner, truth)
     answered = [_answered(evidence.independent[i], mode, take) for i in range(len(evidence.independent))]
     nulls = [distances(a, owner, truth) for a in answered]
-    floors = noise_floors([per_set, *answered], truth)
+    floors = noise_floors(mode, len(truth))
     null_values = {m: [n[m] for n in nulls] for m in mine}
     if weights is not None:  # white box: the weights test, its null from the independent models' weights
         mine["weights"] = -weights
