@@ -36,7 +36,7 @@ def owner(tmp_path_factory):
         locked = lock_model(key, source, "small-cnn", root / "locked", image_size=SIZE, progress=False,
                             train=TrainConfig(epochs=6, batch_size=32, lr=3e-3, num_workers=0))
         # 8 independent models: with 4, the null's t distribution (3 degrees of freedom) asks a label-only suspect
-        # to lie 4.2 spreads out, and the labels-only pruned copy below was found in 9 of 12 draws of the samples
+        # to lie 4.2 spreads out, and the labels-only pruned copy below was found in 10 of 12 draws of the samples
         # (150 or 250 queries); with 8, in 16 of 16, and the independent model in none (the draws are the owner's
         # secret, so they change from run to run; bench/ownership_draws.py, docs/benchmarks.md)
         evidence = build_evidence(locked, key, source, root / "owner.evidence", independent=8, independent_epochs=6,
