@@ -330,16 +330,6 @@ def test_evidence_command_writes_a_private_record_without_the_key(tmp_path, run)
     assert ev.settings["pool"] == 20  # --pool: the held-out images the samples are drawn from
     assert "marmalade" not in json.dumps(ev.meta)
     assert not np.array_equal(ev.images["sac_w"], ev.images["sac_w_key"])  # the key's edits, stored
-    # the wrong key's edit is the candidate whose strength is closest to the key's own, measured on these images
-    from modellock.ownership.evidence import edit_change
-
-    match = ev.settings["wrong_key"]
-    assert len(match["candidate_changes"]) == match["candidates"] == 8
-    assert match["key_change"] == pytest.approx(edit_change(ev.images["key_clean"], ev.images["key_edited"]), abs=1e-3)
-    gaps = [abs(c - match["key_change"]) for c in match["candidate_changes"]]
-    assert match["chosen"] == int(np.argmin(gaps))
-    assert edit_change(ev.images["key_clean"], ev.images["key_wrong"]) == pytest.approx(
-        match["candidate_changes"][match["chosen"]], abs=1e-3)
     code, out, _ = run("verify", "--evidence", tmp_path / "owner.evidence", "--suspect", tmp_path / "locked",
                        "--json", tmp_path / "r.json")
     result = json.loads((tmp_path / "r.json").read_text())

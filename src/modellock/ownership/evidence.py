@@ -27,7 +27,7 @@ from .samples import cutmix
 from .suspects import model_outputs
 from .weights import layers, similarity, sketch
 
-DEFAULTS = dict(n_wrong=50, n_cutmix=50, n_key=33, alpha=0.01, independent=6, pool=1000, wrong_candidates=8)
+DEFAULTS = dict(n_wrong=50, n_cutmix=50, n_key=33, alpha=0.01, independent=6, pool=1000)
 METHODS = ("sac-w", "sac-m", "key-feature")
 
 
@@ -86,6 +86,7 @@ def _build(model, key, source, out, split, train_split, independent, independent
     transform = opened.inference_transform()
     editor = get_editor(resolve_key(key, opened.model, size))
 
+    wrong_editor = get_editor(resolve_key(key.replace(prompt=compose_prompt()[0]), opened.model, size))
     pool_edited = editor.edit(pool_images)
     unlocked = model_outputs(opened.model, pool_edited, transform, task, k)
 
@@ -105,10 +106,8 @@ def _build(model, key, source, out, split, train_split, independent, independent
         "sac_m_key": np.stack(editor.edit(mixed)),
         "key_clean": np.stack(key_images),
         "key_edited": np.stack([pool_edited[i] for i in key_idx]),
-        "key_wrong": None,
+        "key_wrong": np.stack(wrong_editor.edit(key_images)),
     }
-    images["key_wrong"], wrong_key = matched_wrong_edit(key, opened.model, size, images["key_clean"],
-                                                        images["key_edited"], DEFAULTS["wrong_candidates"])
     truth = np.stack([tt.truth_distribution(targets[i], k, model.ignore_index) for i in key_idx])
     n_wrong_found = int(sum(1 for i in wrong if tt.answer_is_wrong(unlocked["probs"][i], targets[i])))
     owner: dict[str, dict[str, np.ndarray]] = {}
@@ -155,7 +154,7 @@ def _build(model, key, source, out, split, train_split, independent, independent
                   "editor": (model.config.get("lock") or {}).get("editor"), "path": str(model.path or "")},
         "settings": {"alpha": alpha, "methods": list(METHODS), "split": split, "pool": len(data),
                      "n_wrong": n_wrong, "wrong_found": n_wrong_found, "n_cutmix": n_cutmix, "n_key": len(key_idx),
-                     "cutmix_area": [0.25, 0.5], "wrong_key": wrong_key},
+                     "cutmix_area": [0.25, 0.5]},
         "calibration": calibration,
         "weights": {"seed": weights_seed, "shapes": [list(x) for x in shapes], "independent": weight_null,
                     "from": "independent models" if len(weight_null) == len(independents) else
@@ -168,31 +167,6 @@ def _build(model, key, source, out, split, train_split, independent, independent
     if out is not None:
         evidence.save(out)
     return evidence
-
-
-def edit_change(clean: np.ndarray, edited: np.ndarray) -> float:
-    """How much an edit changes the images: the mean absolute pixel difference (0-255)."""
-    return float(np.abs(edited.astype(np.float32) - clean.astype(np.float32)).mean())
-
-
-def matched_wrong_edit(key, net, size: int, clean: np.ndarray, edited: np.ndarray, candidates: int):
-    """The key-feature test's wrong-key images: of ``candidates`` random prompts of the key's editor and settings
-    (``compose_prompt``: ``secrets``), the one whose edit changes ``clean`` as much as the key's does.
-
-    Under the null the key is one more random key, but one key's edit can be milder than another's; a model that
-    loses accuracy under stronger edits would then read through the key better for that reason alone (on the
-    benchmarks, a random wrong key changed the pixels about twice as much as the key). Matching the strength
-    leaves the key's identity as the difference. Returns the images and what was matched (no prompt)."""
-    target = edit_change(clean, edited)
-    best = None
-    changes = []
-    for _ in range(candidates):
-        images = np.stack(get_editor(resolve_key(key.replace(prompt=compose_prompt()[0]), net, size)).edit(list(clean)))
-        changes.append(edit_change(clean, images))
-        if best is None or abs(changes[-1] - target) < abs(changes[best[0]] - target):
-            best = (len(changes) - 1, images)
-    return best[1], {"candidates": candidates, "key_change": round(target, 4),
-                     "candidate_changes": [round(c, 4) for c in changes], "chosen": best[0]}
 
 
 def _fresh(spec: dict, seed: int, task: str):
