@@ -99,6 +99,9 @@ def verify(evidence: Evidence, suspect, alpha: float | None = None, max_queries:
     budget = max_queries if max_queries is not None else getattr(suspect, "max_queries", None)
     marks = None
     if watermark is not None:
+        if watermark.task != evidence.task:
+            raise ModelLockError(f"watermark folder {watermark.folder.path}: records a {watermark.task} service; "
+                                 f"the evidence is for {evidence.task}")
         n = len(watermark) if budget is None else min(len(watermark), budget // 2)
         marks = watermark_test(watermark, suspect, n, level=1.0)  # the verdict at the real level: ``decide``
         budget = None if budget is None else budget - n

@@ -31,7 +31,9 @@ class WatermarkRecord:
 
     def __init__(self, folder: WatermarkFolder):
         self.folder = folder
-        self.classes: list[str] = list(folder.meta()["classes"])
+        meta = folder.meta()
+        self.task: str = str(meta.get("task"))
+        self.classes: list[str] = list(meta["classes"])
         self.entries: list[Entry] = folder.entries()
         if not self.entries:
             raise ModelLockError(f"watermark folder {folder.path}: holds no watermarked query yet (the service "
