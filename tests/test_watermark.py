@@ -158,6 +158,32 @@ def test_a_full_record_keeps_watermarking_and_says_so_once(owner, tmp_path, capl
     assert caplog.text.count("watermark record full (2 queries)") == 1
 
 
+def test_a_service_suspect_is_tested_by_class_name_within_its_budget(owner, tmp_path):
+    """Over HTTP (labels only): the watermarking service itself agrees with every recorded answer, the same model
+    served without the watermark with none; the test asks at most ``max_queries`` recorded images."""
+    from fastapi.testclient import TestClient
+
+    from modellock.ownership import HttpSuspect, load_watermark, watermark_test
+    from modellock.serve import create_app
+    from modellock.serve.answers import Output
+    from modellock.serve.watermark import Watermark
+
+    predictor = _predictor(owner)
+    mark = Watermark(tmp_path / "wm", "classification", list(CLASSES), rate=0.5)
+    images = sample_images(60, (20, 20), seed=9)
+    with _client(predictor, mark) as client:
+        _ask(client, images)
+    record = load_watermark(tmp_path / "wm")
+    assert len(record) >= 15
+    for watermark, verdict in ((mark, "derived"), (None, "independent")):
+        app = create_app(predictor, output=Output("label"), watermark=watermark)
+        with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+            suspect = HttpSuspect("http://127.0.0.1:8000", client=client, max_queries=12)
+            result = watermark_test(record, suspect, max_queries=12)
+        assert suspect.mode == "label" and suspect.queries == result["asked"] == 12
+        assert result["verdict"] == verdict and result["agreed"] == (12 if watermark else 0), result
+
+
 # ----------------------------------------------------------------------------------------------- bad inputs
 @pytest.fixture
 def run(capsys):
