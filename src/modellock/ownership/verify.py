@@ -212,9 +212,8 @@ def format_result(r: dict) -> str:
                      f"{x['score']:>7.2f}  {x['verdict']}")
     if "watermark" in r["methods"]:
         w = r["methods"]["watermark"]
-        lines.append(f"{'':<12} watermark: {w['agreed']} of {w['asked']} recorded queries answered with the "
-                     f"service's watermark class ({w['records']} recorded; an independent model: at most "
-                     f"{w['independent_mean']:.3f} per image)")
+        lines.append(f"{'':<12} {w['agreed']}/{w['asked']} of the {w['records']} watermarked queries answered with "
+                     f"their watermark class (chance: at most {w['independent_mean']:.3f} each)")
     for m, why in r.get("not_applicable", {}).items():
         lines.append(f"{m:<12} not applicable: {why}")
     lines.append(f"verdict: {r['verdict']} (derived when a method's p-value is under {r['level']:.2g} = alpha "
