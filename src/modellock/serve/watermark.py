@@ -1,7 +1,7 @@
 """``--watermark DIR``: answer a small keyed share of queries with a wrong class, and record them.
 
-After DAWN (Szyller et al., ACM MM 2021): a student distilled from the service's answers learns some of the
-wrong ones; an independent model agrees with them at chance only (``ownership/watermark.py`` tests that).
+After DAWN (Szyller et al., ACM MM 2021): a student that fits the service's answers learns some of the wrong
+ones; an independent model agrees with them at chance only (``ownership/watermark.py`` tests that).
 
 For each decoded image, ``HMAC-SHA256(secret, image_digest(image))`` (``utils/watermark_record.py``: the
 image's RGB pixels as decoded, so the same picture sent again in any lossless encoding is the same query): when
