@@ -107,6 +107,9 @@ def verify_cmd(
                                     rich_help_panel=SERVICE),
     alpha: Optional[float] = typer.Option(None, help="False-positive rate (default: the evidence's).",
                                           rich_help_panel=CALIBRATION),
+    watermark: Optional[Path] = typer.Option(None, "--watermark", help="The --watermark folder of `modellock "
+                                             "serve`: adds the watermark test (its images asked first, at most "
+                                             "half of --max-queries).", rich_help_panel=METHODS),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here.",
                                             rich_help_panel=INPUTS),
 ):
@@ -115,11 +118,13 @@ def verify_cmd(
     # lazy: the command's own work; --help and the key commands stay light (no torch)
     from ..ownership import EXIT_DERIVED, EXIT_INDEPENDENT, Evidence, format_result, load_suspect, verify
     from ..ownership.suspects import read_token
+    from ..ownership.watermark import load_watermark
 
     ev = Evidence.load(evidence)
+    marks = load_watermark(watermark) if watermark is not None else None
     s = load_suspect(suspect, ev, arch=arch, weights=str(weights) if weights else None, image_size=image_size,
                      token=read_token(token_file), max_queries=max_queries)
-    result = verify(ev, s, alpha=alpha, max_queries=max_queries if s.kind == "black-box" else None)
+    result = verify(ev, s, alpha=alpha, max_queries=max_queries if s.kind == "black-box" else None, watermark=marks)
     typer.echo(format_result(result))
     if json_out:
         write_json(json_out, result)

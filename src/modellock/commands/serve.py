@@ -64,6 +64,15 @@ def serve(
                               "--output top-k.", rich_help_panel=ANSWERS),
     round_digits: Optional[int] = typer.Option(None, "--round", help="Round probabilities to N decimal digits.",
                                                rich_help_panel=ANSWERS),
+    watermark: Optional[Path] = typer.Option(None, "--watermark", help="Answer a keyed share of images with a "
+                                             "wrong class and record them in this folder (its secret made there, "
+                                             "mode 0700), for `modellock verify --watermark` (classification).",
+                                             rich_help_panel=ANSWERS),
+    watermark_rate: float = typer.Option(0.01, "--watermark-rate", help="Share of images answered wrong on "
+                                         "purpose (0 to 0.5): what the owner's users lose in accuracy.",
+                                         rich_help_panel=ANSWERS),
+    watermark_max: int = typer.Option(100_000, "--watermark-max", help="Watermarked queries recorded, at most "
+                                      "(then answers stay watermarked, unrecorded).", rich_help_panel=ANSWERS),
     allowed_host: List[str] = typer.Option([], "--allowed-host", help="A host name the Host header may give, "
                                            "besides localhost, 127.0.0.1 and [::1] (repeatable; without --tokens "
                                            "other names get 421).", rich_help_panel=NETWORK),
@@ -91,7 +100,8 @@ def serve(
     except ValueError as e:
         fail(f"--output/--top-k/--round/--images-per-*: {e}")
     service = load_service(model, key, tokens, limits, max_batch, max_wait_ms, device, host, output=answers,
-                           quota=quota, allowed_hosts=tuple(allowed_host))
+                           quota=quota, allowed_hosts=tuple(allowed_host), watermark=watermark,
+                           watermark_rate=watermark_rate, watermark_max=watermark_max)
     warn_if_readable(key)
     sock = listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
@@ -112,6 +122,10 @@ def serve(
     typer.echo(f"answers: {output}" + (f" (top {top_k})" if output == "top-k" else "") +
                (f", probabilities rounded to {round_digits} digits" if round_digits is not None else "") +
                f"; quota per {'token' if tokens is not None else 'service'}: {quotas}", err=True)
+    marks = service.state.watermark
+    if marks is not None:
+        typer.echo(f"watermark: {marks.rate:.2%} of images answered with a wrong class on purpose, recorded in "
+                   f"{watermark} ({marks.recorded} so far, at most {marks.max_records})", err=True)
     run(service, sock, graceful_s=timeout + 5.0, access_log=access_log)
 
 

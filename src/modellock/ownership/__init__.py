@@ -7,14 +7,16 @@
     result["verdict"]   # "derived" or "independent"
 
 Methods: SAC-w and SAC-m (sample correlation, ``correlation.py``, on the sets of ``samples.py``) and the
-key-feature test (``key_feature.py``), each calibrated on independent models (``calibration.py``). The record is
-``record.py``; suspects (model folders, weights files, timm/torchvision names, service URLs) ``suspects.py``.
+key-feature test (``key_feature.py``), each calibrated on independent models (``calibration.py``), and the
+watermark test of a service's keyed wrong answers (``watermark.py``: ``verify(..., watermark=load_watermark(DIR))``).
+The record is ``record.py``; suspects (model folders, weights files, timm/torchvision names, service URLs) ``suspects.py``.
 """
 
 from .evidence import build_evidence
 from .record import Evidence
 from .suspects import HttpSuspect, ModelSuspect, Suspect, load_suspect
 from .verify import EXIT_DERIVED, EXIT_INDEPENDENT, format_result, verify
+from .watermark import WatermarkRecord, load_watermark, watermark_test
 
 __all__ = ["build_evidence", "verify", "load_suspect", "format_result", "Evidence", "Suspect", "ModelSuspect",
-           "HttpSuspect", "EXIT_DERIVED", "EXIT_INDEPENDENT"]
+           "HttpSuspect", "EXIT_DERIVED", "EXIT_INDEPENDENT", "load_watermark", "watermark_test", "WatermarkRecord"]

@@ -16,6 +16,7 @@ from .calibration import null_fit, p_value, threshold, z_score
 from .correlation import answer_kind, as_answered, correlation_distance
 from .key_feature import key_advantage
 from .record import GROUPS, SETS, Evidence
+from .watermark import WatermarkRecord, decide_watermark, watermark_test
 from .weights import similarity
 
 EXIT_INDEPENDENT, EXIT_DERIVED = 0, 3
@@ -41,7 +42,8 @@ def _budget(evidence: Evidence, max_queries: int | None) -> dict[str, np.ndarray
 
 # method -> (statistic's name, the side that means derived)
 STATISTICS = {"sac-w": ("correlation distance", "below"), "sac-m": ("correlation distance", "below"),
-              "key-feature": ("key advantage", "above"), "weights": ("weight similarity", "above")}
+              "key-feature": ("key advantage", "above"), "weights": ("weight similarity", "above"),
+              "watermark": ("watermark agreement", "above")}
 
 
 def distances(answers: dict[str, np.ndarray], owner: dict[str, np.ndarray], truth: np.ndarray) -> dict[str, float]:
@@ -85,13 +87,27 @@ def _answered(stored: dict, mode: str, take: dict) -> dict[str, np.ndarray]:
                                                          take).items()}
 
 
-def verify(evidence: Evidence, suspect, alpha: float | None = None, max_queries: int | None = None) -> dict:
+def verify(evidence: Evidence, suspect, alpha: float | None = None, max_queries: int | None = None,
+           watermark: WatermarkRecord | None = None) -> dict:
     """Ask ``suspect`` (``suspects.Suspect``) and return the result: per method the statistic, threshold,
-    p-value, calibrated score and verdict, and the overall verdict."""
-    per_set, take = ask(evidence, suspect, max_queries)
+    p-value, calibrated score and verdict, and the overall verdict.
+
+    With a ``watermark`` record (``watermark.py``) its images are asked first, at most half of the query budget
+    (all of them without a budget), and the rest of the budget goes to the evidence's sets; the watermark test
+    counts as one more method in the Bonferroni split."""
+    budget = max_queries if max_queries is not None else getattr(suspect, "max_queries", None)
+    marks = None
+    if watermark is not None:
+        if watermark.task != evidence.task:
+            raise ModelLockError(f"watermark folder {watermark.folder.path}: records a {watermark.task} service; "
+                                 f"the evidence is for {evidence.task}")
+        n = len(watermark) if budget is None else min(len(watermark), budget // 2)
+        marks = watermark_test(watermark, suspect, n, level=1.0)  # the verdict at the real level: ``decide``
+        budget = None if budget is None else budget - n
+    per_set, take = ask(evidence, suspect, budget)
     return decide(evidence, per_set, suspect.mode, take, alpha,
                   {"suspect": suspect.name, "kind": suspect.kind, "queries": int(suspect.queries)},
-                  weight_similarity(evidence, suspect))
+                  weight_similarity(evidence, suspect), marks)
 
 
 def weight_similarity(evidence: Evidence, suspect) -> float | None:
@@ -125,9 +141,9 @@ def ask(evidence: Evidence, suspect, max_queries: int | None = None) -> tuple[di
 
 
 def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: float | None = None,
-           about: dict | None = None, weights: float | None = None) -> dict:
+           about: dict | None = None, weights: float | None = None, watermark: dict | None = None) -> dict:
     """The verdict on answers ``per_set`` of kind ``mode`` to the images ``take`` of each set (and, for a white-box
-    suspect, its ``weights`` similarity)."""
+    suspect, its ``weights`` similarity; with ``watermark``, the counts of ``watermark.watermark_test``)."""
     alpha = float(alpha if alpha is not None else evidence.settings["alpha"])
     if not 0 < alpha < 1:
         raise ModelLockError(f"alpha must be in (0, 1), not {alpha!r}")
@@ -147,7 +163,7 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
             for n, x in zip(nulls, null_values["weights"]):
                 n["weights"] = x
     methods = [m for m in mine if np.isfinite(mine[m])]  # the key-feature test needs the owner's classes
-    level = alpha / len(methods)
+    level = alpha / (len(methods) + (watermark is not None))
     result = {**(about or {}), "answers": mode, "images_per_set": {s: len(t) for s, t in take.items()},
               "alpha": alpha, "level": level, "independent_models": len(nulls), "methods": {},
               "not_applicable": {m: "the suspect's classes are not the owner's" for m in mine if m not in methods}}
@@ -162,6 +178,9 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
                                 "threshold": sign * threshold(null, level), "p_value": p,
                                 "score": z_score(mine[m], null), "independent_mean": sign * null[0],
                                 "verdict": "derived" if p < level else "independent"}
+    if watermark is not None:
+        mark = decide_watermark(watermark["agreed"], watermark["asked"], watermark["independent_mean"], level)
+        result["methods"]["watermark"] = {**mark, "records": watermark.get("records", mark["asked"])}
     result["verdict"] = "derived" if any(r["verdict"] == "derived" for r in result["methods"].values()) \
         else "independent"
     result["calibration_false_positives"] = _leave_one_out(nulls, [m for m in methods if m in nulls[0]], level,
@@ -190,6 +209,10 @@ def format_result(r: dict) -> str:
         bound = f"{'<' if x['derived_if'] == 'below' else '>'} {x['threshold']:.4f}"
         lines.append(f"{m:<12} {x['statistic']:<21} {x['value']:>8.4f} {bound:>12} {x['p_value']:>9.2e} "
                      f"{x['score']:>7.2f}  {x['verdict']}")
+    if "watermark" in r["methods"]:
+        w = r["methods"]["watermark"]
+        lines.append(f"{'':<12} {w['agreed']}/{w['asked']} of the {w['records']} watermarked queries answered with "
+                     f"their watermark class (chance: at most {w['independent_mean']:.3f} each)")
     for m, why in r.get("not_applicable", {}).items():
         lines.append(f"{m:<12} not applicable: {why}")
     lines.append(f"verdict: {r['verdict']} (derived when a method's p-value is under {r['level']:.2g} = alpha "

@@ -44,6 +44,7 @@ from .limits import (BodyLimit, BodyTooLarge, Limits, PixelBudget, RequestError,
                      parse_json_images, read_images, read_sizes)
 from .metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 from .quotas import LOCAL, QuotaRefused, Quotas
+from .watermark import Watermark
 
 log = logging.getLogger("modellock.serve")
 ROUTES = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
@@ -110,15 +111,19 @@ _BODY_DOC = {"requestBody": {"required": True, "content": {
 # ---------------------------------------------------------------------------------------------- app
 def create_app(predictor, limits: Limits | None = None, max_batch: int = 32, max_wait_ms: float = 5.0,
                tokens: TokenFile | None = None, name: str | None = None, output: Output | None = None,
-               quota: Quota | None = None, allowed_hosts: Sequence[str] = ()) -> FastAPI:
+               quota: Quota | None = None, allowed_hosts: Sequence[str] = (), watermark: Watermark | None = None
+               ) -> FastAPI:
     """The service of an unlocked ``predictor`` (``LockedModel.unlock(key)``); run it with any ASGI server.
 
     ``output`` says how rich answers are; ``quota`` is every token's default quota (the tokens file may
     give a token its own), or the quota of all requests together without tokens. Without ``tokens``
     (loopback only) the Host header must name the loopback or one of ``allowed_hosts``; with tokens it is
-    checked only when ``allowed_hosts`` is given."""
+    checked only when ``allowed_hosts`` is given. ``watermark`` (``watermark.py``, classification only) answers
+    its keyed share of images with a wrong class and records them."""
     limits, output = limits or Limits(), output or Output()
     model = predictor.locked
+    if watermark is not None and task_type(model.task).per_pixel:
+        raise ModelLockError("--watermark: segmentation answers are not watermarked (classification only)")
     metrics = ServiceMetrics()
     batcher = Batcher(_batch_function(predictor), max_batch=max_batch, max_wait_s=max_wait_ms / 1000.0,
                       max_queue=limits.max_queue, max_queue_pixels=limits.max_queue_pixels,
@@ -146,7 +151,7 @@ def create_app(predictor, limits: Limits | None = None, max_batch: int = 32, max
     app.add_middleware(_Observe, metrics=metrics, max_concurrency=limits.max_concurrency)
     caller = _token_check(tokens) if tokens is not None else _local
     info = app.state.info = model_info(model, name, limits, max_batch, max_wait_ms, tokens is not None, output)
-    app.state.tokens = tokens
+    app.state.tokens, app.state.watermark = tokens, watermark
     num_classes = len(model.classes)
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=_ERRORS,
@@ -181,6 +186,8 @@ def create_app(predictor, limits: Limits | None = None, max_batch: int = 32, max
                 raise RequestError(503, "the service is shutting down", {"Retry-After": "1"}) from None
             except ModelLockError as e:
                 raise RequestError(400, str(e)) from None
+            if watermark is not None:
+                results = await anyio.to_thread.run_sync(watermark.apply, images, results)
         finally:
             budget.release(pixels)
         metrics.images.inc(len(images))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
 import socket
 from pathlib import Path
@@ -18,6 +19,7 @@ from .app import create_app
 from .auth import TokenFile
 from .hosts import allowed_name
 from .limits import Limits
+from .watermark import Watermark
 
 
 def is_loopback(host: str) -> bool:
@@ -31,13 +33,17 @@ def is_loopback(host: str) -> bool:
 
 def load_service(model: str, key_path, tokens_path=None, limits: Limits | None = None, max_batch: int = 32,
                  max_wait_ms: float = 5.0, device: str | None = None, host: str = "127.0.0.1", output=None,
-                 quota=None, allowed_hosts=()):
+                 quota=None, allowed_hosts=(), watermark: str | os.PathLike | None = None,
+                 watermark_rate: float = 0.01, watermark_max: int = 100_000):
     """The app of a model folder unlocked with a key file: refuses a key that does not match the model's
     fingerprint, and a non-loopback ``host`` without tokens. The editor runs once on a small image first,
     so a diffusion pipeline is loaded (or fails to) before the first request. ``output``, ``quota`` and
-    ``allowed_hosts``: see ``create_app``."""
+    ``allowed_hosts``: see ``create_app``; ``watermark``: a folder for ``watermark.Watermark`` (classification
+    only), answering ``watermark_rate`` of images with a wrong class and recording up to ``watermark_max``."""
     if max_batch < 1 or max_wait_ms < 0:
         raise ModelLockError("--max-batch must be >= 1 and --max-wait-ms >= 0")
+    if watermark is not None:
+        Watermark.check(watermark_rate, watermark_max)
 
     for allowed in allowed_hosts:
         if allowed_name(allowed) is None:
@@ -49,12 +55,18 @@ def load_service(model: str, key_path, tokens_path=None, limits: Limits | None =
         raise ModelLockError(f"--host {host}: without --tokens the service listens on loopback only "
                              "(127.0.0.1, ::1, localhost); give --tokens FILE to serve other hosts")
     locked = LockedModel.from_pretrained(model, device=device)
+    marks = None
+    if watermark is not None:
+        if task_type(locked.task).per_pixel:
+            raise ModelLockError(f"--watermark: {locked.task} answers (a class per pixel) are not watermarked; "
+                                 "serve this model without --watermark")
+        marks = Watermark(watermark, locked.task, locked.classes, watermark_rate, watermark_max)
     predictor = locked.unlock(Key.load(key_path), device=device, batch_size=max_batch)
     warm = np.full((32, 32, 3), 128, dtype=np.uint8)
     (predictor.segment if task_type(locked.task).per_pixel else predictor.predict)([warm])
     name = Path(str(model)).name or str(model)
     return create_app(predictor, limits, max_batch=max_batch, max_wait_ms=max_wait_ms, tokens=tokens, name=name,
-                      output=output, quota=quota, allowed_hosts=allowed_hosts)
+                      output=output, quota=quota, allowed_hosts=allowed_hosts, watermark=marks)
 
 
 def listen(host: str, port: int) -> socket.socket:
