@@ -92,3 +92,20 @@ def tiny_locked(tmp_path_factory):
         original = train_baseline(source, "tiny-cnn", root / "original", tc)
         locked = lock_model(key, source, "tiny-cnn", root / "locked", train=tc, progress=False)
     return root, source, key, locked, original
+
+
+@pytest.fixture
+def run(capsys):
+    """``run(*args)``: the command line in this process; (exit code, stdout, stderr)."""
+    from modellock.cli import main
+
+    def call(*args):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import pytest
+from cli_cases import one_line_error as _one_line_error
 from starlette.requests import Request  # noqa: F401 - resolved by name in the test services' routes
 
 from modellock.errors import ModelLockError
@@ -235,31 +236,6 @@ def test_independent_models_that_tie_do_not_make_one_image_significant():
 
 
 # ----------------------------------------------------------------------------------------------- commands
-@pytest.fixture
-def run(capsys):
-    """``run(*args)``: the command line in this process; (exit code, stdout, stderr)."""
-    from modellock.cli import main
-
-    def call(*args):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return call
-
-
-def _one_line_error(result, *needles):
-    code, _, err = result
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, lines)
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def test_commands_refuse_bad_inputs_in_one_line(tmp_path, run):
     ev = _random_evidence()
     ev.save(tmp_path / "owner.evidence")

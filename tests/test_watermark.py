@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from cli_cases import one_line_error as _one_line_error
 import torch
 from PIL import Image
 
@@ -185,30 +186,6 @@ def test_a_service_suspect_is_tested_by_class_name_within_its_budget(owner, tmp_
 
 
 # ----------------------------------------------------------------------------------------------- bad inputs
-@pytest.fixture
-def run(capsys):
-    from modellock.cli import main
-
-    def call(*args):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return call
-
-
-def _one_line_error(result, *needles):
-    code, _, err = result
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, lines)
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def _evidence(classes=CLASSES, n=12, size=32):
     """A random evidence file's record of the owner's classes (its other methods: noise)."""
     from modellock.ownership.record import SETS, Evidence
