@@ -361,20 +361,23 @@ def _segmentation_answers(client, queries) -> list[np.ndarray]:
     return masks
 
 
-def _train_student(ctx, opened, queries, teacher, mode: str, folder: Path, n: int) -> None:
+def student_pairs(ctx, opened, queries, teacher, mode: str):
+    """``(training pairs, loss or None)`` of a student of the service's answers ``teacher`` to ``queries``:
+    segmentation masks, probabilities (the task's distillation loss) or labels."""
     from modellock.tasks import Pairs
 
-    k = ctx.num_classes
     transform = opened.transform(train=True)
     if ctx.task.name == "segmentation":
-        pairs = ctx.task.training_pairs(queries, [torch.from_numpy(m) for m in teacher], transform)
-        loss = None
-    elif mode == "probs":
-        pairs = Pairs(queries, [torch.tensor(t, dtype=torch.float32) for t in teacher], transform)
-        loss = ctx.task.distillation_loss
-    else:
-        pairs = Pairs(queries, [int(t) for t in np.asarray(teacher).argmax(1)], transform)
-        loss = None
+        return ctx.task.training_pairs(queries, [torch.from_numpy(m) for m in teacher], transform), None
+    if mode == "probs":
+        return Pairs(queries, [torch.tensor(t, dtype=torch.float32) for t in teacher], transform), \
+            ctx.task.distillation_loss
+    return Pairs(queries, [int(t) for t in np.asarray(teacher).argmax(1)], transform), None
+
+
+def _train_student(ctx, opened, queries, teacher, mode: str, folder: Path, n: int) -> None:
+    k = ctx.num_classes
+    pairs, loss = student_pairs(ctx, opened, queries, teacher, mode)
     spec = {**opened.config["architecture"], "num_classes": k}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(54321 + n)  # the thief's own start (the owner's models all start from seed 0)

@@ -25,19 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from ownership_models import key_for, open_data
-from ownership_positives import _ctx, log, save_plain, serve_in_thread
+from ownership_positives import _ctx, log, save_plain, serve_in_thread, student_pairs
 
 
 def _student(ctx, opened, queries, teacher, mode: str, samples: int, seed: int):
-    from modellock.tasks import Pairs
-
-    transform = opened.transform(train=True)
-    if mode == "probs":
-        pairs = Pairs(queries, [torch.tensor(t, dtype=torch.float32) for t in teacher], transform)
-        loss = ctx.task.distillation_loss
-    else:
-        pairs = Pairs(queries, [int(t) for t in np.asarray(teacher).argmax(1)], transform)
-        loss = None
+    pairs, loss = student_pairs(ctx, opened, queries, teacher, mode)
     spec = {**opened.config["architecture"], "num_classes": ctx.num_classes}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
