@@ -154,7 +154,7 @@ def _load_answers(path: Path) -> dict:
     return out
 
 
-def decide_all(evidence, found: dict, collected: dict) -> dict:
+def decide_all(evidence, found: dict, collected: dict, key_statistic: str = "advantage") -> dict:
     from modellock.ownership.verify import decide
 
     results = {}
@@ -164,7 +164,7 @@ def decide_all(evidence, found: dict, collected: dict) -> dict:
         for access, (per_set, take, mode, queries, weights) in asked.items():
             results[name][access] = decide(ev, per_set, mode, take,
                                            about={"suspect": name, "kind": access, "queries": int(queries)},
-                                           weights=weights)
+                                           weights=weights, key_statistic=key_statistic)
     return results
 
 
@@ -216,6 +216,9 @@ def main() -> None:
     p.add_argument("--independent-limit", type=int, default=None, help="train the evidence's models on N images")
     p.add_argument("--max-queries", type=int, default=300)
     p.add_argument("--stage", choices=("evidence", "all"), default="all")
+    p.add_argument("--key-statistic", choices=("advantage", "adjusted"), default="advantage",
+                   help="the key-feature test's statistic (verify.KEY_STATISTICS)")
+    p.add_argument("--json", type=Path, default=None, help="the results (default <out>/verify.json)")
     a = p.parse_args()
     torch.set_num_threads(1)
     from modellock.model_folder import LockedModel
@@ -238,8 +241,8 @@ def main() -> None:
     evidence = Evidence.load(path)
     found = suspects(a.out, key, evidence)
     collected = collect(a.task, evidence, found, a.max_queries, a.out / "answers")
-    results = decide_all(evidence, found, collected)
-    (a.out / "verify.json").write_text(json.dumps(results, indent=1, default=float))
+    results = decide_all(evidence, found, collected, a.key_statistic)
+    (a.json or a.out / "verify.json").write_text(json.dumps(results, indent=1, default=float))
     print(table(results))
 
 

@@ -63,6 +63,87 @@ def test_key_advantage_is_positive_only_for_a_model_that_sees_through_the_key():
     assert abs(key_advantage(same, same, truth)) < 1e-12  # which key edited the image makes no difference
 
 
+def _edit_sensitive_answers(truth, s_k, s_w, sensitivity, rng):
+    """Answers of a model whose probability of the true class falls linearly with the edit's strength: clean,
+    under the key's edit (strength ``s_k`` per image) and under the wrong key's (``s_w``)."""
+    def at(strength):
+        right = np.clip(0.9 - sensitivity * strength + rng.normal(0, 0.01, len(truth)), 0.05, 0.95)
+        return truth * right[:, None] + (1 - truth) * ((1 - right) / (truth.shape[1] - 1))[:, None]
+    return at(np.zeros(len(truth))), at(s_k), at(s_w)
+
+
+def test_adjusted_key_advantage_ignores_edit_sensitivity_but_not_a_locked_copy():
+    """The false positive it removes: the wrong key's edit changes the pixels twice as much as the key's, so the
+    raw advantage grows with a model's sensitivity to edits; two independent models that differ only in that get
+    the same adjusted advantage (about 0). A locked copy (the locked answer clean and under the wrong key, the class
+    under the key) keeps its advantage."""
+    from modellock.ownership.key_feature import adjusted_key_advantage, edit_strengths, key_advantage
+
+    rng = np.random.default_rng(3)
+    k, n = 4, 40
+    truth = np.eye(k)[rng.integers(0, k, n)]
+    clean = rng.integers(60, 196, (n, 8, 8, 3))
+    key_edit = clean + rng.choice([-16, 16], clean.shape)  # mean change 16
+    wrong_edit = clean + rng.choice([-32, 32], clean.shape)  # 32: twice the key's
+    s_k, s_w = edit_strengths(clean.astype(np.uint8), key_edit.astype(np.uint8), wrong_edit.astype(np.uint8))
+    assert np.allclose(s_k, 16) and np.allclose(s_w, 32)
+    ratio = s_k.mean() / s_w.mean()
+    raw, adjusted = [], []
+    for sensitivity in (0.004, 0.02):  # a robust and a sensitive independent model
+        c, key, wrong = _edit_sensitive_answers(truth, s_k, s_w, sensitivity, rng)
+        raw.append(key_advantage(key, wrong, truth))
+        adjusted.append(adjusted_key_advantage(c, key, wrong, truth, ratio))
+    assert raw[1] - raw[0] > 0.2  # the raw statistic tells them apart: the sensitive model looks derived
+    assert abs(adjusted[0]) < 0.01 and abs(adjusted[1]) < 0.01
+    locked = np.full((n, k), 1.0 / k)
+    locked[:, 0], locked[:, 1:] = 0.85, 0.05  # the locked answer, class 0, whatever the truth
+    copy_key = truth * 0.85 + (1 - truth) * 0.05
+    assert adjusted_key_advantage(locked, copy_key, locked, truth, ratio) > 0.5
+    assert adjusted_key_advantage(c, key, wrong, truth, 1.0) == pytest.approx(key_advantage(key, wrong, truth))
+    with pytest.raises(ValueError, match="strength_ratio"):
+        adjusted_key_advantage(c, key, wrong, truth, float("nan"))
+
+
+def test_adjusted_verify_does_not_call_a_model_sensitive_to_edits_derived():
+    """End to end through ``decide`` with the adjusted statistic: calibrated on robust independent models, an
+    independent model three times as sensitive to edits is `independent` (its raw advantage lies far outside
+    theirs), a locked copy `derived`."""
+    from modellock.ownership.verify import decide, distances, strength_ratio
+
+    rng = np.random.default_rng(4)
+    k, n = 4, 30
+    ev = _random_evidence(k=k, n=n, independents=6)
+    clean = rng.integers(60, 196, ev.images["key_clean"].shape)
+    ev.images["key_clean"] = clean.astype(np.uint8)
+    ev.images["key_edited"] = (clean + rng.choice([-12, 12], clean.shape)).astype(np.uint8)
+    ev.images["key_wrong"] = (clean + rng.choice([-36, 36], clean.shape)).astype(np.uint8)
+    take = {s: np.arange(n) for s in ev.images}
+    ratio = strength_ratio(ev, take["key_clean"])
+    assert ratio == pytest.approx(1 / 3)
+
+    def model(sensitivity):
+        out = {s: a for s, a in ev.owner["probs"].items()}
+        c, key, wrong = _edit_sensitive_answers(ev.truth, np.full(n, 12.0), np.full(n, 36.0), sensitivity, rng)
+        out.update(key_clean=c, key_edited=key, key_wrong=wrong)
+        return out
+
+    ev.independent = [{"probs": model(x)} for x in np.linspace(0.003, 0.006, 6)]
+    sensitive = model(0.018)
+    raw_null = [-distances(a["probs"], ev.owner["probs"], ev.truth)["key-feature"] for a in ev.independent]
+    raw = -distances(sensitive, ev.owner["probs"], ev.truth)["key-feature"]
+    assert raw > max(raw_null) + 5 * np.std(raw_null)  # the unadjusted statistic would call it derived
+    result = decide(ev, sensitive, "probs", take, alpha=0.01, key_statistic="adjusted")["methods"]["key-feature"]
+    assert result["verdict"] == "independent", result
+    locked = np.full((n, k), 0.05)
+    locked[:, 0] = 0.85
+    copy = {**ev.owner["probs"], "key_clean": locked, "key_edited": ev.truth * 0.85 + (1 - ev.truth) * 0.05,
+            "key_wrong": locked}
+    result = decide(ev, copy, "probs", take, alpha=0.01, key_statistic="adjusted")["methods"]["key-feature"]
+    assert result["verdict"] == "derived" and result["edit_strength_ratio"] == pytest.approx(1 / 3), result
+    with pytest.raises(ModelLockError, match="key statistic 'clean'"):
+        decide(ev, copy, "probs", take, key_statistic="clean")
+
+
 def test_p_value_threshold_and_auc():
     from modellock.ownership.calibration import auc, null_fit, p_value, threshold, tpr_at_zero_fp
 

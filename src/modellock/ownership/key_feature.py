@@ -15,6 +15,22 @@ advantage*: how much more of the suspect's answer falls on the true answer ``y``
 compares per-image class distributions with the mask's). Outputs only, any head, the owner's classes. ``A``
 is calibrated against independent models into a p-value (``calibration.py``): a hypothesis test with
 independent models as the null, as MOVE tests against benign models.
+
+The two edits need not change the images alike: one random wrong key's edit may change the pixels twice as much
+as the key's, and every independent model then reads the class better through the key's milder edit, the more
+so the more sensitive it is to edits. The *strength-adjusted* advantage uses the clean answers the evidence asks
+too: with ``s_k`` and ``s_w`` the mean absolute pixel change of the key's and the wrong key's edits on the asked
+images (``edit_strengths``: computed from the record's images, no key needed), a model whose overlap falls with
+edit strength is predicted, under the key's edit, by interpolating between clean (strength 0) and the wrong key
+(strength ``s_w``):
+
+    pred_i = ov_clean_i + (ov_wrong_i - ov_clean_i) * s_k / s_w,    A_adj = mean_i [ ov_key_i - pred_i ]
+
+A copy of the locked network (locked answer clean and under the wrong key, the class under the key) keeps its
+full advantage; an independent model whose loss grows linearly with strength centres on 0 whatever its
+sensitivity. Measured on both benchmarks it is not the default (``verify.KEY_STATISTICS``): it keeps the
+segmentation false positive (that model's loss under the wrong key does not grow with strength) and loses three
+CIFAR-10 copies over a label-only service (docs/benchmarks.md, "Proof of ownership").
 """
 
 from __future__ import annotations
@@ -31,3 +47,22 @@ def key_advantage(key_edited: np.ndarray, wrong_edited: np.ndarray, truth: np.nd
     """``A``: the mean overlap with the true answers under the key's edit less under the wrong key's."""
     return float((overlap(key_edited, truth) - overlap(wrong_edited, truth)).mean())
 
+
+
+def edit_strengths(clean: np.ndarray, key_edited: np.ndarray,
+                   wrong_edited: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the mean absolute pixel change (0-255) of the key's edit and of the wrong key's."""
+    c = np.asarray(clean, dtype=np.float64)
+    axes = tuple(range(1, c.ndim))
+    return (np.abs(np.asarray(key_edited, dtype=np.float64) - c).mean(axes),
+            np.abs(np.asarray(wrong_edited, dtype=np.float64) - c).mean(axes))
+
+
+def adjusted_key_advantage(clean: np.ndarray, key_edited: np.ndarray, wrong_edited: np.ndarray, truth: np.ndarray,
+                           strength_ratio: float) -> float:
+    """``A_adj``: the key advantage over the overlap predicted at the key's edit strength, by interpolating
+    between the clean answers and the wrong key's (``strength_ratio`` = ``s_k / s_w``)."""
+    if not np.isfinite(strength_ratio) or strength_ratio < 0:
+        raise ValueError(f"strength_ratio must be a finite number >= 0, not {strength_ratio!r}")
+    ov_clean, ov_key, ov_wrong = (overlap(a, truth) for a in (clean, key_edited, wrong_edited))
+    return float((ov_key - (ov_clean + (ov_wrong - ov_clean) * strength_ratio)).mean())

@@ -14,13 +14,16 @@ from ..errors import ModelLockError
 from ..tasks import task_type
 from .calibration import null_fit, p_value, threshold, z_score
 from .correlation import answer_kind, as_answered, correlation_distance
-from .key_feature import key_advantage
+from .key_feature import adjusted_key_advantage, edit_strengths, key_advantage
 from .record import GROUPS, SETS, Evidence
 from .watermark import WatermarkRecord, decide_watermark, watermark_test
 from .weights import similarity
 
 EXIT_INDEPENDENT, EXIT_DERIVED = 0, 3
 MIN_PER_SET = 8
+# the key-feature statistic: the key advantage (default) or its strength-adjusted form (``key_feature.py``); the
+# adjusted one was measured and not kept as the default (docs/benchmarks.md, "Proof of ownership")
+KEY_STATISTICS = ("advantage", "adjusted")
 
 
 def _budget(evidence: Evidence, max_queries: int | None) -> dict[str, np.ndarray]:
@@ -46,7 +49,16 @@ STATISTICS = {"sac-w": ("correlation distance", "below"), "sac-m": ("correlation
               "watermark": ("watermark agreement", "above")}
 
 
-def distances(answers: dict[str, np.ndarray], owner: dict[str, np.ndarray], truth: np.ndarray) -> dict[str, float]:
+def strength_ratio(evidence: Evidence, indices: np.ndarray) -> float:
+    """``s_k / s_w`` on the asked key-feature images: the mean pixel change of the key's edit over the wrong
+    key's (``key_feature.edit_strengths``, from the record's own images, so records of any version have it); 1
+    (the unadjusted advantage) when the wrong key's edit changes nothing."""
+    s_k, s_w = edit_strengths(*(evidence.images[s][indices] for s in ("key_clean", "key_edited", "key_wrong")))
+    return float(s_k.mean() / s_w.mean()) if s_w.mean() > 0 else 1.0
+
+
+def distances(answers: dict[str, np.ndarray], owner: dict[str, np.ndarray], truth: np.ndarray,
+              ratio: float | None = None) -> dict[str, float]:
     """Each method's distance (smaller: more like the owner's model) between a model's ``answers`` and the owner's
     network's (``owner[set]``, in the same kind of answer), per set.
 
@@ -54,26 +66,33 @@ def distances(answers: dict[str, np.ndarray], owner: dict[str, np.ndarray], trut
     (a copy of the weights), the clean images with its unlocked answers (its answers to their key edits: what
     fine-tuning, an adapter or a student of the unlock service reproduces), and the key edits with its answers to
     them (the edited domain the network was trained on). The key-feature test's distance is its key advantage
-    negated (``key_feature.py``, against the ``truth`` of the asked images); NaN when the suspect's classes are not
-    the owner's."""
+    negated (``key_feature.py``, against the ``truth`` of the asked images; with ``ratio`` = ``s_k / s_w``, the
+    strength-adjusted advantage); NaN when the suspect's classes are not the owner's."""
     out = {}
     for method, clean, keyed in (("sac-w", "sac_w", "sac_w_key"), ("sac-m", "sac_m", "sac_m_key")):
         out[method] = min(correlation_distance(answers[clean], owner[clean]),
                           correlation_distance(answers[clean], owner[keyed]),
                           correlation_distance(answers[keyed], owner[keyed]))
     same_classes = answers["key_edited"].shape[1] == truth.shape[1]
-    out["key-feature"] = -key_advantage(answers["key_edited"], answers["key_wrong"], truth) \
-        if same_classes else float("nan")
+    if not same_classes:
+        out["key-feature"] = float("nan")
+    elif ratio is None:
+        out["key-feature"] = -key_advantage(answers["key_edited"], answers["key_wrong"], truth)
+    else:
+        out["key-feature"] = -adjusted_key_advantage(answers["key_clean"], answers["key_edited"],
+                                                     answers["key_wrong"], truth, ratio)
     return out
 
 
-def noise_floors(mode: str, n_images: int) -> dict[str, float]:
+def noise_floors(mode: str, n_images: int, ratio: float = 1.0) -> dict[str, float]:
     """Per method, the least spread its null may have. Label and top-k answers make the key-feature statistic
-    discrete (one image's answer moves it by about ``1 / n``): independent models asked a few images often tie,
-    and a spread fitted to ties would call a suspect one image off ``derived``. Its null spread is at least one
-    image's worth then. Full distributions (and the SAC distances) vary continuously and need no floor."""
+    discrete: one image's answer moves it by ``w / n``, ``w`` the largest of its weights (1 on the key's answers,
+    ``1 - ratio`` on the clean ones, ``ratio`` on the wrong key's; 1 when ``ratio`` <= 1). Independent models asked a
+    few images often tie, and a spread fitted to ties would call a suspect one image off ``derived``: its null
+    spread is at least one image's worth then. Full distributions (and the SAC distances) vary continuously and
+    need no floor."""
     if answer_kind(mode)[0] in ("label", "top") and n_images > 0:
-        return {"key-feature": 1.0 / n_images}
+        return {"key-feature": max(1.0, ratio, abs(1.0 - ratio)) / n_images}
     return {}
 
 
@@ -88,13 +107,13 @@ def _answered(stored: dict, mode: str, take: dict) -> dict[str, np.ndarray]:
 
 
 def verify(evidence: Evidence, suspect, alpha: float | None = None, max_queries: int | None = None,
-           watermark: WatermarkRecord | None = None) -> dict:
+           watermark: WatermarkRecord | None = None, key_statistic: str = "advantage") -> dict:
     """Ask ``suspect`` (``suspects.Suspect``) and return the result: per method the statistic, threshold,
     p-value, calibrated score and verdict, and the overall verdict.
 
     With a ``watermark`` record (``watermark.py``) its images are asked first, at most half of the query budget
     (all of them without a budget), and the rest of the budget goes to the evidence's sets; the watermark test
-    counts as one more method in the Bonferroni split."""
+    counts as one more method in the Bonferroni split. ``key_statistic``: one of ``KEY_STATISTICS``."""
     budget = max_queries if max_queries is not None else getattr(suspect, "max_queries", None)
     marks = None
     if watermark is not None:
@@ -107,7 +126,7 @@ def verify(evidence: Evidence, suspect, alpha: float | None = None, max_queries:
     per_set, take = ask(evidence, suspect, budget)
     return decide(evidence, per_set, suspect.mode, take, alpha,
                   {"suspect": suspect.name, "kind": suspect.kind, "queries": int(suspect.queries)},
-                  weight_similarity(evidence, suspect), marks)
+                  weight_similarity(evidence, suspect), marks, key_statistic)
 
 
 def weight_similarity(evidence: Evidence, suspect) -> float | None:
@@ -141,9 +160,13 @@ def ask(evidence: Evidence, suspect, max_queries: int | None = None) -> tuple[di
 
 
 def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: float | None = None,
-           about: dict | None = None, weights: float | None = None, watermark: dict | None = None) -> dict:
+           about: dict | None = None, weights: float | None = None, watermark: dict | None = None,
+           key_statistic: str = "advantage") -> dict:
     """The verdict on answers ``per_set`` of kind ``mode`` to the images ``take`` of each set (and, for a white-box
-    suspect, its ``weights`` similarity; with ``watermark``, the counts of ``watermark.watermark_test``)."""
+    suspect, its ``weights`` similarity; with ``watermark``, the counts of ``watermark.watermark_test``), the
+    key-feature test with ``key_statistic`` (``KEY_STATISTICS``)."""
+    if key_statistic not in KEY_STATISTICS:
+        raise ModelLockError(f"key statistic {key_statistic!r}: not one of {', '.join(KEY_STATISTICS)}")
     alpha = float(alpha if alpha is not None else evidence.settings["alpha"])
     if not 0 < alpha < 1:
         raise ModelLockError(f"alpha must be in (0, 1), not {alpha!r}")
@@ -151,10 +174,12 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
         raise ModelLockError("the evidence holds fewer than 3 independent models; build it again")
     owner = _answered(evidence.owner, mode, take)
     truth = evidence.truth[take["key_clean"]]
-    mine = distances(per_set, owner, truth)
+    ratio = strength_ratio(evidence, take["key_clean"])
+    adjust = ratio if key_statistic == "adjusted" else None
+    mine = distances(per_set, owner, truth, adjust)
     answered = [_answered(evidence.independent[i], mode, take) for i in range(len(evidence.independent))]
-    nulls = [distances(a, owner, truth) for a in answered]
-    floors = noise_floors(mode, len(truth))
+    nulls = [distances(a, owner, truth, adjust) for a in answered]
+    floors = noise_floors(mode, len(truth), adjust or 1.0)
     null_values = {m: [n[m] for n in nulls] for m in mine}
     if weights is not None:  # white box: the weights test, its null from the independent models' weights
         mine["weights"] = -weights
@@ -173,11 +198,14 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
         null = null_fit(null_values[m], floors.get(m, 0.0))
         p = p_value(mine[m], null)
         name, side = STATISTICS[m]
+        name = "key advantage (adj.)" if m == "key-feature" and adjust is not None else name
         sign = 1.0 if side == "below" else -1.0
         result["methods"][m] = {"statistic": name, "value": sign * mine[m], "derived_if": side,
                                 "threshold": sign * threshold(null, level), "p_value": p,
                                 "score": z_score(mine[m], null), "independent_mean": sign * null[0],
                                 "verdict": "derived" if p < level else "independent"}
+    if "key-feature" in result["methods"]:
+        result["methods"]["key-feature"].update(edit_strength_ratio=ratio, key_statistic=key_statistic)
     if watermark is not None:
         mark = decide_watermark(watermark["agreed"], watermark["asked"], watermark["independent_mean"], level)
         result["methods"]["watermark"] = {**mark, "records": watermark.get("records", mark["asked"])}
