@@ -71,7 +71,7 @@ def run_seed(args, seed: int) -> dict:
     image_size = args.image_size or 32
     settings = {**SEGMENTATION_DEMO_TRAIN, "seed": seed, "batch_size": args.batch_size}
     train = TrainConfig(**{**settings, "epochs": args.epochs})
-    lock_train = TrainConfig(**{**settings, "epochs": args.lock_epochs})
+    lock_train = TrainConfig(**{**settings, "epochs": args.lock_epochs, **json.loads(args.lock_train)})
     recipe = LockRecipe(seed=seed, **json.loads(args.recipe))
     key = Key.create("keyed-filter", DEMO_PROMPT)
     times = {}
@@ -127,6 +127,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lock-epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lock-train", default="{}", help="TrainConfig fields of the lock as JSON, e.g. '{\"lr\": 1e-3}'")
     p.add_argument("--recipe", default="{}", help="LockRecipe fields as JSON, e.g. '{\"handling\": false}'")
     p.add_argument("--handling", default="{}", help="RandomHandling settings for the lock as JSON, e.g. "
                    "'{\"probability\": 0.3}'")
