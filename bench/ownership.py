@@ -164,7 +164,7 @@ def relayout(evidence, collected: dict, layout: str):
     (``first:K``, ``split`` or ``all``; see the module's docstring). Needs each suspect asked every row."""
     import copy
 
-    w, n = evidence.wrong_keys, len(evidence.images["key_clean"])
+    w, n = evidence.wrong_per_image, len(evidence.images["key_clean"])
     if layout == "all":
         return evidence, collected
     if layout == "split":
@@ -179,7 +179,7 @@ def relayout(evidence, collected: dict, layout: str):
     ev.independent = [{m: {**sets, "key_wrong": sets["key_wrong"][rows]} for m, sets in ind.items()}
                       for ind in evidence.independent]
     ev.meta = copy.deepcopy(evidence.meta)
-    ev.meta["settings"]["wrong_keys"] = len(rows) // n
+    ev.meta["settings"]["wrong_per_image"] = len(rows) // n
     out = {}
     for name, asked in collected.items():
         out[name] = {}
@@ -254,7 +254,8 @@ def main() -> None:
     p.add_argument("--independent-limit", type=int, default=None, help="train the evidence's models on N images")
     p.add_argument("--max-queries", type=int, default=300)
     p.add_argument("--stage", choices=("evidence", "all"), default="all")
-    p.add_argument("--wrong-keys", type=int, default=1, help="wrong keys per key-feature image (a new evidence)")
+    p.add_argument("--wrong-keys", type=int, default=4, help="wrong keys of the key-feature test (a new evidence)")
+    p.add_argument("--every-wrong-key", action="store_true", help="each key-feature image edited with every wrong key")
     p.add_argument("--layouts", nargs="*", default=None,
                    help="rescore as if the evidence kept fewer wrong keys: first:K, split, all (module docstring)")
     p.add_argument("--key-statistic", choices=("advantage", "adjusted"), default="advantage",
@@ -273,6 +274,7 @@ def main() -> None:
         build_evidence(LockedModel.from_pretrained(a.out / "locked", device="cpu"), key, source, path,
                        independent=a.independent, independent_epochs=a.independent_epochs,
                        independent_limit=a.independent_limit, wrong_keys=a.wrong_keys,
+                       every_wrong_key=a.every_wrong_key,
                        independent_models=[next(f for f in (a.out / "negatives" / g, a.out / "evidence-work" / g)
                                                 if f.exists()) for g in a.given],
                        work_dir=a.out / "evidence-work", log=log)
@@ -288,7 +290,7 @@ def main() -> None:
         results = decide_all(ev, found, answers, a.key_statistic)
         path = target.with_name(f"{target.stem}-{layout.replace(':', '')}.json") if layout else target
         path.write_text(json.dumps(results, indent=1, default=float))
-        print(f"\n## wrong-key layout {layout or 'as recorded'} ({ev.wrong_keys} per image)")
+        print(f"\n## wrong-key layout {layout or 'as recorded'} ({ev.wrong_per_image} per image)")
         print(table(results), flush=True)
 
 

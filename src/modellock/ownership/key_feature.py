@@ -12,11 +12,12 @@ advantage*: how much more of the suspect's answer falls on the true answer ``y``
     A = mean_i [ overlap(p(e_k(x_i)), y_i) - overlap(p(e_w(x_i)), y_i) ],   overlap(p, q) = sum_j min(p_j, q_j)
 
 (the probability of the true class; label-only answers make it a difference of accuracies; segmentation
-compares per-image class distributions with the mask's). With several wrong keys (``evidence.wrong_keys``) each
-image is asked under every one of them and ``overlap(p(e_w(x_i)), y_i)`` is the mean over them: one random wrong
-key is one draw of "an unrelated key", and an independent model that happens to fail on that key's look (not on
-the key's) would sit far from the other independent models; the mean over ``W`` keys shrinks that draw's weight
-to ``1/W``. Outputs only, any head, the owner's classes. ``A``
+compares per-image class distributions with the mask's). The wrong keys: one random wrong key is one draw of "an
+unrelated key", and an independent model that happens to fail on that key's look (not on the key's) sits far from
+the other independent models (the segmentation benchmark's false positive). The evidence draws ``W`` wrong keys
+(``evidence.build_evidence(wrong_keys=W)``) and edits image ``i`` with key ``i mod W`` (the same queries as one
+wrong key), or each image with every key (``every_wrong_key``: ``W`` times the wrong-key queries; the term is then
+the image's mean overlap over them); either way one key's look weighs ``1/W``. Outputs only, any head, the owner's classes. ``A``
 is calibrated against independent models into a p-value (``calibration.py``): a hypothesis test with
 independent models as the null, as MOVE tests against benign models.
 

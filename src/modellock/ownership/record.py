@@ -5,8 +5,9 @@ One safetensors file (no pickle), written with mode 0600 like a key:
 - ``images.<set>``: the query images of each sample set (``N x S x S x 3`` uint8), sent to a suspect as they
   are: ``sac_w`` (test images the unlocked model gets wrong) and ``sac_w_key`` (their edits with the key: the
   key's effect, not the key), ``sac_m`` (CutMix images) and ``sac_m_key``, ``key_clean`` (random test images),
-  ``key_edited`` (their edits with the key) and ``key_wrong`` (their edits with ``W`` random wrong keys, ``W``
-  consecutive rows per image: ``N * W`` images; ``W`` is the settings' ``wrong_keys``, 1 in format 1 records);
+  ``key_edited`` (their edits with the key) and ``key_wrong`` (their edits with random wrong keys: the settings'
+  ``wrong_keys`` keys, image ``i`` edited with key ``i mod wrong_keys``; or, with ``wrong_per_image`` = ``W``, each
+  image with every key, ``W`` consecutive rows per image);
 - ``truth.key_clean``: the true answer to each ``key_clean`` image as a distribution (a one-hot label; for
   segmentation the share of its mask's pixels per class);
 - ``owner.<mode>.<set>``: the opened locked network's outputs on each image as it is (``N x K`` per-image
@@ -20,7 +21,8 @@ One safetensors file (no pickle), written with mode 0600 like a key:
   (architecture, weights sha256), the settings, the independent models' descriptions, every image set's
   sha256. Never the key, its prompt or its fingerprint (nor the wrong keys' prompts: drawn, used, forgotten).
 
-Format 2 adds the wrong keys' rows; format 1 records (one wrong key) are read as ``W`` = 1.
+Format 2 adds the settings ``wrong_keys`` and ``wrong_per_image``; format 1 records (one wrong key, one row per
+image) are read with both 1.
 
 The record is private: the key-edited images show what the key does, and the sample sets are what a thief
 would need to evade verification. Keep it like the key.
@@ -84,13 +86,13 @@ class Evidence:
         return self.meta["settings"]
 
     @property
-    def wrong_keys(self) -> int:
-        """``W``: the wrong keys each key-feature image is edited with (rows of ``key_wrong`` per image)."""
+    def wrong_per_image(self) -> int:
+        """Rows of ``key_wrong`` per key-feature image: 1, or ``W`` when each image is edited with every wrong key."""
         return len(self.images["key_wrong"]) // max(len(self.images["key_clean"]), 1)
 
     def wrong_rows(self, indices) -> np.ndarray:
-        """The rows of ``key_wrong`` of the key-feature images ``indices`` (each image's ``W`` rows, in order)."""
-        w = self.wrong_keys
+        """The rows of ``key_wrong`` of the key-feature images ``indices`` (each image's rows, in order)."""
+        w = self.wrong_per_image
         return (np.asarray(indices, dtype=np.int64)[:, None] * w + np.arange(w)).reshape(-1)
 
     @property
@@ -167,10 +169,10 @@ class Evidence:
                                      "(altered or corrupt)")
         if truth is None:
             raise ModelLockError(f"evidence file {path}: no true answers to the key-feature images")
-        w = (meta.get("settings") or {}).get("wrong_keys", 1)
+        w = (meta.get("settings") or {}).get("wrong_per_image", 1)
         if not isinstance(w, int) or w < 1 or len(images["key_wrong"]) != w * len(images["key_clean"]):
             raise ModelLockError(f"evidence file {path}: {len(images['key_wrong'])} wrong-key images for "
-                                 f"{len(images['key_clean'])} key-feature images and wrong_keys {w!r}")
+                                 f"{len(images['key_clean'])} key-feature images and wrong_per_image {w!r}")
         return cls(meta, images, owner, [independent[i] for i in sorted(independent)], truth,
                    [weights[i] for i in sorted(weights)])
 
