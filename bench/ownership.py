@@ -12,10 +12,11 @@ evidence's independent models are negatives too (``calibration/<i>``): their sta
 calibration, and each one's verdict is decided against the evidence without it (left out).
 Results: ``<out>/verify.json`` and a markdown table on stdout.
 
-``--wrong-keys W`` builds the evidence with ``W`` wrong keys per key-feature image; ``--layouts`` then rescores the
-same answers (no new query) as if the evidence had kept fewer of them: ``first:K`` (each image's first ``K`` wrong
-keys; ``first:1`` is the one-wrong-key evidence of the same draw), ``split`` (image ``i`` asked under wrong key
-``i mod W`` only: the query count of one wrong key), ``all``; one ``<json stem>-<layout>.json`` each.
+``--wrong-keys W`` (default 4, the images split among them) builds the evidence with ``W`` wrong keys; with
+``--every-wrong-key`` each key-feature image is edited with every one, and ``--layouts`` then rescores the same
+answers (no new query) as if the evidence had kept fewer: ``first:K`` (each image's first ``K`` wrong keys;
+``first:1`` is the one-wrong-key evidence of the same draw), ``split`` (image ``i`` under wrong key ``i mod W`` only:
+what the default builds, at the query count of one wrong key), ``all``; one ``<json stem>-<layout>.json`` each.
 """
 
 from __future__ import annotations
