@@ -523,8 +523,8 @@ def test_weights_only_suspects_load_with_their_architecture(tmp_path):
 
 
 def test_a_record_of_one_wrong_key_written_before_still_verifies(tmp_path):
-    """Format 1 records (one wrong key, no ``wrong_keys`` or ``wrong_per_image`` setting) load and give the same verdicts; a
-    record whose wrong-key images do not fit its setting is refused."""
+    """Format 1 records (one wrong key, no ``wrong_keys`` or ``wrong_per_image`` setting) load and give the same
+    verdicts; a record whose wrong-key images do not fit its setting is refused."""
     from safetensors.numpy import load, save
 
     from modellock.ownership.record import Evidence, _header

@@ -37,7 +37,8 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
                    independent_epochs: int | None = None, independent_limit: int | None = None,
                    n_wrong: int = DEFAULTS["n_wrong"], n_cutmix: int = DEFAULTS["n_cutmix"],
                    n_key: int = DEFAULTS["n_key"], wrong_keys: int = DEFAULTS["wrong_keys"],
-                   every_wrong_key: bool = False, alpha: float = DEFAULTS["alpha"], pool: int = DEFAULTS["pool"], work_dir: str | Path | None = None, log=print) -> Evidence:
+                   every_wrong_key: bool = False, alpha: float = DEFAULTS["alpha"], pool: int = DEFAULTS["pool"],
+                   work_dir: str | Path | None = None, log=print) -> Evidence:
     """The evidence for ``model`` (a ``LockedModel``, sealed or not) and ``key``, from ``source``'s ``split``.
 
     ``independent`` models are trained from scratch on ``train_split`` (``independent_arch``, default the

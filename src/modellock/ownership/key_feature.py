@@ -17,9 +17,10 @@ unrelated key", and an independent model that happens to fail on that key's look
 the other independent models (the segmentation benchmark's false positive). The evidence draws ``W`` wrong keys
 (``evidence.build_evidence(wrong_keys=W)``) and edits image ``i`` with key ``i mod W`` (the same queries as one
 wrong key), or each image with every key (``every_wrong_key``: ``W`` times the wrong-key queries; the term is then
-the image's mean overlap over them); either way one key's look weighs ``1/W``. Outputs only, any head, the owner's classes. ``A``
-is calibrated against independent models into a p-value (``calibration.py``): a hypothesis test with
-independent models as the null, as MOVE tests against benign models.
+the image's mean overlap over them); either way one key's look weighs ``1/W`` (measured on both benchmarks:
+docs/benchmarks.md, "Several wrong keys"). Outputs only, any head, the owner's classes. ``A`` is calibrated against
+independent models into a p-value (``calibration.py``): a hypothesis test with independent models as the null, as
+MOVE tests against benign models.
 
 The two edits need not change the images alike: one random wrong key's edit may change the pixels twice as much
 as the key's, and every independent model then reads the class better through the key's milder edit, the more
@@ -77,8 +78,8 @@ def edit_strengths(clean: np.ndarray, key_edited: np.ndarray,
     c = np.asarray(clean, dtype=np.float64)
     axes = tuple(range(1, c.ndim))
     r = max(len(wrong_edited) // max(len(c), 1), 1)
-    return (np.abs(np.asarray(key_edited, dtype=np.float64) - c).mean(axes),
-            per_image(np.abs(np.asarray(wrong_edited, dtype=np.float64) - np.repeat(c, r, axis=0)).mean(axes), len(c)))
+    wrong = np.abs(np.asarray(wrong_edited, dtype=np.float64) - np.repeat(c, r, axis=0)).mean(axes)
+    return np.abs(np.asarray(key_edited, dtype=np.float64) - c).mean(axes), per_image(wrong, len(c))
 
 
 def adjusted_key_advantage(clean: np.ndarray, key_edited: np.ndarray, wrong_edited: np.ndarray, truth: np.ndarray,

@@ -37,8 +37,9 @@ def _budget(evidence: Evidence, max_queries: int | None) -> dict[str, np.ndarray
     for members in GROUPS.values():
         n = int(min(sizes[m] for m in members) * max_queries / need)
         if n < MIN_PER_SET:
+            least = MIN_PER_SET * (len(sizes) - 1 + evidence.wrong_per_image)
             raise ModelLockError(f"--max-queries {max_queries}: too few to verify (at least {MIN_PER_SET} images per "
-                                 f"sample set, {MIN_PER_SET * (len(sizes) - 1 + evidence.wrong_per_image)} queries; the whole evidence asks {need})")
+                                 f"sample set, {least} queries; the whole evidence asks {need})")
         take.update({m: np.arange(n) for m in members})
     take["key_wrong"] = evidence.wrong_rows(take["key_clean"])
     return take
