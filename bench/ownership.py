@@ -11,6 +11,12 @@ verdicts (calibrated on the evidence's own independent models, not on the negati
 evidence's independent models are negatives too (``calibration/<i>``): their statistics do not depend on the
 calibration, and each one's verdict is decided against the evidence without it (left out).
 Results: ``<out>/verify.json`` and a markdown table on stdout.
+
+``--wrong-keys W`` (default 4, the images split among them) builds the evidence with ``W`` wrong keys; with
+``--every-wrong-key`` each key-feature image is edited with every one, and ``--layouts`` then rescores the same
+answers (no new query) as if the evidence had kept fewer: ``first:K`` (each image's first ``K`` wrong keys;
+``first:1`` is the one-wrong-key evidence of the same draw), ``split`` (image ``i`` under wrong key ``i mod W`` only:
+what the default builds, at the query count of one wrong key), ``all``; one ``<json stem>-<layout>.json`` each.
 """
 
 from __future__ import annotations
@@ -154,6 +160,39 @@ def _load_answers(path: Path) -> dict:
     return out
 
 
+def relayout(evidence, collected: dict, layout: str):
+    """The evidence and every suspect's answers as if the evidence had kept only ``layout``'s wrong-key rows
+    (``first:K``, ``split`` or ``all``; see the module's docstring). Needs each suspect asked every row."""
+    import copy
+
+    w, n = evidence.wrong_per_image, len(evidence.images["key_clean"])
+    if layout == "all":
+        return evidence, collected
+    if layout == "split":
+        rows = np.arange(n) * w + np.arange(n) % w
+    elif layout.startswith("first:") and 1 <= int(layout[6:]) <= w:
+        rows = (np.arange(n)[:, None] * w + np.arange(int(layout[6:]))).reshape(-1)
+    else:
+        raise SystemExit(f"--layouts {layout!r}: all, split or first:K with K from 1 to {w}")
+    ev = copy.copy(evidence)
+    ev.images = {**evidence.images, "key_wrong": evidence.images["key_wrong"][rows]}
+    ev.owner = {m: {**sets, "key_wrong": sets["key_wrong"][rows]} for m, sets in evidence.owner.items()}
+    ev.independent = [{m: {**sets, "key_wrong": sets["key_wrong"][rows]} for m, sets in ind.items()}
+                      for ind in evidence.independent]
+    ev.meta = copy.deepcopy(evidence.meta)
+    ev.meta["settings"]["wrong_per_image"] = len(rows) // n
+    out = {}
+    for name, asked in collected.items():
+        out[name] = {}
+        for access, (per_set, take, mode, queries, weights) in asked.items():
+            if len(take["key_wrong"]) != n * w:
+                raise SystemExit(f"{name} ({access}): not asked every wrong-key row (raise --max-queries)")
+            per = {**per_set, "key_wrong": per_set["key_wrong"][rows]}
+            tk = {**take, "key_wrong": np.arange(len(rows))}
+            out[name][access] = (per, tk, mode, sum(len(t) for t in tk.values()), weights)
+    return ev, out
+
+
 def decide_all(evidence, found: dict, collected: dict, key_statistic: str = "advantage") -> dict:
     from modellock.ownership.verify import decide
 
@@ -216,6 +255,10 @@ def main() -> None:
     p.add_argument("--independent-limit", type=int, default=None, help="train the evidence's models on N images")
     p.add_argument("--max-queries", type=int, default=300)
     p.add_argument("--stage", choices=("evidence", "all"), default="all")
+    p.add_argument("--wrong-keys", type=int, default=4, help="wrong keys of the key-feature test (a new evidence)")
+    p.add_argument("--every-wrong-key", action="store_true", help="each key-feature image edited with every wrong key")
+    p.add_argument("--layouts", nargs="*", default=None,
+                   help="rescore as if the evidence kept fewer wrong keys: first:K, split, all (module docstring)")
     p.add_argument("--key-statistic", choices=("advantage", "adjusted"), default="advantage",
                    help="the key-feature test's statistic (verify.KEY_STATISTICS)")
     p.add_argument("--json", type=Path, default=None, help="the results (default <out>/verify.json)")
@@ -231,7 +274,8 @@ def main() -> None:
         t = time.time()
         build_evidence(LockedModel.from_pretrained(a.out / "locked", device="cpu"), key, source, path,
                        independent=a.independent, independent_epochs=a.independent_epochs,
-                       independent_limit=a.independent_limit,
+                       independent_limit=a.independent_limit, wrong_keys=a.wrong_keys,
+                       every_wrong_key=a.every_wrong_key,
                        independent_models=[next(f for f in (a.out / "negatives" / g, a.out / "evidence-work" / g)
                                                 if f.exists()) for g in a.given],
                        work_dir=a.out / "evidence-work", log=log)
@@ -241,9 +285,14 @@ def main() -> None:
     evidence = Evidence.load(path)
     found = suspects(a.out, key, evidence)
     collected = collect(a.task, evidence, found, a.max_queries, a.out / "answers")
-    results = decide_all(evidence, found, collected, a.key_statistic)
-    (a.json or a.out / "verify.json").write_text(json.dumps(results, indent=1, default=float))
-    print(table(results))
+    target = a.json or a.out / "verify.json"
+    for layout in a.layouts or [None]:
+        ev, answers = relayout(evidence, collected, layout) if layout else (evidence, collected)
+        results = decide_all(ev, found, answers, a.key_statistic)
+        path = target.with_name(f"{target.stem}-{layout.replace(':', '')}.json") if layout else target
+        path.write_text(json.dumps(results, indent=1, default=float))
+        print(f"\n## wrong-key layout {layout or 'as recorded'} ({ev.wrong_per_image} per image)")
+        print(table(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ CALIBRATION = "Calibration (independent models)"
 METHODS = "Methods"
 SUSPECT = "Weights-only suspects"
 SERVICE = "Service suspects"
+WRONG_KEYS = 4  # ownership.evidence.DEFAULTS["wrong_keys"] (kept here: --help imports no torch)
 
 
 @app.command("evidence")
@@ -46,6 +47,10 @@ def evidence_cmd(
     cutmix: int = typer.Option(50, "--cutmix", min=4, help="SAC-m: CutMix images.", rich_help_panel=METHODS),
     key_images: int = typer.Option(33, "--key-images", min=4, help="Key-feature test: held-out images, each asked "
                                    "clean, edited with the key and with a wrong key.", rich_help_panel=METHODS),
+    wrong_keys: int = typer.Option(WRONG_KEYS, "--wrong-keys", min=1, max=16, help="Key-feature test: random "
+                                   "wrong keys, the images split among them.", rich_help_panel=METHODS),
+    every_wrong_key: bool = typer.Option(False, "--every-wrong-key", help="Key-feature test: each image edited with "
+                                         "every wrong key (--wrong-keys times the queries).", rich_help_panel=METHODS),
     pool: int = typer.Option(1000, min=8, help="Held-out images the samples are chosen from (each edited with the "
                              "key once).", rich_help_panel=METHODS),
     alpha: float = typer.Option(0.01, help="False-positive rate of the verdict (split over the methods).",
@@ -81,7 +86,9 @@ def evidence_cmd(
     ev = build_evidence(m, k, source, out, split=split, train_split=train_split, independent=independent_count,
                         independent_models=independent or (), independent_arch=independent_arch,
                         independent_epochs=independent_epochs, independent_limit=independent_limit, n_wrong=wrong,
-                        n_cutmix=cutmix, n_key=key_images, alpha=alpha, pool=pool, work_dir=work_dir, log=log)
+                        n_cutmix=cutmix, n_key=key_images, wrong_keys=wrong_keys,
+                        every_wrong_key=every_wrong_key, alpha=alpha, pool=pool,
+                        work_dir=work_dir, log=log)
     sizes = ", ".join(f"{s} {n}" for s, n in ev.set_sizes().items())
     typer.echo(f"wrote {out} (private, mode 0600): {ev.num_queries} query images ({sizes}); "
                f"{len(ev.independent)} independent models; alpha {alpha:g}")

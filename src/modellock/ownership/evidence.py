@@ -27,7 +27,7 @@ from .samples import cutmix
 from .suspects import model_outputs
 from .weights import layers, similarity, sketch
 
-DEFAULTS = dict(n_wrong=50, n_cutmix=50, n_key=33, alpha=0.01, independent=6, pool=1000)
+DEFAULTS = dict(n_wrong=50, n_cutmix=50, n_key=33, wrong_keys=4, alpha=0.01, independent=6, pool=1000)
 METHODS = ("sac-w", "sac-m", "key-feature")
 
 
@@ -36,7 +36,8 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
                    independent_models=(), independent_arch: str | None = None,
                    independent_epochs: int | None = None, independent_limit: int | None = None,
                    n_wrong: int = DEFAULTS["n_wrong"], n_cutmix: int = DEFAULTS["n_cutmix"],
-                   n_key: int = DEFAULTS["n_key"], alpha: float = DEFAULTS["alpha"], pool: int = DEFAULTS["pool"],
+                   n_key: int = DEFAULTS["n_key"], wrong_keys: int = DEFAULTS["wrong_keys"],
+                   every_wrong_key: bool = False, alpha: float = DEFAULTS["alpha"], pool: int = DEFAULTS["pool"],
                    work_dir: str | Path | None = None, log=print) -> Evidence:
     """The evidence for ``model`` (a ``LockedModel``, sealed or not) and ``key``, from ``source``'s ``split``.
 
@@ -44,22 +45,28 @@ def build_evidence(model, key, source, out: str | Path | None = None, split: str
     owner's; ``independent_epochs``, default the owner's up to 10; ``independent_limit`` images at most), kept
     in ``work_dir`` and reused on a rerun (without one, in a temporary folder removed at the end);
     ``independent_models`` adds model folders trained elsewhere. The samples are drawn from ``pool`` held-out
-    images, each edited with the key once. Writes the record to ``out`` when given.
+    images, each edited with the key once; the ``n_key`` key-feature images also with ``wrong_keys`` random wrong
+    keys (prompts drawn with ``secrets`` and forgotten): image ``i`` with key ``i mod wrong_keys``, or with
+    ``every_wrong_key`` each with every one (``wrong_keys`` times the queries). Writes the record to ``out`` when
+    given.
     """
     with tempfile.TemporaryDirectory(prefix="modellock-evidence-") as tmp:
         return _build(model, key, source, out, split, train_split, independent, independent_models,
-                      independent_arch, independent_epochs, independent_limit, n_wrong, n_cutmix, n_key, alpha, pool,
-                      Path(work_dir) if work_dir else Path(tmp), log)
+                      independent_arch, independent_epochs, independent_limit, n_wrong, n_cutmix, n_key, wrong_keys,
+                      every_wrong_key, alpha, pool, Path(work_dir) if work_dir else Path(tmp), log)
 
 
 def _build(model, key, source, out, split, train_split, independent, independent_models, independent_arch,
-           independent_epochs, independent_limit, n_wrong, n_cutmix, n_key, alpha, pool, work: Path, log) -> Evidence:
+           independent_epochs, independent_limit, n_wrong, n_cutmix, n_key, wrong_keys, every_wrong_key, alpha, pool,
+           work: Path, log) -> Evidence:
     t0 = time.time()
     if not model.config.get("lock"):
         raise ModelLockError("evidence: the model is not locked (give the locked model folder)")
     for name, value in (("n_wrong", n_wrong), ("n_cutmix", n_cutmix), ("n_key", n_key)):
         if not isinstance(value, int) or value < 4:
             raise ModelLockError(f"evidence: {name} must be an integer of at least 4, not {value!r}")
+    if not isinstance(wrong_keys, int) or not 1 <= wrong_keys <= 16:
+        raise ModelLockError(f"evidence: wrong_keys must be an integer from 1 to 16, not {wrong_keys!r}")
     if not 0 < alpha < 1:
         raise ModelLockError(f"evidence: alpha must be in (0, 1), not {alpha!r}")
     if source.task != model.task:
@@ -85,8 +92,8 @@ def _build(model, key, source, out, split, train_split, independent, independent
     pool_images = [tt.model_view(data.load(s), size) for s in data.samples]
     transform = opened.inference_transform()
     editor = get_editor(resolve_key(key, opened.model, size))
-
-    wrong_editor = get_editor(resolve_key(key.replace(prompt=compose_prompt()[0]), opened.model, size))
+    wrong_editors = [get_editor(resolve_key(key.replace(prompt=compose_prompt()[0]), opened.model, size))
+                     for _ in range(wrong_keys)]
     pool_edited = editor.edit(pool_images)
     unlocked = model_outputs(opened.model, pool_edited, transform, task, k)
 
@@ -106,7 +113,7 @@ def _build(model, key, source, out, split, train_split, independent, independent
         "sac_m_key": np.stack(editor.edit(mixed)),
         "key_clean": np.stack(key_images),
         "key_edited": np.stack([pool_edited[i] for i in key_idx]),
-        "key_wrong": np.stack(wrong_editor.edit(key_images)),
+        "key_wrong": _wrong_edits(wrong_editors, key_images, every_wrong_key),
     }
     truth = np.stack([tt.truth_distribution(targets[i], k, model.ignore_index) for i in key_idx])
     n_wrong_found = int(sum(1 for i in wrong if tt.answer_is_wrong(unlocked["probs"][i], targets[i])))
@@ -154,7 +161,8 @@ def _build(model, key, source, out, split, train_split, independent, independent
                   "editor": (model.config.get("lock") or {}).get("editor"), "path": str(model.path or "")},
         "settings": {"alpha": alpha, "methods": list(METHODS), "split": split, "pool": len(data),
                      "n_wrong": n_wrong, "wrong_found": n_wrong_found, "n_cutmix": n_cutmix, "n_key": len(key_idx),
-                     "cutmix_area": [0.25, 0.5]},
+                     "wrong_keys": wrong_keys,
+                     "wrong_per_image": wrong_keys if every_wrong_key else 1, "cutmix_area": [0.25, 0.5]},
         "calibration": calibration,
         "weights": {"seed": weights_seed, "shapes": [list(x) for x in shapes], "independent": weight_null,
                     "from": "independent models" if len(weight_null) == len(independents) else
@@ -167,6 +175,19 @@ def _build(model, key, source, out, split, train_split, independent, independent
     if out is not None:
         evidence.save(out)
     return evidence
+
+
+def _wrong_edits(editors, images, every: bool) -> np.ndarray:
+    """Image ``i`` edited with wrong key ``i mod W`` (``W`` = ``len(editors)``); with ``every``, each image with every
+    key, ``W`` consecutive rows per image."""
+    if every:
+        edits = np.stack([np.stack(e.edit(images)) for e in editors], axis=1)  # N x W x S x S x 3
+        return edits.reshape(-1, *edits.shape[2:])
+    out = np.empty((len(images), *np.asarray(images[0]).shape), dtype=np.uint8)
+    for j, e in enumerate(editors):
+        if len(images[j::len(editors)]):
+            out[j::len(editors)] = np.stack(e.edit(images[j::len(editors)]))
+    return out
 
 
 def _fresh(spec: dict, seed: int, task: str):

@@ -12,9 +12,15 @@ advantage*: how much more of the suspect's answer falls on the true answer ``y``
     A = mean_i [ overlap(p(e_k(x_i)), y_i) - overlap(p(e_w(x_i)), y_i) ],   overlap(p, q) = sum_j min(p_j, q_j)
 
 (the probability of the true class; label-only answers make it a difference of accuracies; segmentation
-compares per-image class distributions with the mask's). Outputs only, any head, the owner's classes. ``A``
-is calibrated against independent models into a p-value (``calibration.py``): a hypothesis test with
-independent models as the null, as MOVE tests against benign models.
+compares per-image class distributions with the mask's). The wrong keys: one random wrong key is one draw of "an
+unrelated key", and an independent model that happens to fail on that key's look (not on the key's) sits far from
+the other independent models (the segmentation benchmark's false positive). The evidence draws ``W`` wrong keys
+(``evidence.build_evidence(wrong_keys=W)``) and edits image ``i`` with key ``i mod W`` (the same queries as one
+wrong key), or each image with every key (``every_wrong_key``: ``W`` times the wrong-key queries; the term is then
+the image's mean overlap over them); either way one key's look weighs ``1/W`` (measured on both benchmarks:
+docs/benchmarks.md, "Several wrong keys"). Outputs only, any head, the owner's classes. ``A`` is calibrated against
+independent models into a p-value (``calibration.py``): a hypothesis test with independent models as the null, as
+MOVE tests against benign models.
 
 The two edits need not change the images alike: one random wrong key's edit may change the pixels twice as much
 as the key's, and every independent model then reads the class better through the key's milder edit, the more
@@ -43,19 +49,37 @@ def overlap(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.minimum(np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)).sum(1)
 
 
-def key_advantage(key_edited: np.ndarray, wrong_edited: np.ndarray, truth: np.ndarray) -> float:
-    """``A``: the mean overlap with the true answers under the key's edit less under the wrong key's."""
-    return float((overlap(key_edited, truth) - overlap(wrong_edited, truth)).mean())
+def per_image(rows: np.ndarray, n: int) -> np.ndarray:
+    """Per-row values of the wrong-key edits (``R`` consecutive rows per image, ``R`` = rows / ``n``) averaged per
+    image: ``n`` values."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if n <= 0 or len(rows) % n:
+        raise ValueError(f"{len(rows)} wrong-key answers for {n} images: not a whole number per image")
+    return rows.reshape(n, len(rows) // n).mean(1)
 
+
+def wrong_overlap(wrong_edited: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per image, the mean overlap with its true answer of the answers to its wrong-key edits (``R`` consecutive
+    rows of ``wrong_edited`` per row of ``truth``: one per wrong key)."""
+    r = len(wrong_edited) // max(len(truth), 1)
+    return per_image(overlap(wrong_edited, np.repeat(np.asarray(truth), max(r, 1), axis=0)), len(truth))
+
+
+def key_advantage(key_edited: np.ndarray, wrong_edited: np.ndarray, truth: np.ndarray) -> float:
+    """``A``: the mean overlap with the true answers under the key's edit less under the wrong keys' (their mean
+    per image when ``wrong_edited`` holds several rows per image)."""
+    return float((overlap(key_edited, truth) - wrong_overlap(wrong_edited, truth)).mean())
 
 
 def edit_strengths(clean: np.ndarray, key_edited: np.ndarray,
                    wrong_edited: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per image, the mean absolute pixel change (0-255) of the key's edit and of the wrong key's."""
+    """Per image, the mean absolute pixel change (0-255) of the key's edit and of the wrong keys' (their mean when
+    ``wrong_edited`` holds several rows per image)."""
     c = np.asarray(clean, dtype=np.float64)
     axes = tuple(range(1, c.ndim))
-    return (np.abs(np.asarray(key_edited, dtype=np.float64) - c).mean(axes),
-            np.abs(np.asarray(wrong_edited, dtype=np.float64) - c).mean(axes))
+    r = max(len(wrong_edited) // max(len(c), 1), 1)
+    wrong = np.abs(np.asarray(wrong_edited, dtype=np.float64) - np.repeat(c, r, axis=0)).mean(axes)
+    return np.abs(np.asarray(key_edited, dtype=np.float64) - c).mean(axes), per_image(wrong, len(c))
 
 
 def adjusted_key_advantage(clean: np.ndarray, key_edited: np.ndarray, wrong_edited: np.ndarray, truth: np.ndarray,
@@ -64,5 +88,6 @@ def adjusted_key_advantage(clean: np.ndarray, key_edited: np.ndarray, wrong_edit
     between the clean answers and the wrong key's (``strength_ratio`` = ``s_k / s_w``)."""
     if not np.isfinite(strength_ratio) or strength_ratio < 0:
         raise ValueError(f"strength_ratio must be a finite number >= 0, not {strength_ratio!r}")
-    ov_clean, ov_key, ov_wrong = (overlap(a, truth) for a in (clean, key_edited, wrong_edited))
+    ov_clean, ov_key = overlap(clean, truth), overlap(key_edited, truth)
+    ov_wrong = wrong_overlap(wrong_edited, truth)
     return float((ov_key - (ov_clean + (ov_wrong - ov_clean) * strength_ratio)).mean())

@@ -5,7 +5,9 @@ One safetensors file (no pickle), written with mode 0600 like a key:
 - ``images.<set>``: the query images of each sample set (``N x S x S x 3`` uint8), sent to a suspect as they
   are: ``sac_w`` (test images the unlocked model gets wrong) and ``sac_w_key`` (their edits with the key: the
   key's effect, not the key), ``sac_m`` (CutMix images) and ``sac_m_key``, ``key_clean`` (random test images),
-  ``key_edited`` and ``key_wrong`` (their edits with the key and with a random wrong key);
+  ``key_edited`` (their edits with the key) and ``key_wrong`` (their edits with random wrong keys: the settings'
+  ``wrong_keys`` keys, image ``i`` edited with key ``i mod wrong_keys``; or, with ``wrong_per_image`` = ``W``, each
+  image with every key, ``W`` consecutive rows per image);
 - ``truth.key_clean``: the true answer to each ``key_clean`` image as a distribution (a one-hot label; for
   segmentation the share of its mask's pixels per class);
 - ``owner.<mode>.<set>``: the opened locked network's outputs on each image as it is (``N x K`` per-image
@@ -17,7 +19,10 @@ One safetensors file (no pickle), written with mode 0600 like a key:
   filters, which cannot be turned back into weights), for the white-box weights test;
 - the header's metadata ``evidence``: JSON with the task, classes, preprocessing, the owner model's identity
   (architecture, weights sha256), the settings, the independent models' descriptions, every image set's
-  sha256. Never the key, its prompt or its fingerprint.
+  sha256. Never the key, its prompt or its fingerprint (nor the wrong keys' prompts: drawn, used, forgotten).
+
+Format 2 adds the settings ``wrong_keys`` and ``wrong_per_image``; format 1 records (one wrong key, one row per
+image) are read with both 1.
 
 The record is private: the key-edited images show what the key does, and the sample sets are what a thief
 would need to evade verification. Keep it like the key.
@@ -38,7 +43,8 @@ from safetensors.numpy import load, save
 from ..errors import ModelLockError
 from ..utils.atomic import write_bytes_atomic
 
-FORMAT = "modellock-evidence/1"
+FORMAT = "modellock-evidence/2"
+READ_FORMATS = ("modellock-evidence/1", FORMAT)  # 1: one wrong key per image
 SETS = ("sac_w", "sac_w_key", "sac_m", "sac_m_key", "key_clean", "key_edited", "key_wrong")
 # sets asked together: the same images clean, edited with the key (and with a wrong key)
 GROUPS = {"sac_w": ("sac_w", "sac_w_key"), "sac_m": ("sac_m", "sac_m_key"),
@@ -78,6 +84,16 @@ class Evidence:
     @property
     def settings(self) -> dict:
         return self.meta["settings"]
+
+    @property
+    def wrong_per_image(self) -> int:
+        """Rows of ``key_wrong`` per key-feature image: 1, or ``W`` when each image is edited with every wrong key."""
+        return len(self.images["key_wrong"]) // max(len(self.images["key_clean"]), 1)
+
+    def wrong_rows(self, indices) -> np.ndarray:
+        """The rows of ``key_wrong`` of the key-feature images ``indices`` (each image's rows, in order)."""
+        w = self.wrong_per_image
+        return (np.asarray(indices, dtype=np.int64)[:, None] * w + np.arange(w)).reshape(-1)
 
     @property
     def num_queries(self) -> int:
@@ -127,9 +143,9 @@ class Evidence:
         except (SafetensorError, ValueError, KeyError, TypeError, UnicodeDecodeError):
             raise ModelLockError(f"evidence file {path}: not an evidence file (written by `modellock evidence`)") \
                 from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") not in READ_FORMATS:
             raise ModelLockError(f"evidence file {path}: format {meta.get('format') if isinstance(meta, dict) else None!r}"
-                                 f" is not {FORMAT!r}")
+                                 f" is not one of {', '.join(map(repr, READ_FORMATS))}")
         images, owner, independent, truth, weights = {}, {}, {}, None, {}
         for name, a in tensors.items():
             parts = name.split(".")
@@ -153,6 +169,10 @@ class Evidence:
                                      "(altered or corrupt)")
         if truth is None:
             raise ModelLockError(f"evidence file {path}: no true answers to the key-feature images")
+        w = (meta.get("settings") or {}).get("wrong_per_image", 1)
+        if not isinstance(w, int) or w < 1 or len(images["key_wrong"]) != w * len(images["key_clean"]):
+            raise ModelLockError(f"evidence file {path}: {len(images['key_wrong'])} wrong-key images for "
+                                 f"{len(images['key_clean'])} key-feature images and wrong_per_image {w!r}")
         return cls(meta, images, owner, [independent[i] for i in sorted(independent)], truth,
                    [weights[i] for i in sorted(weights)])
 

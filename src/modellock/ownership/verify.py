@@ -28,7 +28,7 @@ KEY_STATISTICS = ("advantage", "adjusted")
 
 def _budget(evidence: Evidence, max_queries: int | None) -> dict[str, np.ndarray]:
     """The indices of each set to ask: all of them, or the first images of each group of sets (clean, key, wrong
-    key) in proportion, within ``max_queries``."""
+    keys: every wrong key's edit of each image asked) in proportion, within ``max_queries``."""
     sizes = evidence.set_sizes()
     need = sum(sizes.values())
     if max_queries is None or max_queries >= need:
@@ -37,9 +37,11 @@ def _budget(evidence: Evidence, max_queries: int | None) -> dict[str, np.ndarray
     for members in GROUPS.values():
         n = int(min(sizes[m] for m in members) * max_queries / need)
         if n < MIN_PER_SET:
+            least = MIN_PER_SET * (len(sizes) - 1 + evidence.wrong_per_image)
             raise ModelLockError(f"--max-queries {max_queries}: too few to verify (at least {MIN_PER_SET} images per "
-                                 f"sample set, {MIN_PER_SET * len(sizes)} queries; the whole evidence asks {need})")
+                                 f"sample set, {least} queries; the whole evidence asks {need})")
         take.update({m: np.arange(n) for m in members})
+    take["key_wrong"] = evidence.wrong_rows(take["key_clean"])
     return take
 
 
@@ -51,9 +53,10 @@ STATISTICS = {"sac-w": ("correlation distance", "below"), "sac-m": ("correlation
 
 def strength_ratio(evidence: Evidence, indices: np.ndarray) -> float:
     """``s_k / s_w`` on the asked key-feature images: the mean pixel change of the key's edit over the wrong
-    key's (``key_feature.edit_strengths``, from the record's own images, so records of any version have it); 1
-    (the unadjusted advantage) when the wrong key's edit changes nothing."""
-    s_k, s_w = edit_strengths(*(evidence.images[s][indices] for s in ("key_clean", "key_edited", "key_wrong")))
+    keys' (``key_feature.edit_strengths``, from the record's own images, so records of any version have it); 1
+    (the unadjusted advantage) when the wrong keys' edits change nothing."""
+    s_k, s_w = edit_strengths(evidence.images["key_clean"][indices], evidence.images["key_edited"][indices],
+                              evidence.images["key_wrong"][evidence.wrong_rows(indices)])
     return float(s_k.mean() / s_w.mean()) if s_w.mean() > 0 else 1.0
 
 
