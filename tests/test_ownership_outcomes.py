@@ -96,7 +96,10 @@ def test_a_fine_tuned_copy_is_derived_and_an_independent_model_is_not(owner, tmp
     pruned = verify(evidence, _suspect(_pruned(locked.open(key).model, 0.5), locked, "pruned copy"))
     assert pruned["verdict"] == "derived", pruned  # half the opened weights zeroed: still the owner's
     other = train_independent(source, "small-cnn", 77, 6, tmp_path / "other", SIZE, lr=3e-3)
-    independent = verify(evidence, _suspect(other.model, locked, "independent"))
+    # a test at level alpha calls an independent model derived in about alpha of the draws, and the draws are the
+    # owner's secret, new each run (the SAC-m null called one derived in 3 of 32 draws at 0.05, docs/benchmarks.md):
+    # judged at 0.005, this assertion fails by chance about once in 200 runs, not once in 20
+    independent = verify(evidence, _suspect(other.model, locked, "independent"), alpha=0.005)
     assert independent["verdict"] == "independent", independent
     assert all(r["p_value"] >= independent["level"] for r in independent["methods"].values())
     assert set(independent["methods"]) == {"sac-w", "sac-m", "key-feature", "weights"}
