@@ -550,3 +550,11 @@ def test_a_record_of_one_wrong_key_written_before_still_verifies(tmp_path):
         {**meta, "format": "modellock-evidence/9"})}))
     with pytest.raises(ModelLockError, match="format 'modellock-evidence/9' is not one of"):
         Evidence.load(tmp_path / "future.evidence")
+
+
+def test_the_cli_default_of_wrong_keys_is_the_library_default():
+    """`modellock evidence --help` imports no torch, so the CLI keeps its own copy of the default: they must agree."""
+    from modellock.commands.ownership import WRONG_KEYS
+    from modellock.ownership.evidence import DEFAULTS
+
+    assert WRONG_KEYS == DEFAULTS["wrong_keys"]

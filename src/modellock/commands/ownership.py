@@ -46,7 +46,7 @@ def evidence_cmd(
                               rich_help_panel=METHODS),
     cutmix: int = typer.Option(50, "--cutmix", min=4, help="SAC-m: CutMix images.", rich_help_panel=METHODS),
     key_images: int = typer.Option(33, "--key-images", min=4, help="Key-feature test: held-out images, each asked "
-                                   "clean, edited with the key and with a wrong key.", rich_help_panel=METHODS),
+                                   "clean, edited with the key and with wrong keys.", rich_help_panel=METHODS),
     wrong_keys: int = typer.Option(WRONG_KEYS, "--wrong-keys", min=1, max=16, help="Key-feature test: random "
                                    "wrong keys, the images split among them.", rich_help_panel=METHODS),
     every_wrong_key: bool = typer.Option(False, "--every-wrong-key", help="Key-feature test: each image edited with "
