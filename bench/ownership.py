@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ownership_models import key_for, log, open_data  # noqa: E402
 from ownership_positives import load_positive  # noqa: E402
 
-METHODS = ("sac-w", "sac-m", "key-feature", "weights")
+METHODS = ("sac-w", "sac-m", "key-feature", "key-response", "weights")
 
 
 class LabelsOnly:

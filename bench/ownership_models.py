@@ -4,8 +4,8 @@
     python bench/ownership_models.py --task segmentation --out bench-output/ownership-seg
 
 Stage ``base`` writes the data, the key, the owner's original and locked model folders and the held-out
-independent models (the negatives: other seeds, other architectures, other data, a student of an
-independent model). Stage ``positives`` makes every positive from the *opened* locked model, as a thief
+independent models (the negatives: other seeds, other architectures, other data, another party's lock of
+the same architecture with its own key). Stage ``positives`` makes every positive from the *opened* locked model, as a thief
 who reads the running weights would (fine-tuned at 1/5/10 %, input adapters, pruned, int8, distilled
 through ``modellock serve`` with labels or probabilities, transferred to other classes). Every model is
 written once (``model.safetensors`` + ``config.json``) and reused when rerun. ``bench/ownership.py`` builds
@@ -26,6 +26,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = Path(os.environ.get("MODELLOCK_SHARED_DATA", ROOT.parent / "shared" / "data")) / "cifar10-jpeg.tar.gz"
 PROMPT = "as a linocut, with hints of velvet orchard lantern quiet"  # composed, outside the attack catalogue
+OTHER_PROMPT = "in watercolour, with hints of copper meadow signal calm"  # another party's key
+OTHER_LOCK = "other-key-lock"  # a negative: the owner's recipe, locked by another party with its own key
 
 # the owner's recipe, per task
 OWNER = {
@@ -169,6 +171,36 @@ def base(task: str, out: Path, negatives: list[str] | None = None) -> None:
         train_baseline(source, arch, folder, train_config(task, seed, optimizer, lr_factor, epochs_factor),
                        image_size=o["image_size"], split=split, overwrite=True)
         log(f"negative {name}: {time.time() - t:.0f} s")
+    if negatives is None or OTHER_LOCK in negatives:
+        other_lock(task, out, source)
+
+
+def other_lock(task: str, out: Path, source) -> None:
+    """Another party's lock: the owner's architecture and recipe, its own key (classification: locked from scratch;
+    segmentation: from the independent ``small-s1``, as the owner locks from its own original), saved opened (its
+    locked output kept), as a thief of *that* model would hold it. Neither key's edit means anything to the other."""
+    from ownership_positives import save_plain
+
+    from modellock.keys import Key
+    from modellock.lock import lock_model
+    from modellock.lock.lock_set import LockRecipe
+
+    folder = out / "negatives" / OTHER_LOCK
+    if (folder / "model.safetensors").exists():
+        return
+    o = OWNER[task]
+    pretrained = None
+    if o["lock_from_original"]:
+        base(task, out, ["small-s1"])
+        pretrained = out / "negatives" / "small-s1" / "model.safetensors"
+    t = time.time()
+    key = Key.create("keyed-filter", OTHER_PROMPT)
+    locked = lock_model(key, source, o["model"], out / "work" / OTHER_LOCK, LockRecipe(),
+                        train_config(task, seed=11, epochs=o["lock_epochs"]), image_size=o["image_size"],
+                        pretrained=pretrained, progress=False, overwrite=True)
+    opened = locked.open(key)
+    save_plain(opened.model, opened.config, folder, info={"negative": "another party's lock, its own key"})
+    log(f"negative {OTHER_LOCK}: {time.time() - t:.0f} s")
 
 
 def main() -> None:
@@ -177,7 +209,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--stage", choices=("base", "positives", "all"), default="all")
     p.add_argument("--families", nargs="*", default=None, help="positives: only these families (default: all)")
-    p.add_argument("--negatives", nargs="*", default=None, choices=sorted({n for v in NEGATIVES.values() for n in v}),
+    p.add_argument("--negatives", nargs="*", default=None,
+                   choices=sorted({n for v in NEGATIVES.values() for n in v} | {OTHER_LOCK}),
                    help="base: only these held-out negatives (default: all)")
     a = p.parse_args()
     torch.set_num_threads(1)

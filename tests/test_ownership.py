@@ -377,6 +377,68 @@ def test_independent_models_that_tie_do_not_make_one_image_significant():
     assert every["verdict"] == "derived" and every["p_value"] < 1e-3, every
 
 
+def _response_case(k=10, n=33, independents=7, seed=7):
+    """Evidence whose independent models move their labels under a wrong key's edit more often (40 % of the images)
+    than under the key's milder one (25 %), each at its own rate; ``label_model(p_key, p_wrong)`` draws one such
+    model's answers (labels over ``k`` classes, as a label-only service gives them)."""
+    from modellock.ownership.correlation import label_answers
+
+    rng = np.random.default_rng(seed)
+    ev = _random_evidence(k=k, n=n, independents=0)
+
+    def label_model(p_key, p_wrong, classes=k, clean=None):
+        clean = rng.integers(0, classes, n) if clean is None else clean
+        moved = lambda p: np.where(rng.random(n) < p, (clean + rng.integers(1, classes, n)) % classes, clean)
+        return {"key_clean": label_answers(clean, classes), "key_edited": label_answers(moved(p_key), classes),
+                "key_wrong": label_answers(moved(p_wrong), classes)}
+
+    ev.independent = [{"probs": {**ev.owner["probs"], **label_model(0.25 + d, 0.4 + d)}}
+                      for d in rng.uniform(-0.08, 0.08, independents)]
+    return ev, label_model
+
+
+def test_key_response_share_is_high_only_where_the_key_alone_moves_the_answers():
+    from modellock.ownership.key_feature import key_response
+
+    ev, label_model = _response_case()
+    locked = label_model(1.0, 0.0)  # one answer clean and under any wrong key, another under the key
+    share, noise = key_response(locked["key_clean"], locked["key_edited"], locked["key_wrong"])
+    assert share > 0.95 and noise < 0.05
+    independent = [key_response(*label_model(0.25, 0.4).values())[0] for _ in range(20)]
+    assert max(independent) < 0.55 and 0.3 < np.mean(independent) < 0.45
+    still = label_model(0.0, 0.0)  # answers that never move: no evidence either way
+    assert key_response(*still.values()) == pytest.approx((0.5, 0.5 / np.sqrt(2.0)))
+    # several wrong keys per image: each image's mean movement over them
+    two = np.repeat(locked["key_wrong"], 2, axis=0)
+    assert key_response(locked["key_clean"], locked["key_edited"], two)[0] == pytest.approx(share)
+
+
+@pytest.mark.parametrize("classes", [10, 2])
+def test_key_response_finds_a_copy_with_another_head_and_classes_and_spares_independent_ones(classes):
+    """The key-feature test needs the owner's classes; the key-response test does not. A copy of the locked network
+    under a new head for 2 (or 10) classes, which keeps one answer under any wrong key, is derived; an independent
+    model with that head (coarser classes hide flips under both edits alike) and one whose answers move on two
+    images only are not."""
+    from modellock.ownership.verify import decide
+
+    ev, label_model = _response_case()
+    take = {s: np.arange(len(a)) for s, a in ev.images.items()}
+    base = {s: a[:, :classes] / a[:, :classes].sum(1, keepdims=True) for s, a in ev.owner["probs"].items()}
+
+    def judged(answers):
+        result = decide(ev, {**base, **answers}, "label", take, alpha=0.01)
+        assert ("key-feature" in result["methods"]) == (classes == 10)
+        return result["methods"]["key-response"]
+
+    copy = judged(label_model(0.9, 0.03, classes))
+    assert copy["verdict"] == "derived" and copy["value"] > copy["threshold"] and copy["score"] > 4, copy
+    for _ in range(5):
+        independent = judged(label_model(0.3, 0.45, classes))
+        assert independent["verdict"] == "independent", independent
+    few = judged(label_model(2 / 33, 0.0, classes, clean=np.zeros(33, dtype=np.int64)))
+    assert few["verdict"] == "independent" and few["p_value"] > 0.01, few
+
+
 # ----------------------------------------------------------------------------------------------- commands
 def test_commands_refuse_bad_inputs_in_one_line(tmp_path, run):
     ev = _random_evidence()
@@ -497,7 +559,7 @@ def test_segmentation_evidence_and_a_service_answering_class_areas(tmp_path):
         result = verify(ev, HttpSuspect("http://localhost", client=client, task="segmentation"))
     assert result["answers"] == "areas" and result["queries"] == 39
     assert np.allclose(ev.truth.sum(1), 1) and ev.truth.shape == (5, 3)  # the masks' class shares
-    assert set(result["methods"]) == {"sac-w", "sac-m", "key-feature"}
+    assert set(result["methods"]) == {"sac-w", "sac-m", "key-feature", "key-response"}
 
 
 def test_weights_only_suspects_load_with_their_architecture(tmp_path):

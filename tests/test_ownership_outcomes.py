@@ -102,7 +102,42 @@ def test_a_fine_tuned_copy_is_derived_and_an_independent_model_is_not(owner, tmp
     independent = verify(evidence, _suspect(other.model, locked, "independent"), alpha=0.005)
     assert independent["verdict"] == "independent", independent
     assert all(r["p_value"] >= independent["level"] for r in independent["methods"].values())
-    assert set(independent["methods"]) == {"sac-w", "sac-m", "key-feature", "weights"}
+    assert set(independent["methods"]) == {"sac-w", "sac-m", "key-feature", "key-response", "weights"}
+
+
+def _transferred(locked, key, source, part="whole"):
+    """The thief's transfer: the opened weights under a fresh head for two classes of its own (the shapes split in
+    two groups), trained on 10 % of the clean data as the benchmark's transfer (bench/ownership_positives.py)."""
+    from modellock.attacks.context import _Repeat
+    from modellock.nets.heads import PartlyFrozen, set_trainable, with_fresh_head
+    from modellock.tasks import Pairs, task_type
+    from modellock.train import TrainConfig, fit
+
+    opened = locked.open(key)
+    split = source.split("train").subset(round(0.1 * len(source.split("train"))), 0)
+    half = len(source.classes) // 2
+    labels = task_type("classification").targets(split)
+    pairs = Pairs([split.load(s) for s in split.samples], [int(y >= half) for y in labels],
+                  opened.transform(train=True))
+    torch.manual_seed(0)
+    model = with_fresh_head(opened.model, len(opened.config["classes"]), 2)
+    frozen = set_trainable(model, part, 2)
+    config = TrainConfig(epochs=1, batch_size=32, lr=3e-3, num_workers=0, warmup_epochs=0.05)
+    return fit(PartlyFrozen(model, frozen), _Repeat(pairs, 2000), config, progress=False).model
+
+
+@pytest.mark.parametrize("part", ["whole", "head"])
+def test_a_transfer_to_other_classes_is_found_by_the_key_response(owner, part):
+    """Another set of classes leaves the key-feature test nothing to compare; the key's edit still moves the
+    transferred copy's answers where a wrong key's does not."""
+    from modellock.ownership import verify
+
+    root, source, key, locked, evidence = owner
+    net = _transferred(locked, key, source, part)
+    result = verify(evidence, _suspect(net, locked, f"transfer ({part})"))
+    assert "key-feature" in result["not_applicable"], result
+    response = result["methods"]["key-response"]
+    assert response["verdict"] == "derived" and response["value"] > response["independent_mean"] + 0.2, response
 
 
 class RealClasses(torch.nn.Module):

@@ -28,7 +28,7 @@ from .suspects import model_outputs
 from .weights import layers, similarity, sketch
 
 DEFAULTS = dict(n_wrong=50, n_cutmix=50, n_key=33, wrong_keys=4, alpha=0.01, independent=6, pool=1000)
-METHODS = ("sac-w", "sac-m", "key-feature")
+METHODS = ("sac-w", "sac-m", "key-feature", "key-response")
 
 
 def build_evidence(model, key, source, out: str | Path | None = None, split: str = "test",

@@ -37,6 +37,20 @@ full advantage; an independent model whose loss grows linearly with strength cen
 sensitivity. Measured on both benchmarks it is not the default (``verify.KEY_STATISTICS``): it keeps the
 segmentation false positive (that model's loss under the wrong key does not grow with strength) and loses three
 CIFAR-10 copies over a label-only service (docs/benchmarks.md, "Proof of ownership").
+
+The *key-response* test needs no classes at all: a network derived from the locked one gives one answer to an
+image clean and under any wrong key (the locked answer, or what its new head makes of the collapsed features)
+and another under the key's edit, so the key's edit moves its answer far more than a wrong key's does; an
+independent model's answer moves with the size of the edit. With ``d(a, b) = 1 - overlap(a, b)``, the share of
+the movement that the key's edit causes,
+
+    S = (sum_i d(p(e_k(x_i)), p(x_i)) + c) / (sum_i d(p(e_k(x_i)), p(x_i)) + sum_i d(p(e_w(x_i)), p(x_i)) + 2c),
+
+(``c = 1``: one image moved by each edit alone, so that a model that hardly moves sits near 1/2, not at 0 or 1)
+compares a suspect with another set of classes (transfer learning, a fresh head) with the independent models:
+coarser classes hide flips of both edits alike, and the share stays where it was. Its own sampling noise (the
+delta-method standard error over the images; for label answers ``sqrt(S (1 - S) / flips)``) is the least spread
+its null may have: a suspect whose answers move on two images is no evidence either way.
 """
 
 from __future__ import annotations
@@ -91,3 +105,20 @@ def adjusted_key_advantage(clean: np.ndarray, key_edited: np.ndarray, wrong_edit
     ov_clean, ov_key = overlap(clean, truth), overlap(key_edited, truth)
     ov_wrong = wrong_overlap(wrong_edited, truth)
     return float((ov_key - (ov_clean + (ov_wrong - ov_clean) * strength_ratio)).mean())
+
+
+def key_response(clean: np.ndarray, key_edited: np.ndarray, wrong_edited: np.ndarray) -> tuple[float, float]:
+    """``(S, its sampling noise)``: the share of the answers' movement caused by the key's edit rather than the wrong
+    keys' (each image's mean over its wrong-key rows), with two images added, one moved by the key's edit alone and
+    one by a wrong key's (so a model that hardly moves sits near 1/2, its noise large). The noise is the delta-method standard error of the
+    ratio over the images (for label answers, the binomial ``sqrt(S (1 - S) / flips)``). Any set of classes: only the
+    suspect's own answers are compared."""
+    clean = np.asarray(clean, dtype=np.float64)
+    n = len(clean)
+    r = max(len(wrong_edited) // max(n, 1), 1)
+    moved_key = np.append(np.clip(1.0 - overlap(key_edited, clean), 0.0, 1.0), [1.0, 0.0])
+    moved_wrong = np.append(np.clip(per_image(1.0 - overlap(wrong_edited, np.repeat(clean, r, axis=0)), n), 0.0, 1.0),
+                            [0.0, 1.0])
+    k, w = float(moved_key.sum()), float(moved_wrong.sum())
+    influence = (w * moved_key - k * moved_wrong) / (k + w) ** 2
+    return k / (k + w), float(np.sqrt((influence ** 2).sum()))

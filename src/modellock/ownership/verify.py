@@ -14,7 +14,7 @@ from ..errors import ModelLockError
 from ..tasks import task_type
 from .calibration import null_fit, p_value, threshold, z_score
 from .correlation import answer_kind, as_answered, correlation_distance
-from .key_feature import adjusted_key_advantage, edit_strengths, key_advantage
+from .key_feature import adjusted_key_advantage, edit_strengths, key_advantage, key_response
 from .record import GROUPS, SETS, Evidence
 from .watermark import WatermarkRecord, decide_watermark, watermark_test
 from .weights import similarity
@@ -47,7 +47,8 @@ def _budget(evidence: Evidence, max_queries: int | None) -> dict[str, np.ndarray
 
 # method -> (statistic's name, the side that means derived)
 STATISTICS = {"sac-w": ("correlation distance", "below"), "sac-m": ("correlation distance", "below"),
-              "key-feature": ("key advantage", "above"), "weights": ("weight similarity", "above"),
+              "key-feature": ("key advantage", "above"), "key-response": ("key's share of change", "above"),
+              "weights": ("weight similarity", "above"),
               "watermark": ("watermark agreement", "above")}
 
 
@@ -70,12 +71,14 @@ def distances(answers: dict[str, np.ndarray], owner: dict[str, np.ndarray], trut
     fine-tuning, an adapter or a student of the unlock service reproduces), and the key edits with its answers to
     them (the edited domain the network was trained on). The key-feature test's distance is its key advantage
     negated (``key_feature.py``, against the ``truth`` of the asked images; with ``ratio`` = ``s_k / s_w``, the
-    strength-adjusted advantage); NaN when the suspect's classes are not the owner's."""
+    strength-adjusted advantage); NaN when the suspect's classes are not the owner's. The key-response test's is
+    the share of the answers' movement the key's edit causes, negated: the suspect's answers alone, any classes."""
     out = {}
     for method, clean, keyed in (("sac-w", "sac_w", "sac_w_key"), ("sac-m", "sac_m", "sac_m_key")):
         out[method] = min(correlation_distance(answers[clean], owner[clean]),
                           correlation_distance(answers[clean], owner[keyed]),
                           correlation_distance(answers[keyed], owner[keyed]))
+    out["key-response"] = -key_response(answers["key_clean"], answers["key_edited"], answers["key_wrong"])[0]
     same_classes = answers["key_edited"].shape[1] == truth.shape[1]
     if not same_classes:
         out["key-feature"] = float("nan")
@@ -97,6 +100,12 @@ def noise_floors(mode: str, n_images: int, ratio: float = 1.0) -> dict[str, floa
     if answer_kind(mode)[0] in ("label", "top") and n_images > 0:
         return {"key-feature": max(1.0, ratio, abs(1.0 - ratio)) / n_images}
     return {}
+
+
+def response_noise(answers: dict[str, np.ndarray]) -> float:
+    """The key-response share's own sampling noise in a model's ``answers`` (``key_feature.key_response``): the
+    least spread of the null it is judged against, so a suspect whose answers hardly move is not called derived."""
+    return key_response(answers["key_clean"], answers["key_edited"], answers["key_wrong"])[1]
 
 
 def _subset(sets: dict, take: dict) -> dict:
@@ -183,6 +192,8 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
     answered = [_answered(evidence.independent[i], mode, take) for i in range(len(evidence.independent))]
     nulls = [distances(a, owner, truth, adjust) for a in answered]
     floors = noise_floors(mode, len(truth), adjust or 1.0)
+    null_floors = [{**floors, "key-response": response_noise(a)} for a in answered]
+    floors["key-response"] = response_noise(per_set)
     null_values = {m: [n[m] for n in nulls] for m in mine}
     if weights is not None:  # white box: the weights test, its null from the independent models' weights
         mine["weights"] = -weights
@@ -190,7 +201,7 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
         if len(null_values["weights"]) == len(nulls):
             for n, x in zip(nulls, null_values["weights"]):
                 n["weights"] = x
-    methods = [m for m in mine if np.isfinite(mine[m])]  # the key-feature test needs the owner's classes
+    methods = [m for m in STATISTICS if m in mine and np.isfinite(mine[m])]  # key-feature: the owner's classes
     level = alpha / (len(methods) + (watermark is not None))
     result = {**(about or {}), "answers": mode, "images_per_set": {s: len(t) for s, t in take.items()},
               "alpha": alpha, "level": level, "independent_models": len(nulls), "methods": {},
@@ -215,19 +226,20 @@ def decide(evidence: Evidence, per_set: dict, mode: str, take: dict, alpha: floa
     result["verdict"] = "derived" if any(r["verdict"] == "derived" for r in result["methods"].values()) \
         else "independent"
     result["calibration_false_positives"] = _leave_one_out(nulls, [m for m in methods if m in nulls[0]], level,
-                                                           floors)
+                                                           null_floors)
     return result
 
 
-def _leave_one_out(nulls: list[dict], methods: list[str], level: float, floors: dict | None = None) -> int:
-    """How many calibration models a null fitted on the others would call derived (a check of the FP rate)."""
+def _leave_one_out(nulls: list[dict], methods: list[str], level: float, floors: list[dict] | None = None) -> int:
+    """How many calibration models a null fitted on the others would call derived (a check of the FP rate);
+    ``floors[i]``: the least spread per method when model ``i`` is the one judged."""
     called = 0
     if len(nulls) < 4:
         return 0
     for i, own in enumerate(nulls):
         rest = nulls[:i] + nulls[i + 1:]
-        if any(p_value(own[m], null_fit([n[m] for n in rest], (floors or {}).get(m, 0.0))) < level
-               for m in methods):
+        floor = floors[i] if floors else {}
+        if any(p_value(own[m], null_fit([n[m] for n in rest], floor.get(m, 0.0))) < level for m in methods):
             called += 1
     return called
 
