@@ -261,6 +261,10 @@ def main() -> None:
                    help="rescore as if the evidence kept fewer wrong keys: first:K, split, all (module docstring)")
     p.add_argument("--key-statistic", choices=("advantage", "adjusted"), default="advantage",
                    help="the key-feature test's statistic (verify.KEY_STATISTICS)")
+    p.add_argument("--key-images", type=int, default=None, help="key-feature images of a new evidence (default: "
+                   "evidence.DEFAULTS' n_key); each is asked clean, with the key and with a wrong key")
+    p.add_argument("--name", default="owner", help="the evidence's name: <out>/NAME.evidence, its suspects' answers "
+                   "in <out>/answers (owner) or <out>/answers-NAME")
     p.add_argument("--json", type=Path, default=None, help="the results (default <out>/verify.json)")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -269,13 +273,14 @@ def main() -> None:
 
     source = open_data(a.task, a.out)
     key = key_for(a.out)
-    path = a.out / "owner.evidence"
+    path = a.out / f"{a.name}.evidence"
     if not path.exists():
         t = time.time()
         build_evidence(LockedModel.from_pretrained(a.out / "locked", device="cpu"), key, source, path,
                        independent=a.independent, independent_epochs=a.independent_epochs,
                        independent_limit=a.independent_limit, wrong_keys=a.wrong_keys,
                        every_wrong_key=a.every_wrong_key,
+                       **({"n_key": a.key_images} if a.key_images else {}),
                        independent_models=[next(f for f in (a.out / "negatives" / g, a.out / "evidence-work" / g)
                                                 if f.exists()) for g in a.given],
                        work_dir=a.out / "evidence-work", log=log)
@@ -284,7 +289,8 @@ def main() -> None:
         return
     evidence = Evidence.load(path)
     found = suspects(a.out, key, evidence)
-    collected = collect(a.task, evidence, found, a.max_queries, a.out / "answers")
+    collected = collect(a.task, evidence, found, a.max_queries,
+                        a.out / ("answers" if a.name == "owner" else f"answers-{a.name}"))
     target = a.json or a.out / "verify.json"
     for layout in a.layouts or [None]:
         ev, answers = relayout(evidence, collected, layout) if layout else (evidence, collected)

@@ -14,8 +14,9 @@ Families (each model saved under ``<out>/positives/<family>/<name>/``):
 - ``distilled``: a student of the owner's architecture trained from scratch on the answers of ``modellock serve``
   (the real service, over HTTP, unlocking with the key on the server) to 1k and 10k of the thief's unlabelled
   images: labels only (the top class) and probabilities (classification);
-- ``transfer``: the locked trunk with a fresh head for another class set, fine-tuned on 10 %
-  (classification: animal / vehicle, and the first five classes; segmentation: background / shape).
+- ``transfer``: the locked trunk with a fresh head for another class set, trained on 10 % (classification: animal /
+  vehicle, and the first five classes; segmentation: background / shape): the whole model fine-tuned, and the head
+  alone on the frozen trunk (``-head``: a linear probe, the cheap transfer).
 
 Plain networks are saved as model folders (``verify --suspect`` reads them); composite ones (adapter + locked,
 int8) as a ``recipe.json`` that ``load_positive`` rebuilds.
@@ -251,8 +252,9 @@ def _int8(root: Path, best10: str, task: str = "classification") -> None:
 
 
 def _transfer(ctx, opened, source, root: Path) -> None:
-    """The locked trunk with a fresh head for another class set, the whole model fine-tuned on 10 %."""
-    from modellock.nets.heads import with_fresh_head
+    """The locked trunk with a fresh head for another class set, trained on 10 %: the whole model, and the head alone
+    (``<name>-head``)."""
+    from modellock.nets.heads import PartlyFrozen, set_trainable, with_fresh_head
     from modellock.tasks import Pairs
 
     split = ctx.attacker_split(0.1)
@@ -264,8 +266,8 @@ def _transfer(ctx, opened, source, root: Path) -> None:
                   "first-five": (source.classes[:5], lambda y: y if y < 5 else None)}
     else:
         groups = {"background-shape": (["background", "shape"], lambda m: (m > 0).long() if m is not None else m)}
-    for name, (classes, relabel) in groups.items():
-        folder = root / name
+    for (name, (classes, relabel)), part in ((g, part) for g in groups.items() for part in ("whole", "head")):
+        folder = root / (name if part == "whole" else f"{name}-head")
         if _done(folder):
             continue
         if ctx.task.name == "classification":
@@ -277,9 +279,12 @@ def _transfer(ctx, opened, source, root: Path) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = with_fresh_head(opened.model, ctx.num_outputs, len(classes))
-        model = ctx.train(model, pairs, f"transfer {name}", lr=ctx.lr)
-        save_plain(model, opened.config, folder, classes=classes, info={"transfer": name})
-        log(f"transfer {name}")
+        frozen = set_trainable(model, part, len(classes))
+        model = ctx.train(PartlyFrozen(model, frozen), pairs, f"transfer {folder.name}", lr=ctx.lr).model
+        for p in model.parameters():
+            p.requires_grad_(True)
+        save_plain(model, opened.config, folder, classes=classes, info={"transfer": name, "trained": part})
+        log(f"transfer {folder.name}")
 
 
 # ----------------------------------------------------------------------------------------------- distillation

@@ -14,6 +14,7 @@ from modellock.keys import Key
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 SIZE = 16
+LOCK_EPOCHS = 12  # 6 left the lock too weak for the key-response test to see it (S 0.47, as independent)
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +35,15 @@ def owner(tmp_path_factory):
         key = Key.create("keyed-filter", "with oil pastel and a quiet harbour")
         key.save(root / "key.toml")
         locked = lock_model(key, source, "small-cnn", root / "locked", image_size=SIZE, progress=False,
-                            train=TrainConfig(epochs=6, batch_size=32, lr=3e-3, num_workers=0))
+                            train=TrainConfig(epochs=LOCK_EPOCHS, batch_size=32, lr=3e-3, num_workers=0))
         # 8 independent models: with 4, the null's t distribution (3 degrees of freedom) asks a label-only suspect
         # to lie 4.2 spreads out, and the labels-only pruned copy below was found in 10 of 12 draws of the samples
         # (150 or 250 queries); with 8, in 16 of 16, and the independent model in none (the draws are the owner's
         # secret, so they change from run to run; bench/ownership_draws.py, docs/benchmarks.md)
+        # 60 key-feature images: with 30 the head-only transfer below was found in 5 of 5 draws of the samples at p
+        # 0.0009-0.0073 and missed once in a test run (level 0.01); with 60, p 3e-5-0.0037 over 5 draws
         evidence = build_evidence(locked, key, source, root / "owner.evidence", independent=8, independent_epochs=6,
-                                  n_wrong=40, n_cutmix=40, n_key=30, alpha=0.05, work_dir=root / "independent",
+                                  n_wrong=40, n_cutmix=40, n_key=60, alpha=0.05, work_dir=root / "independent",
                                   log=lambda _: None)
     return root, source, key, locked, evidence
 
@@ -126,18 +129,18 @@ def _transferred(locked, key, source, part="whole"):
     return fit(PartlyFrozen(model, frozen), _Repeat(pairs, 2000), config, progress=False).model
 
 
-@pytest.mark.parametrize("part", ["whole", "head"])
-def test_a_transfer_to_other_classes_is_found_by_the_key_response(owner, part):
-    """Another set of classes leaves the key-feature test nothing to compare; the key's edit still moves the
-    transferred copy's answers where a wrong key's does not."""
+def test_a_transfer_to_other_classes_is_found_by_the_key_response(owner):
+    """A new head for two classes of the thief's own on the frozen trunk (a linear probe) leaves the key-feature test
+    nothing to compare; the key's edit still moves the transferred copy's answers where a wrong key's does not."""
     from modellock.ownership import verify
 
     root, source, key, locked, evidence = owner
-    net = _transferred(locked, key, source, part)
-    result = verify(evidence, _suspect(net, locked, f"transfer ({part})"))
+    net = _transferred(locked, key, source, "head")
+    result = verify(evidence, _suspect(net, locked, "transfer (head)"))
     assert "key-feature" in result["not_applicable"], result
     response = result["methods"]["key-response"]
     assert response["verdict"] == "derived" and response["value"] > response["independent_mean"] + 0.2, response
+    assert set(result["methods"]) == {"sac-w", "sac-m", "key-response", "weights"}
 
 
 class RealClasses(torch.nn.Module):
