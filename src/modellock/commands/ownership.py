@@ -45,11 +45,11 @@ def evidence_cmd(
     wrong: int = typer.Option(50, "--wrong", min=4, help="SAC-w: images the unlocked model gets wrong.",
                               rich_help_panel=METHODS),
     cutmix: int = typer.Option(50, "--cutmix", min=4, help="SAC-m: CutMix images.", rich_help_panel=METHODS),
-    key_images: int = typer.Option(33, "--key-images", min=4, help="Key-feature test: held-out images, each asked "
-                                   "clean, edited with the key and with wrong keys.", rich_help_panel=METHODS),
-    wrong_keys: int = typer.Option(WRONG_KEYS, "--wrong-keys", min=1, max=16, help="Key-feature test: random "
+    key_images: int = typer.Option(33, "--key-images", min=4, help="Key tests: held-out images, each asked clean, "
+                                   "edited with the key and with wrong keys.", rich_help_panel=METHODS),
+    wrong_keys: int = typer.Option(WRONG_KEYS, "--wrong-keys", min=1, max=16, help="Key tests: random "
                                    "wrong keys, the images split among them.", rich_help_panel=METHODS),
-    every_wrong_key: bool = typer.Option(False, "--every-wrong-key", help="Key-feature test: each image edited with "
+    every_wrong_key: bool = typer.Option(False, "--every-wrong-key", help="Key tests: each image edited with "
                                          "every wrong key (--wrong-keys times the queries).", rich_help_panel=METHODS),
     pool: int = typer.Option(1000, min=8, help="Held-out images the samples are chosen from (each edited with the "
                              "key once).", rich_help_panel=METHODS),
