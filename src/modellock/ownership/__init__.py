@@ -8,9 +8,10 @@
 
 Methods: SAC-w and SAC-m (sample correlation, ``correlation.py``, on the sets of ``samples.py``) and the
 key-feature and key-response tests (``key_feature.py``: does the suspect read the class better under the key's
-edit; does the key's edit move its answers more than a wrong key's, whatever its classes), each calibrated on independent models (``calibration.py``), and the
-watermark test of a service's keyed wrong answers (``watermark.py``: ``verify(..., watermark=load_watermark(DIR))``).
-The record is ``record.py``; suspects (model folders, weights files, timm/torchvision names, service URLs) ``suspects.py``.
+edit; does the key's edit move its answers more than a wrong key's, whatever its classes), each calibrated on
+independent models (``calibration.py``), and the watermark test of a service's keyed wrong answers
+(``watermark.py``: ``verify(..., watermark=load_watermark(DIR))``). The record is ``record.py``; suspects (model
+folders, weights files, timm/torchvision names, service URLs) ``suspects.py``.
 """
 
 from .evidence import build_evidence

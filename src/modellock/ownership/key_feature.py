@@ -110,9 +110,9 @@ def adjusted_key_advantage(clean: np.ndarray, key_edited: np.ndarray, wrong_edit
 def key_response(clean: np.ndarray, key_edited: np.ndarray, wrong_edited: np.ndarray) -> tuple[float, float]:
     """``(S, its sampling noise)``: the share of the answers' movement caused by the key's edit rather than the wrong
     keys' (each image's mean over its wrong-key rows), with two images added, one moved by the key's edit alone and
-    one by a wrong key's (so a model that hardly moves sits near 1/2, its noise large). The noise is the delta-method standard error of the
-    ratio over the images (for label answers, the binomial ``sqrt(S (1 - S) / flips)``). Any set of classes: only the
-    suspect's own answers are compared."""
+    one by a wrong key's (so a model that hardly moves sits near 1/2, its noise large). The noise is the delta-method
+    standard error of the ratio over the images (for label answers, the binomial ``sqrt(S (1 - S) / flips)``). Any
+    set of classes: only the suspect's own answers are compared."""
     clean = np.asarray(clean, dtype=np.float64)
     n = len(clean)
     r = max(len(wrong_edited) // max(n, 1), 1)
