@@ -6,7 +6,8 @@ results JSON files of ``bench/ownership.py`` (no model loaded, no query).
         "CIFAR-10, draw 1=bench-output/ownership-cifar/verify.json" "segmentation=bench-output/ownership-seg/verify.json"
 
 Each argument is ``LABEL=PATH`` (or a path alone). Prints a markdown table: per run and access, per family
-``called/n``, bold with the count without the method in brackets where they differ.
+``called/n``, bold with the count without the method in brackets where they differ. ``--values METHOD`` prints
+instead every model's statistic and p-value of that method, per access.
 """
 
 from __future__ import annotations
@@ -46,16 +47,33 @@ def table(runs: list[tuple[str, dict]], without: str) -> str:
     return "\n".join(lines)
 
 
+def values(runs: list[tuple[str, dict]], method: str) -> str:
+    """Per run, model and access: ``method``'s statistic and p-value (``-``: not applied)."""
+    lines = []
+    for label, results in runs:
+        accesses = [a for a in next(iter(results.values())) if a != "group"]
+        lines += [f"\n{label}", "| model | group | " + " | ".join(accesses) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in accesses) + " |"]
+        for name, r in sorted(results.items()):
+            cells = []
+            for access in accesses:
+                m = r[access]["methods"].get(method)
+                cells.append("-" if m is None else f"{m['value']:.3f} (p {m['p_value']:.2g})")
+            lines.append(f"| {name} | {r['group']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="LABEL=PATH of a bench/ownership.py results JSON (or PATH)")
     p.add_argument("--without", default="key-response", help="the method left out (default: key-response)")
+    p.add_argument("--values", metavar="METHOD", default=None, help="print every model's statistic of METHOD instead")
     a = p.parse_args()
     runs = []
     for spec in a.runs:
         label, _, path = spec.rpartition("=")
         runs.append((label or Path(path).stem, json.loads(Path(path).read_text())))
-    print(table(runs, a.without))
+    print(values(runs, a.values) if a.values else table(runs, a.without))
 
 
 if __name__ == "__main__":
