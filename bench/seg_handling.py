@@ -125,7 +125,7 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=300)
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--lock-epochs", type=int, default=40, help="the segmentation demo's (SEGMENTATION_DEMO_LOCK_EPOCHS)")
+    p.add_argument("--lock-epochs", type=int, default=60, help="the segmentation demo's (SEGMENTATION_DEMO_LOCK_EPOCHS)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lock-train", default="{}", help="TrainConfig fields of the lock as JSON, e.g. '{\"lr\": 1e-3}'")
     p.add_argument("--recipe", default="{}", help="LockRecipe fields as JSON, e.g. '{\"handling\": false}'")
