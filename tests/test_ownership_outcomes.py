@@ -139,7 +139,9 @@ def test_a_transfer_to_other_classes_is_found_by_the_key_response(owner):
     result = verify(evidence, _suspect(net, locked, "transfer (head)"))
     assert "key-feature" in result["not_applicable"], result
     response = result["methods"]["key-response"]
-    assert response["verdict"] == "derived" and response["value"] > response["independent_mean"] + 0.2, response
+    # its share over 5 secret draws of the samples: 0.60-0.73, the independent models' mean 0.45-0.51
+    assert response["verdict"] == "derived" and response["value"] > response["threshold"], response
+    assert response["p_value"] < result["level"], response
     assert set(result["methods"]) == {"sac-w", "sac-m", "key-response", "weights"}
 
 
