@@ -240,16 +240,19 @@ def test_segmentation_lock_end_to_end(seg_data, tmp_path, one_thread, capsys):
     assert written.shape == (32, 32, 3) and abs(sum(line["class_areas"].values()) - 1) <= 5e-5 * len(line["class_areas"])  # 4 digits
     assert "locked" not in line["class_areas"]  # the key drops the locked output
 
-    # the attack suite goes through the same task seam: scored in mIoU; with all the training data the
-    # fine-tuning thief can win (an easy case), and the summary lands in the model card
+    # the attack suite goes through the same task seam: scored in mIoU; with all the training data, seen ten
+    # times, the fine-tuning thief can win (an easy case: at 1,200 samples it stayed at the background-only
+    # score, 0.15-0.19, and passed or failed by the reference's own noise), and the summary lands in the model card
     main(["attack", "--model", str(tmp_path / "locked"), "--key", str(key), "--data", str(seg_data),
           "--attack", "ignore-locked-class,refit-head,fine-tune,distillation,input-adapter,generic-transforms",
-          "--budget", "quick", "--samples", "1200", "--fractions", "1", "--screen", "30", "--random-keys", "1",
+          "--budget", "quick", "--samples", "4000", "--fractions", "1", "--screen", "30", "--random-keys", "1",
           "--json", str(tmp_path / "attacks.json"), "--work-dir", str(tmp_path / "work")])
     out = capsys.readouterr().out
     a = json.loads((tmp_path / "attacks.json").read_text())
     assert a["task"] == "segmentation" and a["metric"] == "miou" and "mIoU" not in out.splitlines()[0]
-    assert a["attacks"]["fine-tune"]["best"] >= a["reference"]["unlocked"] - 0.2, a["attacks"]["fine-tune"]
+    ft = a["attacks"]["fine-tune"]
+    assert ft["best"] >= a["reference"]["unlocked"] - 0.2, ft
+    assert ft["best"] > a["reference"]["chance"] + 0.1, ft  # the shapes won back, not just the background
     assert a["attacks"]["distillation"]["students"][0]["targets"] == "top-1"  # per-pixel classes
     assert 0 <= a["attacks"]["input-adapter"]["best"] <= 1 and 0 <= a["attacks"]["ignore-locked-class"]["best"] <= 1
     assert "worst_case_undone" in a["summary"] and "fine_tune_gain" in a["summary"]
