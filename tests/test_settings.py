@@ -21,7 +21,7 @@ BAD_YAML = [
     pytest.param("decoy_fraction: -0.1\n", "decoy_fraction: input should be greater than or equal to 0",
                  id="negative-fraction"),
     pytest.param("clean_target: nothing\n", "clean_target: input should be 'wrong-label'", id="clean-target"),
-    pytest.param("mixed_precision: fp8\n", "mixed_precision: input should be 'no', 'bf16' or 'fp16'", id="precision"),
+    pytest.param("mixed_precision: fp8\n", "mixed_precision: input should be 'no', 'bf16', 'fp16' or 'auto'", id="precision"),
     pytest.param("image_size: 4\n", "image_size: input should be greater than or equal to 8", id="image-size"),
     pytest.param("batch-size: 2.5\n", "batch-size: input should be a valid integer", id="dashed-name"),
 ]
@@ -54,7 +54,7 @@ def test_bad_yaml_value_is_one_line_naming_field_and_file(yaml_text, expected, t
     (["--lr", "0"], "--lr: input should be greater than 0, not 0.0"),
     (["--edited-fraction", "1.5"], "--edited-fraction: input should be less than or equal to 1, not 1.5"),
     (["--num-workers", "-1"], "--num-workers: input should be greater than or equal to 0, not -1"),
-    (["--mixed-precision", "fp8"], "--mixed-precision: input should be 'no', 'bf16' or 'fp16', not 'fp8'"),
+    (["--mixed-precision", "fp8"], "--mixed-precision: input should be 'no', 'bf16', 'fp16' or 'auto', not 'fp8'"),
 ])
 def test_flags_go_through_the_same_checks(args, expected, tmp_path, capsys):
     from modellock.cli import main

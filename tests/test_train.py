@@ -83,6 +83,19 @@ def test_bf16_then_fp32_in_one_process():
     fit(new_model(), Colours(n=64), TrainConfig(epochs=1, **CONFIG))  # accelerate's state switches back
 
 
+def test_auto_precision_trains_in_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    from modellock import train
+
+    monkeypatch.setattr(train.distributed, "use_cpu", lambda: True)
+    config = dict(epochs=1, seed=3, **CONFIG)
+    fp32, bf16 = (weights(fit(new_model(), Colours(n=64), TrainConfig(mixed_precision=p, **config))) for p in ("no", "bf16"))
+    assert not equal(fp32, bf16)
+    for native, same_as in ((True, bf16), (False, fp32)):
+        monkeypatch.setattr(train, "native_cpu_bf16", lambda native=native: native)
+        assert train.resolve_precision("auto") == ("bf16" if native else "no") and train.resolve_precision("fp16") == "fp16"
+        assert equal(weights(fit(new_model(), Colours(n=64), TrainConfig(mixed_precision="auto", **config))), same_as)
+
+
 def test_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     config = TrainConfig(epochs=2, **CONFIG)
     straight = weights(fit(new_model(), Colours(), config, work_dir=tmp_path / "straight"))

@@ -64,7 +64,7 @@ class TrainConfig:
     label_smoothing: Fraction = 0.0
     seed: NonNegativeInt = 0
     num_workers: NonNegativeInt = 2
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"  # auto: see resolve_precision
     grad_clip: NonNegative = 0.0
     checkpoint_every_epochs: Count = 1
     keep_checkpoints: Count = 1
@@ -191,19 +191,38 @@ def _torch_bytes(obj) -> bytes:
 # ----------------------------------------------------------------------------- the loop
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles), where oneDNN runs bf16 convolutions
+    faster than float32; elsewhere bf16 autocast is emulated and slower."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(mixed_precision: str) -> str:
+    """``auto``: bf16 where the hardware computes it natively (a GPU that supports it, or a CPU with
+    ``native_cpu_bf16``: 1.9-2.4x a small CNN's training step on one core, bench/train_speed.py), else ``no``;
+    any other value as it is."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    if not distributed.use_cpu():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if native_cpu_bf16() else "no"
+
+
 def _accelerator(config: TrainConfig):
     """An Accelerator for ``config``; one process may switch precision between fits (accelerate keeps one state).
 
     Launched with several processes, every global batch of ``batch_size * processes`` images (shuffled as in
     one process) is split into one block of ``batch_size`` per process: no image is seen twice in an epoch.
     """
+    precision = resolve_precision(config.mixed_precision)
     state = AcceleratorState._shared_state
-    if state and state.get("_mixed_precision") != config.mixed_precision and distributed.num_processes() == 1:
+    if state and state.get("_mixed_precision") != precision and distributed.num_processes() == 1:
         AcceleratorState._reset_state()
     try:
         return Accelerator(
             cpu=distributed.use_cpu(),  # without GPUs, a launched run forms its process group on gloo
-            mixed_precision=config.mixed_precision,
+            mixed_precision=precision,
             dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
                                                       data_seed=config.seed),
         )

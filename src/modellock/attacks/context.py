@@ -39,7 +39,7 @@ from ..evaluation.matrix import split_logits
 from ..keys import PAPER_DEFAULTS, Key
 from ..model_folder import LockedModel
 from ..tasks import TaskType, task_for
-from ..train import TrainConfig, fit, predict_logits
+from ..train import TrainConfig, fit, predict_logits, resolve_precision
 from ..utils.atomic import write_bytes_atomic
 
 _SETTINGS = ("editor", "model", "revision", "seed", "steps", "image_guidance", "guidance", "resolution", "alpha")
@@ -157,6 +157,7 @@ class AttackContext:
     budget: Budget | str = "full"  # how hard the thief tries (see BUDGETS)
     samples: int | None = None  # training samples per attacker model (default: the budget's)
     train_batch_size: int = 64
+    mixed_precision: str = "no"  # the thief's training precision (TrainConfig.mixed_precision; auto: bf16 where native)
     lr: float | None = None  # base learning rate of the grid (default: the one the model was locked with)
     batch_size: int = 256
     seed: int = 0
@@ -321,7 +322,7 @@ class AttackContext:
         length = max(samples or self.samples, len(pairs))
         config = TrainConfig(epochs=1, batch_size=min(self.train_batch_size, len(pairs)), lr=lr or self.lr,
                              optimizer=optimizer, warmup_epochs=0.05, num_workers=0, seed=self.seed,
-                             weight_decay=0.05 if optimizer == "adamw" else 5e-4)
+                             weight_decay=0.05 if optimizer == "adamw" else 5e-4, mixed_precision=self.mixed_precision)
         ignore = self.model.ignore_index
         base = loss_fn or (lambda out, t: self.task.train_loss(out, t, ignore))
         loss = base if outputs is None else (lambda out, t: base(out[:, :outputs], t))
@@ -337,6 +338,7 @@ class AttackContext:
             "train": _digest([s.id for s in self.train_data.samples]),
             "test": _digest([s.id for s in self.test.samples]),
             "seed": self.seed, "samples": self.samples, "lr": self.lr, "batch": self.train_batch_size,
+            **({"precision": resolve_precision(self.mixed_precision)} if self.mixed_precision != "no" else {}),
         }
         path = self.work_dir / f"{kind}-{_digest(ident)}.json"
         if path.is_file():

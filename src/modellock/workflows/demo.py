@@ -29,10 +29,14 @@ from ..utils.results_json import write_json
 # The demo's key is public (it is in this file): a prompt outside the attacks' catalogue, so the guessing
 # attack meets it as it would meet a real key's composed prompt.
 DEMO_PROMPT = "as a woodcut print, with hints of amber lantern quiet orchard"
-DEMO_TRAIN = dict(epochs=20, batch_size=128, lr=3e-3, warmup_epochs=0.5, num_workers=0)
+# bf16 autocast where the CPU (or GPU) computes it natively: the demo's training 2.4x faster on such a CPU, the
+# same figures within their noise (docs/benchmarks.md, "make demo time"); float32 elsewhere
+DEMO_TRAIN = dict(epochs=20, batch_size=128, lr=3e-3, warmup_epochs=0.5, num_workers=0, mixed_precision="auto")
 DEMO_LOCK_EPOCHS = 8  # the lock fine-tunes the original model for this many epochs
-# the thief of the demo's attack summary: the quick budget, 5 % of the training data, 40 guessed prompts
-DEMO_ATTACK = dict(budget="quick", samples=3000, fractions=(0.05,), limit_prompts=40, screen=300, top_k=2, random_keys=1)
+# the thief of the demo's attack summary: the quick budget, 5 % of the training data, 40 guessed prompts, trained
+# at the demo's precision
+DEMO_ATTACK = dict(budget="quick", samples=3000, fractions=(0.05,), limit_prompts=40, screen=300, top_k=2, random_keys=1,
+                   mixed_precision="auto")
 
 
 def run_demo(out: str | Path = "demo-output", n_train: int = 3000, n_test: int = 1000, epochs: int | None = None,
