@@ -69,7 +69,8 @@ def run_seed(args, seed: int) -> dict:
         data = make_shapes_segmentation_dataset(Path(args.out) / "shapes", args.n_train, args.n_test, size=32)
     source = open_source(data)
     image_size = args.image_size or 32
-    settings = {**SEGMENTATION_DEMO_TRAIN, "seed": seed, "batch_size": args.batch_size}
+    settings = {**SEGMENTATION_DEMO_TRAIN, "seed": seed, "batch_size": args.batch_size,
+                **({"mixed_precision": args.mixed_precision} if args.mixed_precision else {})}
     train = TrainConfig(**{**settings, "epochs": args.epochs})
     lock_train = TrainConfig(**{**settings, "epochs": args.lock_epochs, **json.loads(args.lock_train)})
     recipe = LockRecipe(seed=seed, **json.loads(args.recipe))
@@ -127,6 +128,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lock-epochs", type=int, default=60, help="the segmentation demo's (SEGMENTATION_DEMO_LOCK_EPOCHS)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--mixed-precision", help="no, bf16 or auto (default: the segmentation demo's, auto; the runs "
+                   "in docs/benchmarks.md before 2026-12-03 were float32: no)")
     p.add_argument("--lock-train", default="{}", help="TrainConfig fields of the lock as JSON, e.g. '{\"lr\": 1e-3}'")
     p.add_argument("--recipe", default="{}", help="LockRecipe fields as JSON, e.g. '{\"handling\": false}'")
     p.add_argument("--handling", default="{}", help="RandomHandling settings for the lock as JSON, e.g. "
