@@ -341,7 +341,7 @@ def test_attack_command(locked, tmp_path):
     data = source.root
     out = cli("attack", "--model", root / "locked", "--key", root / "key.toml", "--data", data,
               "--attack", "ignore-locked-class,fine-tune", "--fractions", "0.1", "--budget", "quick", "--samples", "300",
-              "--screen", "60",
+              "--screen", "60", "--mixed-precision", "auto",
               "--baseline", root / "locked", "--json", tmp_path / "r.json", "--report", tmp_path / "rep",
               "--work-dir", tmp_path / "work")
     assert out.returncode == 0, out.stderr
@@ -371,6 +371,10 @@ def test_attack_command(locked, tmp_path):
         f"error: unknown attack 'nope' (known: {', '.join(available_attacks())}, or all)"]
     bad = cli("attack", "--model", root / "locked", "--key", root / "key.toml", "--data", data, "--fractions", "2")
     assert bad.returncode == 2 and "--fractions" in bad.stderr
+    bad = cli("attack", "--model", root / "locked", "--key", root / "key.toml", "--data", data, "--mixed-precision",
+              "fast")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: --mixed-precision: input should be 'no', 'bf16', 'fp16' or 'auto', not 'fast'"]
 
 
 # ------------------------------------------------------------------------------------ stronger thief (issue 11)

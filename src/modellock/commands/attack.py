@@ -65,6 +65,8 @@ def attack(
                                     rich_help_panel=ATTACKS),
     seed: int = typer.Option(0, help="Seed of the attackers' data shares, training and guesses.",
                              rich_help_panel=ATTACKS),
+    mixed_precision: str = typer.Option("no", help="The thief's training precision: no, bf16 or auto (bf16 "
+                                        "where the GPU or CPU computes it natively).", rich_help_panel=ATTACKS),
     test_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N test images.",
                                              rich_help_panel=DATA),
     train_limit: Optional[int] = typer.Option(None, help="Use a class-balanced subset of N training images "
@@ -81,11 +83,14 @@ def attack(
     from ..data.checks import check_data
     from ..model_folder import LockedModel
     from ..tasks import task_for
+    from ..train import TrainConfig
+    from ..utils.fields import field_types, validate_value
 
     names = None if attack_names.strip() == "all" else [n.strip() for n in attack_names.split(",") if n.strip()]
     for n in names or []:
         attack_spec(n)  # unknown names fail before any work
     budget_named(budget)
+    validate_value(field_types(TrainConfig)["mixed_precision"], mixed_precision, "--mixed-precision", "")
     k = load_key(key)
     m = LockedModel.from_pretrained(model, device=device)
     if not m.is_locked:
@@ -102,7 +107,8 @@ def attack(
     run = run_suite(m, k, source, names, base, attacker_settings, log=typer.echo,
                     grid_images=6 if report else 0, fractions=_fractions(fractions), limit_prompts=limit_prompts,
                     screen=screen, top_k=top_k, budget=budget, samples=samples, lr=lr, seed=seed, random_keys=random_keys,
-                    diffusion_models=tuple(diffusion_model or ()), device=device, work_dir=work)
+                    diffusion_models=tuple(diffusion_model or ()), device=device, work_dir=work,
+                    mixed_precision=mixed_precision)
     typer.echo(format_table(run.result))
     if json_out:
         write_json(json_out, run.result)

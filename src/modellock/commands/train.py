@@ -75,7 +75,8 @@ _opt = dict(
     num_workers=typer.Option(None, help="Data-loader worker processes (default "
                              "2; 0: load in the training process).",
                              rich_help_panel=TRAINING),
-    mixed_precision=typer.Option(None, help="no (default), bf16, fp16 (GPU) or auto (bf16 where the GPU or CPU computes it natively).", rich_help_panel=TRAINING),
+    mixed_precision=typer.Option(None, help="no (default), bf16, fp16 (GPU) or auto (bf16 where the GPU or CPU "
+                                 "computes it natively).", rich_help_panel=TRAINING),
     train_limit=typer.Option(None, help="Use a class-balanced subset of N training images (N at least the number "
                              "of classes).", rich_help_panel=DATA),
     split=typer.Option(None, "--split", help="Split to train on (default: train, or the data's only split, "
