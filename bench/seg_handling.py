@@ -126,7 +126,7 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=300)
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--lock-epochs", type=int, default=60, help="the segmentation demo's (SEGMENTATION_DEMO_LOCK_EPOCHS)")
+    p.add_argument("--lock-epochs", type=int, default=80, help="the segmentation demo's (SEGMENTATION_DEMO_LOCK_EPOCHS)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--mixed-precision", help="no, bf16 or auto (default: the segmentation demo's, auto; the runs "
                    "in docs/benchmarks.md before 2026-12-03 were float32: no)")
