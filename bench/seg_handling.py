@@ -65,10 +65,10 @@ def run_seed(args, seed: int) -> dict:
 
         handling.RandomHandling = Trial
     data = args.data
-    if data == "shapes":
-        data = make_shapes_segmentation_dataset(Path(args.out) / "shapes", args.n_train, args.n_test, size=32)
-    source = open_source(data)
     image_size = args.image_size or 32
+    if data == "shapes":  # drawn at the model's input size
+        data = make_shapes_segmentation_dataset(Path(args.out) / "shapes", args.n_train, args.n_test, size=image_size)
+    source = open_source(data)
     settings = {**SEGMENTATION_DEMO_TRAIN, "seed": seed, "batch_size": args.batch_size,
                 **({"mixed_precision": args.mixed_precision} if args.mixed_precision else {})}
     train = TrainConfig(**{**settings, "epochs": args.epochs})
@@ -124,7 +124,8 @@ def main() -> None:
     p.add_argument("--test-split", default="test")
     p.add_argument("--n-train", type=int, default=1500)
     p.add_argument("--n-test", type=int, default=300)
-    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=None,
+                   help="the model's input side (default 32; the built-in shapes are drawn at it)")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lock-epochs", type=int, default=80, help="the segmentation demo's (SEGMENTATION_DEMO_LOCK_EPOCHS)")
     p.add_argument("--batch-size", type=int, default=32)

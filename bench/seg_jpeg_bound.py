@@ -1,4 +1,5 @@
-"""How far JPEG q75 can go at 32 px without a lock: the segmentation demo's original model trained on JPEG.
+"""How far JPEG q75 can go at 32 px (or ``--image-size``) without a lock: the segmentation demo's original model
+trained on JPEG.
 
 The demo's data (shapes, 1,500 / 300 images, 32x32) and original-model recipe (``small-segnet``,
 SEGMENTATION_DEMO_TRAIN), trained three ways, no key anywhere: ``clean`` (the demo's original), ``mixed``
@@ -10,6 +11,7 @@ OUT, then a markdown table; reruns reuse finished runs (another ``--epochs``: an
 
     python bench/seg_jpeg_bound.py --seeds 0,1 --out bench-output/seg-jpeg-bound
     python bench/seg_jpeg_bound.py --seeds 0,1 --epochs 30 --out bench-output/seg-jpeg-bound-e30
+    python bench/seg_jpeg_bound.py --seeds 0 --image-size 64 --variants clean,mixed --out bench-output/seg-jpeg-bound-64
 """
 
 from __future__ import annotations
@@ -67,19 +69,19 @@ def run(args, seed: int, variant: str) -> dict:
         return json.loads((out / "result.json").read_text())
     torch.set_num_threads(1)
     handling.HANDLING["jpeg q90"] = lambda a: handling.jpeg(a, 90)  # scored like q75 (the whole mask)
-    data = make_shapes_segmentation_dataset(Path(args.out) / "shapes", args.n_train, args.n_test, size=32)
+    data = make_shapes_segmentation_dataset(Path(args.out) / "shapes", args.n_train, args.n_test, size=args.image_size)
     if variant != "clean":
         data = jpeg_copy(data, Path(args.out) / f"shapes-{variant}-seed{seed}", variant, seed)
     source = open_source(str(data))
     train = TrainConfig(**{**SEGMENTATION_DEMO_TRAIN, "seed": seed, "epochs": args.epochs,
                            "batch_size": args.batch_size})
     t = time.time()
-    model = train_baseline(source, "small-segnet", out / "model", train, 32, overwrite=True)
+    model = train_baseline(source, "small-segnet", out / "model", train, args.image_size, overwrite=True)
     train_s = round(time.time() - t)
     test = source.split("test")
     clean = task_type("segmentation").evaluate_split(model, test, [lambda s=s: test.load(s) for s in test.samples],
                                                      64, False)["score"]
-    result = {"seed": seed, "variant": variant, "n_train": len(source.split("train").samples), "clean": clean,
+    result = {"seed": seed, "variant": variant, "image_size": args.image_size, "n_train": len(source.split("train").samples), "clean": clean,
               "handled": original_under_handling(model, test, 64), "train_s": train_s, "train": train.to_dict()}
     (out / "result.json").write_text(json.dumps(result, indent=1))
     return result
@@ -104,6 +106,7 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=300)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=32, help="the shapes' side in pixels (the demo's: 32)")
     p.add_argument("--out", default="bench-output/seg-jpeg-bound")
     args = p.parse_args()
     results = [run(args, int(s), v) for s in args.seeds.split(",") for v in args.variants.split(",")]
