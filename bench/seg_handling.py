@@ -56,6 +56,7 @@ def run_seed(args, seed: int) -> dict:
     torch.set_num_threads(1)
     if args.handling != "{}":  # the lock's RandomHandling with other settings (a recipe trial)
         from modellock.data import handling
+        from modellock.lock import run as lock_run
 
         trial = json.loads(args.handling)
 
@@ -63,7 +64,8 @@ def run_seed(args, seed: int) -> dict:
             def __init__(self, **kw):
                 super().__init__(**{**kw, **trial})
 
-        handling.RandomHandling = Trial
+        # the lock builds its RandomHandling in modellock.lock.run (imported there by name)
+        handling.RandomHandling = lock_run.RandomHandling = Trial
     data = args.data
     image_size = args.image_size or 32
     if data == "shapes":  # drawn at the model's input size
