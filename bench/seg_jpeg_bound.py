@@ -81,7 +81,8 @@ def run(args, seed: int, variant: str) -> dict:
     test = source.split("test")
     clean = task_type("segmentation").evaluate_split(model, test, [lambda s=s: test.load(s) for s in test.samples],
                                                      64, False)["score"]
-    result = {"seed": seed, "variant": variant, "image_size": args.image_size, "n_train": len(source.split("train").samples), "clean": clean,
+    result = {"seed": seed, "variant": variant, "image_size": args.image_size,
+              "n_train": len(source.split("train").samples), "clean": clean,
               "handled": original_under_handling(model, test, 64), "train_s": train_s, "train": train.to_dict()}
     (out / "result.json").write_text(json.dumps(result, indent=1))
     return result
