@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 
+RECIPE_SHARES = {"probability": "handling_share", "jpeg_probability": "handling_jpeg"}
+
+
 def original_under_handling(baseline, data, batch_size: int) -> dict:
     """The original model's mIoU on each handled clean test image (scored as ``evaluate`` scores the unlocked)."""
     from modellock.data import handling
@@ -54,18 +57,6 @@ def run_seed(args, seed: int) -> dict:
     if (out / "result.json").exists():
         return json.loads((out / "result.json").read_text())
     torch.set_num_threads(1)
-    if args.handling != "{}":  # the lock's RandomHandling with other settings (a recipe trial)
-        from modellock.data import handling
-        from modellock.lock import run as lock_run
-
-        trial = json.loads(args.handling)
-
-        class Trial(handling.RandomHandling):
-            def __init__(self, **kw):
-                super().__init__(**{**kw, **trial})
-
-        # the lock builds its RandomHandling in modellock.lock.run (imported there by name)
-        handling.RandomHandling = lock_run.RandomHandling = Trial
     data = args.data
     image_size = args.image_size or 32
     if data == "shapes":  # drawn at the model's input size
@@ -75,7 +66,9 @@ def run_seed(args, seed: int) -> dict:
                 **({"mixed_precision": args.mixed_precision} if args.mixed_precision else {})}
     train = TrainConfig(**{**settings, "epochs": args.epochs})
     lock_train = TrainConfig(**{**settings, "epochs": args.lock_epochs, **json.loads(args.lock_train)})
-    recipe = LockRecipe(seed=seed, **json.loads(args.recipe))
+    # --handling names RandomHandling's settings; the recipe carries them as handling_share / handling_jpeg
+    shares = {RECIPE_SHARES[k]: v for k, v in json.loads(args.handling).items()}
+    recipe = LockRecipe(seed=seed, **{**shares, **json.loads(args.recipe)})
     key = Key.create("keyed-filter", DEMO_PROMPT)
     times = {}
     t = time.time()
@@ -135,12 +128,15 @@ def main() -> None:
                    "in docs/benchmarks.md before 2026-12-03 were float32: no)")
     p.add_argument("--lock-train", default="{}", help="TrainConfig fields of the lock as JSON, e.g. '{\"lr\": 1e-3}'")
     p.add_argument("--recipe", default="{}", help="LockRecipe fields as JSON, e.g. '{\"handling\": false}'")
-    p.add_argument("--handling", default="{}", help="RandomHandling settings for the lock as JSON, e.g. "
-                   "'{\"probability\": 0.3}'")
+    p.add_argument("--handling", default="{}", help="the lock's handling shares as JSON: probability (the recipe's "
+                   "handling_share), jpeg_probability (handling_jpeg), e.g. '{\"jpeg_probability\": 1.0}'")
     p.add_argument("--original-from", help="an earlier OUT whose seedN/original models to reuse")
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", default="bench-output/seg-handling")
     args = p.parse_args()
+    unknown = sorted(set(json.loads(args.handling)) - set(RECIPE_SHARES))
+    if unknown:
+        p.error(f"--handling: unknown setting {unknown[0]!r} (known: {', '.join(RECIPE_SHARES)})")
     results = [run_seed(args, int(s)) for s in args.seeds.split(",")]
     print(table(results))
 

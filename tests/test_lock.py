@@ -253,3 +253,30 @@ def test_evaluate_edits_with_a_cheap_editor_in_memory_and_scores_as_through_the_
     chunked = [load() for load in handled_loaders(opened, test, key, chunk=7)]
     alone = [editor.edit([test.load(s)])[0] for s in test.samples]
     assert len(chunked) == len(test.samples) and all(np.array_equal(a, b) for a, b in zip(chunked, alone))
+
+
+@pytest.mark.parametrize("share, jpeg_share", [(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)])
+def test_recipe_sets_the_lock_handling_shares(tmp_path, monkeypatch, share, jpeg_share):
+    """``handling_share`` / ``handling_jpeg`` reach the handling the lock trains with: every image re-encoded as
+    JPEG when both are 1, none when either is 0; the shares are written into config.json."""
+    from modellock.data import handling
+
+    calls = []
+    real = handling.jpeg
+    monkeypatch.setattr(handling, "jpeg", lambda image, quality: calls.append(quality) or real(image, quality))
+    source = open_source(make_shapes_dataset(tmp_path / "shapes", 40, 10, size=16))
+    key = Key.create("keyed-filter", "with oil pastel")
+    recipe = LockRecipe(handling_share=share, handling_jpeg=jpeg_share, paired=False)
+    tc = TrainConfig(epochs=1, batch_size=20, lr=3e-3, warmup_epochs=0.0, num_workers=0)
+    lock_model(key, source, "tiny-cnn", tmp_path / "locked", recipe, tc, image_size=16, progress=False)
+    assert len(calls) == (40 if share and jpeg_share else 0)  # one epoch: each training image handled once
+    assert all(60 <= q <= 95 for q in calls)
+    saved = json.loads((tmp_path / "locked" / "config.json").read_text())["lock"]["recipe"]
+    assert (saved["handling_share"], saved["handling_jpeg"]) == (share, jpeg_share)
+
+
+def test_recipe_handling_shares_are_checked():
+    with pytest.raises(ModelLockError, match="handling_jpeg"):
+        LockRecipe(handling_jpeg=1.5)
+    with pytest.raises(ModelLockError, match="handling_share"):
+        LockRecipe(handling_share=-0.1)

@@ -64,6 +64,9 @@ class LockRecipe:
     # i.e. the CPU editors); handling: online, random crops, resizes and JPEG before the key edit
     online: Optional[bool] = None
     handling: bool = True
+    # the handling's shares (RandomHandling): of the images, handled (cropped and resized); of those, JPEG too
+    handling_share: Fraction = 0.5
+    handling_jpeg: Fraction = 0.5
     # online: share of key-edited images whose edit is blended with another image (see EditingCollate)
     distractor: Fraction = 0.0
     # seal: store the weights sealed with the key (modellock.keys.seal: authenticated encryption, model.sealed): a copied

@@ -110,7 +110,8 @@ class LockJob:
                                     self.decoys)
         collate, hooks = None, None
         if editors is not None:
-            handling = RandomHandling() if recipe.handling else None  # segmentation: masks follow (lockset)
+            handling = (RandomHandling(jpeg_probability=recipe.handling_jpeg, probability=recipe.handling_share)
+                        if recipe.handling else None)  # segmentation: masks follow (lockset)
             dataset = OnlineLockDataset(dataset, handling)
             raw = get_editor(editors[0].key.replace(alpha=1.0)) if recipe.distractor > 0 else None
             collate = EditingCollate(dataset, editors, recipe.distractor, raw)
