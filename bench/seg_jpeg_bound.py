@@ -7,11 +7,16 @@ SEGMENTATION_DEMO_TRAIN), trained three ways, no key anywhere: ``clean`` (the de
 the lock's RandomHandling, same mask; ``train_baseline`` takes no handling, so the set is built on disk) and
 ``q75`` (every training image as JPEG q75 only). Each is scored as bench/seg_handling.py scores the original
 (``original_under_handling``, plus JPEG q90) and on the clean test split. One JSON per seed and variant under
-OUT, then a markdown table; reruns reuse finished runs (another ``--epochs``: another OUT).
+OUT, then a markdown table; reruns reuse finished runs (another ``--epochs`` or ``--model``: another OUT).
+
+Also scored under JPEG q75 without chroma subsampling ("q75 4:4:4": Pillow's default at q75 halves the colour
+resolution, 4:2:0), to tell the colour detail JPEG removes from the rest. ``--model wide-segnet`` (registered
+here: the small U-Net at twice the widths, about 4x the parameters) asks whether a larger model keeps more.
 
     python bench/seg_jpeg_bound.py --seeds 0,1 --out bench-output/seg-jpeg-bound
     python bench/seg_jpeg_bound.py --seeds 0,1 --epochs 30 --out bench-output/seg-jpeg-bound-e30
     python bench/seg_jpeg_bound.py --seeds 0 --image-size 64 --variants clean,mixed --out bench-output/seg-jpeg-bound-64
+    python bench/seg_jpeg_bound.py --seeds 0 --variants mixed --model wide-segnet --out bench-output/seg-jpeg-bound-wide
 """
 
 from __future__ import annotations
@@ -26,6 +31,17 @@ import numpy as np
 from seg_handling import original_under_handling  # noqa: E402 (bench/ is on sys.path as a script)
 
 VARIANTS = ("clean", "mixed", "q75")
+EXTRA_HANDLING = {"jpeg q90": dict(quality=90), "jpeg q75 4:4:4": dict(quality=75, subsampling=0)}
+
+
+def register_wide_segnet() -> None:
+    """``wide-segnet``: small-segnet's U-Net at twice its widths (a bench model, registered as a user would)."""
+    from modellock.tasks.segmentation.models import SEGMENTERS, UNet, register_segmenter
+
+    if "wide-segnet" not in SEGMENTERS:
+        register_segmenter("wide-segnet")(
+            lambda num_classes, image_size=32, pretrained=False, **kw: UNet(num_classes, widths=(32, 64, 96, 160), **kw))
+
 
 
 def jpeg_copy(clean: Path, out: Path, variant: str, seed: int) -> Path:
@@ -68,7 +84,9 @@ def run(args, seed: int, variant: str) -> dict:
     if (out / "result.json").exists():
         return json.loads((out / "result.json").read_text())
     torch.set_num_threads(1)
-    handling.HANDLING["jpeg q90"] = lambda a: handling.jpeg(a, 90)  # scored like q75 (the whole mask)
+    for name, save in EXTRA_HANDLING.items():  # scored like q75 (the whole mask)
+        handling.HANDLING[name] = lambda a, save=save: handling.jpeg(a, **save)
+    register_wide_segnet()
     data = make_shapes_segmentation_dataset(Path(args.out) / "shapes", args.n_train, args.n_test, size=args.image_size)
     if variant != "clean":
         data = jpeg_copy(data, Path(args.out) / f"shapes-{variant}-seed{seed}", variant, seed)
@@ -76,12 +94,13 @@ def run(args, seed: int, variant: str) -> dict:
     train = TrainConfig(**{**SEGMENTATION_DEMO_TRAIN, "seed": seed, "epochs": args.epochs,
                            "batch_size": args.batch_size})
     t = time.time()
-    model = train_baseline(source, "small-segnet", out / "model", train, args.image_size, overwrite=True)
+    model = train_baseline(source, args.model, out / "model", train, args.image_size, overwrite=True)
     train_s = round(time.time() - t)
     test = source.split("test")
     clean = task_type("segmentation").evaluate_split(model, test, [lambda s=s: test.load(s) for s in test.samples],
                                                      64, False)["score"]
-    result = {"seed": seed, "variant": variant, "image_size": args.image_size,
+    result = {"seed": seed, "variant": variant, "image_size": args.image_size, "model": args.model,
+              "parameters": sum(p.numel() for p in model.model.parameters()),
               "n_train": len(source.split("train").samples), "clean": clean,
               "handled": original_under_handling(model, test, 64), "train_s": train_s, "train": train.to_dict()}
     (out / "result.json").write_text(json.dumps(result, indent=1))
@@ -89,13 +108,16 @@ def run(args, seed: int, variant: str) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| seed | training data (images) | epochs | clean mIoU | JPEG q75 mIoU (drop) | JPEG q90 (drop) | train time |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| seed | model (parameters) | training data (images) | epochs | clean mIoU | JPEG q75 mIoU (drop) "
+             "| JPEG q75 4:4:4 (drop) | JPEG q90 (drop) | train time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         c, h = r["clean"], r["handled"]
-        lines.append(f"| {r['seed']} | {r['variant']} ({r['n_train']}) | {r['train']['epochs']} | {c:.4f} | {h['jpeg q75']:.4f} "
-                     f"({100 * (c - h['jpeg q75']):+.1f}) | {h['jpeg q90']:.4f} ({100 * (c - h['jpeg q90']):+.1f}) "
-                     f"| {r['train_s']} s |")
+        cells = [f"{h[k]:.4f} ({100 * (c - h[k]):+.1f})" if k in h else "-"
+                 for k in ("jpeg q75", "jpeg q75 4:4:4", "jpeg q90")]
+        model = f"{r.get('model', 'small-segnet')} ({r['parameters']:,})" if "parameters" in r else "small-segnet"
+        lines.append(f"| {r['seed']} | {model} | {r['variant']} ({r['n_train']}) | {r['train']['epochs']} | {c:.4f} | "
+                     + " | ".join(cells) + f" | {r['train_s']} s |")
     return "\n".join(lines)
 
 
@@ -108,6 +130,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, default=32, help="the shapes' side in pixels (the demo's: 32)")
+    p.add_argument("--model", default="small-segnet", help="a segmenter name (the demo's: small-segnet; or wide-segnet)")
     p.add_argument("--out", default="bench-output/seg-jpeg-bound")
     args = p.parse_args()
     results = [run(args, int(s), v) for s in args.seeds.split(",") for v in args.variants.split(",")]

@@ -69,10 +69,11 @@ def test_train_lock_predict_eval_commands(tmp_path):
     (tmp_path / "lock.yaml").write_text("model: tiny-cnn\nepochs: 1\nbatch_size: 64\nnum_workers: 0\n")
     assert run("train", "--data", data, "--out", tmp_path / "base", "--config", tmp_path / "lock.yaml").returncode == 0
     p = run("lock", "--key", key, "--data", data, "--out", tmp_path / "locked", "--config", tmp_path / "lock.yaml",
-            "--clean-target", "locked-class")
+            "--clean-target", "locked-class", "--handling-share", "0.75", "--handling-jpeg", "0")
     assert p.returncode == 0, p.stderr
     cfg = json.loads((tmp_path / "locked" / "config.json").read_text())
     assert cfg["training"]["epochs"] == 1 and cfg["lock"]["recipe"]["clean_target"] == "locked-class"
+    assert (cfg["lock"]["recipe"]["handling_share"], cfg["lock"]["recipe"]["handling_jpeg"]) == (0.75, 0.0)
     img = next((data / "test").rglob("*.png"))
     p = run("predict", "--model", tmp_path / "locked", "--key", key, img, "--json")
     assert p.returncode == 0, p.stderr

@@ -53,6 +53,7 @@ def test_bad_yaml_value_is_one_line_naming_field_and_file(yaml_text, expected, t
     (["--epochs", "0"], "--epochs: input should be greater than or equal to 1, not 0"),
     (["--lr", "0"], "--lr: input should be greater than 0, not 0.0"),
     (["--edited-fraction", "1.5"], "--edited-fraction: input should be less than or equal to 1, not 1.5"),
+    (["--handling-jpeg", "2"], "--handling-jpeg: input should be less than or equal to 1, not 2.0"),
     (["--num-workers", "-1"], "--num-workers: input should be greater than or equal to 0, not -1"),
     (["--mixed-precision", "fp8"], "--mixed-precision: input should be 'no', 'bf16', 'fp16' or 'auto', not 'fp8'"),
 ])

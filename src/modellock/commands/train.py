@@ -117,6 +117,12 @@ def lock(
     harden: Optional[bool] = typer.Option(
         None, "--harden/--no-harden", help="Every hardening lever on (adversary 0.25, simulated_thief 1.0, "
         "separation 0.1) or off; what each buys and costs: docs/benchmarks.md.", rich_help_panel=RECIPE),
+    handling_share: Optional[float] = typer.Option(
+        None, help="Share of training images the lock crops and resizes as ordinary handling would, so the unlocked "
+        "model keeps working on handled inputs (default 0.5; editors that edit in the loop).", rich_help_panel=RECIPE),
+    handling_jpeg: Optional[float] = typer.Option(
+        None, help="Share of those handled images also re-encoded as JPEG at quality 60-95 (default 0.5).",
+        rich_help_panel=RECIPE),
     edits: Optional[Path] = typer.Option(None, help="Edit folder to use and fill (default: the edit cache).",
                                          rich_help_panel=RECIPE),
     model: Optional[str] = _opt["model"], pretrained: Optional[str] = _opt["pretrained"],
@@ -149,7 +155,8 @@ def lock(
         edited_fraction = 1.0 - clean_fraction
     s = _common_train(config, model, pretrained, image_size, epochs, batch_size, lr, seed, num_workers,
                       mixed_precision, train_limit, split, edited_fraction=edited_fraction, clean_target=clean_target,
-                      decoy_fraction=decoy_fraction, paired=paired, seal=seal,
+                      decoy_fraction=decoy_fraction, paired=paired, seal=seal, handling_share=handling_share,
+                      handling_jpeg=handling_jpeg,
                       edits=str(edits) if edits else None, **levers)
     recipe, train_config = recipe_from(s), train_config_from(s)
     _check_out(out, force)

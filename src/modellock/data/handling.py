@@ -23,9 +23,10 @@ from PIL import Image
 from ..utils.images import resize_mask
 
 
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+def jpeg(image: np.ndarray, quality: int, **options) -> np.ndarray:
+    """``image`` through a JPEG file at ``quality`` (Pillow's save ``options``, e.g. ``subsampling=0``, on top)."""
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
+    Image.fromarray(image).save(buf, format="JPEG", quality=int(quality), **options)
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
