@@ -9,6 +9,9 @@ markdown table; reruns reuse finished steps.
     python bench/seg_handling.py --seeds 0,1 --out bench-output/seg-handling
     python bench/seg_handling.py --data /tmp/camvid/camvid --image-size 64 --epochs 40 --lock-epochs 20 \
         --seeds 0,1 --out bench-output/seg-handling-camvid
+
+``--models-from OLD_OUT --jpeg-444`` scores an earlier run's original and locked models again, without training,
+with JPEG q75 without chroma subsampling (4:4:4) among the handlings.
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ def run_seed(args, seed: int) -> dict:
     if (out / "result.json").exists():
         return json.loads((out / "result.json").read_text())
     torch.set_num_threads(1)
+    if args.jpeg_444:
+        from modellock.data import handling
+
+        handling.HANDLING["jpeg q75 4:4:4"] = lambda a: handling.jpeg(a, 75, subsampling=0)
     data = args.data
     image_size = args.image_size or 32
     if data == "shapes":  # drawn at the model's input size
@@ -72,17 +79,23 @@ def run_seed(args, seed: int) -> dict:
     key = Key.create("keyed-filter", DEMO_PROMPT)
     times = {}
     t = time.time()
-    if args.original_from:  # the same seed's original model from an earlier run (a recipe trial)
+    earlier = args.models_from or args.original_from  # the same seed's models from an earlier run
+    if earlier:
         from modellock.model_folder import LockedModel
 
-        baseline = LockedModel.from_pretrained(Path(args.original_from) / f"seed{seed}" / "original")
+        baseline = LockedModel.from_pretrained(Path(earlier) / f"seed{seed}" / "original")
     else:
         baseline = train_baseline(source, "small-segnet", out / "original", train, image_size, overwrite=True)
     times["original_s"] = round(time.time() - t)
     t = time.time()
-    locked = lock_model(key, source, "small-segnet", out / "locked", recipe, lock_train, image_size,
-                        baseline.path / "model.safetensors", edits_dir=out / "edits", overwrite=True, progress=False)
-    times["lock_s"] = round(time.time() - t)
+    if args.models_from:  # its lock time is the earlier run's
+        locked = LockedModel.from_pretrained(Path(earlier) / f"seed{seed}" / "locked", key=key)
+        times["lock_s"] = json.loads((Path(earlier) / f"seed{seed}" / "result.json").read_text())["times"]["lock_s"]
+    else:
+        locked = lock_model(key, source, "small-segnet", out / "locked", recipe, lock_train, image_size,
+                            baseline.path / "model.safetensors", edits_dir=out / "edits", overwrite=True,
+                            progress=False)
+        times["lock_s"] = round(time.time() - t)
     t = time.time()
     test = args.test_split
     result = evaluate(locked, key, source, test, baseline, default_wrong_keys(key), batch_size=64, progress=False,
@@ -131,6 +144,9 @@ def main() -> None:
     p.add_argument("--handling", default="{}", help="the lock's handling shares as JSON: probability (the recipe's "
                    "handling_share), jpeg_probability (handling_jpeg), e.g. '{\"jpeg_probability\": 1.0}'")
     p.add_argument("--original-from", help="an earlier OUT whose seedN/original models to reuse")
+    p.add_argument("--models-from", help="an earlier OUT whose seedN/original and seedN/locked models to score again "
+                   "(no training; the same --data, --image-size and test split)")
+    p.add_argument("--jpeg-444", action="store_true", help="also score under JPEG q75 without chroma subsampling")
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", default="bench-output/seg-handling")
     args = p.parse_args()
