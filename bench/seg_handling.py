@@ -79,18 +79,19 @@ def run_seed(args, seed: int) -> dict:
     key = Key.create("keyed-filter", DEMO_PROMPT)
     times = {}
     t = time.time()
-    earlier = args.models_from or args.original_from  # the same seed's models from an earlier run
-    if earlier:
-        from modellock.model_folder import LockedModel
+    from modellock.model_folder import LockedModel
 
+    earlier = args.original_from or args.models_from  # the same seed's original from an earlier run
+    if earlier:
         baseline = LockedModel.from_pretrained(Path(earlier) / f"seed{seed}" / "original")
     else:
         baseline = train_baseline(source, "small-segnet", out / "original", train, image_size, overwrite=True)
     times["original_s"] = round(time.time() - t)
     t = time.time()
     if args.models_from:  # its lock time is the earlier run's
-        locked = LockedModel.from_pretrained(Path(earlier) / f"seed{seed}" / "locked", key=key)
-        times["lock_s"] = json.loads((Path(earlier) / f"seed{seed}" / "result.json").read_text())["times"]["lock_s"]
+        run = Path(args.models_from) / f"seed{seed}"
+        locked = LockedModel.from_pretrained(run / "locked", key=key)
+        times["lock_s"] = json.loads((run / "result.json").read_text())["times"]["lock_s"]
     else:
         locked = lock_model(key, source, "small-segnet", out / "locked", recipe, lock_train, image_size,
                             baseline.path / "model.safetensors", edits_dir=out / "edits", overwrite=True,
@@ -144,8 +145,8 @@ def main() -> None:
     p.add_argument("--handling", default="{}", help="the lock's handling shares as JSON: probability (the recipe's "
                    "handling_share), jpeg_probability (handling_jpeg), e.g. '{\"jpeg_probability\": 1.0}'")
     p.add_argument("--original-from", help="an earlier OUT whose seedN/original models to reuse")
-    p.add_argument("--models-from", help="an earlier OUT whose seedN/original and seedN/locked models to score again "
-                   "(no training; the same --data, --image-size and test split)")
+    p.add_argument("--models-from", help="an earlier OUT whose seedN/locked (and, without --original-from, "
+                   "seedN/original) models to score again (no training; the same --data, --image-size and test split)")
     p.add_argument("--jpeg-444", action="store_true", help="also score under JPEG q75 without chroma subsampling")
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", default="bench-output/seg-handling")
