@@ -408,3 +408,16 @@ def test_torchvision_download_error_is_one_line(monkeypatch):
     with pytest.raises(DataError) as e:
         open_source("torchvision:VOCSegmentation")
     assert "\n" not in str(e.value) and "cannot download or read the train split" in str(e.value)
+
+
+def test_jpeg_passes_save_options():
+    """``jpeg(..., subsampling=0)`` keeps colour at full resolution: one-pixel stripes of two colours survive it and
+    are smeared by the default (4:2:0, colour at half resolution)."""
+    from modellock.data.handling import jpeg
+
+    stripes = np.zeros((32, 32, 3), np.uint8)
+    stripes[:, 0::2] = (200, 60, 60)
+    stripes[:, 1::2] = (60, 110, 150)
+    full = np.abs(jpeg(stripes, 90, subsampling=0).astype(int) - stripes).mean()
+    halved = np.abs(jpeg(stripes, 90).astype(int) - stripes).mean()
+    assert full < 8 and halved > 3 * full
