@@ -24,6 +24,16 @@ from pathlib import Path
 
 
 RECIPE_SHARES = {"probability": "handling_share", "jpeg_probability": "handling_jpeg"}
+# JPEG handlings scored on request besides the evaluation's own (Pillow save options; 4:4:4: colour not subsampled)
+EXTRA_JPEG = {"jpeg q90": dict(quality=90), "jpeg q75 4:4:4": dict(quality=75, subsampling=0)}
+
+
+def add_jpeg_handling(*names: str) -> None:
+    """Score ``names`` (of EXTRA_JPEG) too, as JPEG q75 is scored (the whole mask)."""
+    from modellock.data import handling
+
+    for name in names:
+        handling.HANDLING[name] = lambda a, save=EXTRA_JPEG[name]: handling.jpeg(a, **save)
 
 
 def original_under_handling(baseline, data, batch_size: int) -> dict:
@@ -61,9 +71,7 @@ def run_seed(args, seed: int) -> dict:
         return json.loads((out / "result.json").read_text())
     torch.set_num_threads(1)
     if args.jpeg_444:
-        from modellock.data import handling
-
-        handling.HANDLING["jpeg q75 4:4:4"] = lambda a: handling.jpeg(a, 75, subsampling=0)
+        add_jpeg_handling("jpeg q75 4:4:4")
     data = args.data
     image_size = args.image_size or 32
     if data == "shapes":  # drawn at the model's input size

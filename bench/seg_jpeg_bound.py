@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seg_handling import original_under_handling  # noqa: E402 (bench/ is on sys.path as a script)
+from seg_handling import add_jpeg_handling, original_under_handling  # noqa: E402 (bench/ is on sys.path as a script)
 
 VARIANTS = ("clean", "mixed", "q75")
-EXTRA_HANDLING = {"jpeg q90": dict(quality=90), "jpeg q75 4:4:4": dict(quality=75, subsampling=0)}
 
 
 def register_wide_segnet() -> None:
@@ -39,9 +38,8 @@ def register_wide_segnet() -> None:
     from modellock.tasks.segmentation.models import SEGMENTERS, UNet, register_segmenter
 
     if "wide-segnet" not in SEGMENTERS:
-        register_segmenter("wide-segnet")(
-            lambda num_classes, image_size=32, pretrained=False, **kw: UNet(num_classes, widths=(32, 64, 96, 160), **kw))
-
+        register_segmenter("wide-segnet")(lambda num_classes, image_size=32, pretrained=False, **kw:
+                                          UNet(num_classes, widths=(32, 64, 96, 160), **kw))
 
 
 def jpeg_copy(clean: Path, out: Path, variant: str, seed: int) -> Path:
@@ -73,7 +71,7 @@ def jpeg_copy(clean: Path, out: Path, variant: str, seed: int) -> Path:
 def run(args, seed: int, variant: str) -> dict:
     import torch
 
-    from modellock.data import handling, open_source
+    from modellock.data import open_source
     from modellock.data.synthetic import make_shapes_segmentation_dataset
     from modellock.lock import train_baseline
     from modellock.tasks import task_type
@@ -84,8 +82,7 @@ def run(args, seed: int, variant: str) -> dict:
     if (out / "result.json").exists():
         return json.loads((out / "result.json").read_text())
     torch.set_num_threads(1)
-    for name, save in EXTRA_HANDLING.items():  # scored like q75 (the whole mask)
-        handling.HANDLING[name] = lambda a, save=save: handling.jpeg(a, **save)
+    add_jpeg_handling("jpeg q90", "jpeg q75 4:4:4")
     register_wide_segnet()
     data = make_shapes_segmentation_dataset(Path(args.out) / "shapes", args.n_train, args.n_test, size=args.image_size)
     if variant != "clean":
