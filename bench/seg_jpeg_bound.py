@@ -127,7 +127,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, default=32, help="the shapes' side in pixels (the demo's: 32)")
-    p.add_argument("--model", default="small-segnet", help="a segmenter name (the demo's: small-segnet; or wide-segnet)")
+    p.add_argument("--model", default="small-segnet",
+                   help="a segmenter name (the demo's: small-segnet; or wide-segnet)")
     p.add_argument("--out", default="bench-output/seg-jpeg-bound")
     args = p.parse_args()
     results = [run(args, int(s), v) for s in args.seeds.split(",") for v in args.variants.split(",")]

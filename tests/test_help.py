@@ -65,9 +65,8 @@ def test_training_options_name_the_code_defaults(capsys, monkeypatch):
                 "seed": TrainConfig.seed, "num_workers": TrainConfig.num_workers}
     for name in ("lock", "train"):
         params = {p.name: p for p in commands[name].params}
-        for field, value in {**expected, **({"edited_fraction": LockRecipe.edited_fraction,
-                                            "handling_share": LockRecipe.handling_share,
-                                            "handling_jpeg": LockRecipe.handling_jpeg} if name == "lock" else {})}.items():
+        recipe = {f: getattr(LockRecipe, f) for f in ("edited_fraction", "handling_share", "handling_jpeg")}
+        for field, value in {**expected, **(recipe if name == "lock" else {})}.items():
             found = re.search(r"\(default ([\d.e-]+)", params[field].help)
             assert found and float(found.group(1)) == value, (name, field, params[field].help)
     text = _help(capsys, monkeypatch, "lock")
